@@ -1,0 +1,355 @@
+"""A study as plain data: the YAML schema, its validation, and `--set` overrides.
+
+One YAML file describes a study: the data, the model, both training phases, the feature cache
+and, for sweeps, the hyperparameters to search, the Keras Tuner oracle and the seeds. Every
+key is checked before any work starts; a mistake stops with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from study.errors import ConfigError
+
+Activation = Literal["elu", "relu", "tanh", "sigmoid", "selu", "gelu", "swish", "leaky_relu"]
+Optimizer = Literal["adam", "adamax", "sgd", "rmsprop", "nadam", "adamw"]
+
+# Metrics a sweep can optimise, as logged on each run (see study.training.SPLIT_METRICS).
+OBJECTIVES = {
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "val_error_rate": "min",
+    "val_precision_macro": "max",
+    "val_recall_macro": "max",
+    "val_f1_macro": "max",
+    "val_auc_ovr_macro": "max",
+}
+
+# Config keys that the paper's design varies; each run logs them under these short names too.
+KNOBS = {
+    "activation": "model.activation",
+    "dropout": "model.dropout",
+    "head_width": "model.head_width",
+    "optimizer": "fine_tune.optimizer",
+    "decay_rate": "fine_tune.decay_rate",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Split(Strict):
+    """Fractions of each class held out; the training split gets the rest."""
+
+    val: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> Split:
+        if self.val + self.test >= 1:
+            raise ValueError(
+                f"val + test must sum below 1 so that training data remains "
+                f"(got {self.val} + {self.test} = {self.val + self.test:g})"
+            )
+        return self
+
+
+class Augmentation(Strict):
+    """The paper's augmentation, with Keras ImageDataGenerator's meanings."""
+
+    rotations: list[float] = Field(default_factory=lambda: [0.0, 45.0, 90.0, 180.0], min_length=1)
+    horizontal_flip: bool = True
+    shear: float = Field(0.2, ge=0, le=45, description="shear angle range in degrees")
+    zoom: float = Field(0.2, ge=0, lt=1, description="zoom factor range 1 +/- zoom")
+
+
+class Data(Strict):
+    root: str | None = Field(None, description="image folder; null for the embedded sample")
+    image_size: int = Field(224, ge=32, le=1024)
+    split: Split = Split()
+    skip_bad_files: bool = False
+    augmentation: Augmentation = Augmentation()
+
+
+class Model(Strict):
+    weights: str = Field("imagenet", min_length=1, description="imagenet, none, or a file path")
+    init_seed: int = Field(0, ge=0, description="seeds the random backbone when weights is none")
+    activation: Activation = "elu"
+    dropout: float = Field(0.2, ge=0, lt=1)
+    head_width: int = Field(100, ge=1, le=8192)
+
+
+class EarlyStopping(Strict):
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    patience: int | None = Field(None, ge=1, description="null: never stop early")
+    restore_best: bool = True
+
+
+class Phase(Strict):
+    """A training phase; the defaults are phase 1's (backbone frozen, head trained)."""
+
+    epochs: int = Field(20, ge=0, le=10_000, description="0 switches the phase off")
+    batch_size: int = Field(32, ge=1, le=4096)
+    optimizer: Optimizer = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    decay_rate: float = Field(0.0, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
+    early_stopping: EarlyStopping = EarlyStopping()
+    execution: Literal["graph", "eager"] = Field(
+        "graph",
+        description="graph: TensorFlow traces the step once (about a minute for the whole "
+        "network), then runs fast; eager: no tracing, slower steps; for runs of a few steps",
+    )
+
+
+class FineTunePhase(Phase):
+    """Phase 2: everything trainable, exponential decay, early stopping."""
+
+    epochs: int = Field(0, ge=0, le=10_000, description="0 switches the phase off")
+    optimizer: Optimizer = "adamax"
+    learning_rate: float = Field(1e-4, gt=0, le=10)
+    decay_rate: float = Field(0.05, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
+    early_stopping: EarlyStopping = EarlyStopping(patience=3)
+
+
+class Features(Strict):
+    cache: bool = True
+    views: int = Field(8, ge=1, le=256, description="augmented views per image in the cache")
+    seed: int = Field(0, ge=0)
+
+
+class Tracking(Strict):
+    log_model: bool = False
+
+
+class Choice(Strict):
+    type: Literal["choice"]
+    values: list[str | bool | int | float] = Field(min_length=1)
+
+
+class IntRange(Strict):
+    type: Literal["int"]
+    min: int
+    max: int
+    step: int | None = Field(None, ge=1)
+    sampling: Literal["linear", "log", "reverse_log"] = "linear"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        _check_range(self.min, self.max, self.sampling)
+        return self
+
+
+class FloatRange(Strict):
+    type: Literal["float"]
+    min: float
+    max: float
+    step: float | None = Field(None, gt=0)
+    sampling: Literal["linear", "log", "reverse_log"] = "linear"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        _check_range(self.min, self.max, self.sampling)
+        return self
+
+
+class Fixed(Strict):
+    type: Literal["fixed"]
+    value: str | bool | int | float
+
+
+def _check_range(low: float, high: float, sampling: str) -> None:
+    if low >= high:
+        raise ValueError(f"min ({low}) must be below max ({high}); use type: fixed for one value")
+    if sampling != "linear" and low <= 0:
+        raise ValueError(f"{sampling} sampling needs min > 0 (got {low})")
+
+
+HyperParameter = Annotated[Choice | IntRange | FloatRange | Fixed, Field(discriminator="type")]
+
+
+class Tuner(Strict):
+    oracle: Literal["grid", "random", "bayesian", "hyperband"] = "grid"
+    max_configs: int | None = Field(
+        None, ge=1, description="configurations to try; each runs once per seed (grid: all)"
+    )
+    objective: str = "val_accuracy"
+    seed: int = Field(0, ge=0, description="the oracle's own random seed")
+    num_initial_points: int | None = Field(None, ge=1, description="bayesian only")
+    factor: int = Field(3, ge=2, description="hyperband only")
+    hyperband_iterations: int = Field(1, ge=1, description="hyperband only")
+    trial_timeout_s: float | None = Field(None, gt=0, description="a longer trial fails")
+
+    @model_validator(mode="after")
+    def _known_objective(self) -> Tuner:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective {self.objective!r} is not logged; choose one of {sorted(OBJECTIVES)}"
+            )
+        if self.oracle in ("random", "bayesian") and self.max_configs is None:
+            raise ValueError(f"the {self.oracle} oracle needs max_configs")
+        return self
+
+    @property
+    def direction(self) -> str:
+        return OBJECTIVES[self.objective]
+
+
+class StudyConfig(Strict):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")
+    description: str = ""
+    seed: int = Field(0, ge=0, description="seeds the split, the head's init and augmentation")
+    data: Data = Data()
+    model: Model = Model()
+    frozen: Phase = Phase()
+    fine_tune: FineTunePhase = FineTunePhase()
+    features: Features = Features()
+    tracking: Tracking = Tracking()
+    hyperparameters: dict[str, HyperParameter] = Field(default_factory=dict)
+    tuner: Tuner = Tuner()
+    seeds: list[int] | None = Field(None, min_length=1, description="a sweep repeats each config")
+
+    @model_validator(mode="after")
+    def _phases_and_seeds(self) -> StudyConfig:
+        if self.frozen.epochs == 0 and self.fine_tune.epochs == 0:
+            raise ValueError("frozen.epochs and fine_tune.epochs are both 0: nothing to train")
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must not repeat (got {self.seeds})")
+        if self.tuner.oracle == "hyperband" and len(self.sweep_seeds) > 1:
+            raise ValueError(
+                "hyperband promotes single trials between rounds, so it cannot repeat them over "
+                "seeds; give one seed, or use the random or bayesian oracle"
+            )
+        return self
+
+    @property
+    def sweep_seeds(self) -> list[int]:
+        return self.seeds if self.seeds is not None else [self.seed]
+
+    def flat(self) -> dict[str, Any]:
+        """Every resolved value under its dotted key, the sweep sections left out."""
+        body = self.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
+        return _flatten(body)
+
+    def knob_values(self) -> dict[str, Any]:
+        flat = self.flat()
+        return {short: flat[key] for short, key in KNOBS.items()}
+
+    def with_values(self, values: dict[str, Any]) -> StudyConfig:
+        """This config with dotted keys set to new values, validated again."""
+        return validate(_apply(self.model_dump(), values.items()))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> StudyConfig:
+    """Read a study YAML, apply `key.path=value` overrides, and validate the result."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, not {type(raw).__name__}")
+    return validate(_apply(raw, [_parse_override(text) for text in overrides]), source=path)
+
+
+def validate(raw: dict[str, Any], source: Path | None = None) -> StudyConfig:
+    where = f"{source}: " if source else ""
+    try:
+        config = StudyConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(where + _first_problem(error)) from None
+    _check_search_space(config, where)
+    return config
+
+
+def _check_search_space(config: StudyConfig, where: str) -> None:
+    """Each swept key must exist and each candidate value must be valid for it."""
+    leaves = config.flat()
+    body = config.model_dump()
+    for key, spec in config.hyperparameters.items():
+        if key not in leaves:
+            raise ConfigError(
+                f"{where}hyperparameters.{key}: not a config key; sweepable keys look like "
+                f"model.activation or fine_tune.decay_rate"
+            )
+        candidates = {
+            "choice": lambda s: s.values,
+            "int": lambda s: [s.min, s.max],
+            "float": lambda s: [s.min, s.max],
+            "fixed": lambda s: [s.value],
+        }[spec.type](spec)
+        for value in candidates:
+            try:
+                StudyConfig.model_validate(_apply(body, [(key, value)]))
+            except ValidationError as error:
+                raise ConfigError(
+                    f"{where}hyperparameters.{key}: value {value!r} is invalid: "
+                    + _first_problem(error)
+                ) from None
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, for example data.image_size=128")
+    return key.strip(), yaml.safe_load(value) if value.strip() else ""
+
+
+def _apply(raw: dict[str, Any], assignments) -> dict[str, Any]:
+    result = copy.deepcopy(raw)
+    for key, value in assignments:
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part} holds a value, not a section")
+            node = child
+        node[leaf] = value
+    return result
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    location = ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        message = "unknown key; valid keys here: " + ", ".join(_keys_at(problem["loc"][:-1]))
+    elif "input" in problem and problem["type"] not in ("missing",):
+        message += f" (got {problem['input']!r})"
+    return f"{location}: {message}" if location else message
+
+
+def _keys_at(location: tuple) -> list[str]:
+    model: type[BaseModel] = StudyConfig
+    for part in location:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return part in ("choice", "int", "float", "fixed")

@@ -1,0 +1,168 @@
+"""The frozen backbone's pooled features, computed once and kept on disk.
+
+While the backbone is frozen its output for a given input never changes, so phase 1 can train
+the head on stored features instead of images. The cache holds one clean view of every image
+and `views` augmented views of it (every image, since each seed splits the data differently).
+It is keyed by everything that changes its content, written with write-then-rename so a crash
+never leaves a half file under the final name, and built under a file lock so two workers
+never build the same file at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from study.config import Augmentation
+from study.data import Dataset, augment, to_model_input
+from study.files import atomic_file
+from study.model import Weights, build_backbone
+
+FORMAT_VERSION = 1
+_CHUNK = 64
+
+
+@dataclass
+class FeatureCache:
+    key: str
+    path: Path
+    clean: np.ndarray  # (N, FEATURE_WIDTH) float32, one per dataset image
+    views: np.ndarray  # (N, views, FEATURE_WIDTH) float32, augmented
+    backbone_parameters: int
+
+
+def cache_key(
+    dataset: Dataset,
+    weights: Weights,
+    image_size: int,
+    augmentation: Augmentation,
+    views: int,
+    seed: int,
+) -> str:
+    inputs = {
+        "format": FORMAT_VERSION,
+        "data": dataset.fingerprint,
+        "files": len(dataset),
+        "weights": weights.identity,
+        "image_size": image_size,
+        "augmentation": augmentation.model_dump(),
+        "views": views,
+        "seed": seed,
+        "keras": keras.__version__,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def load_or_build(
+    dataset: Dataset,
+    weights: Weights,
+    image_size: int,
+    augmentation: Augmentation,
+    views: int,
+    seed: int,
+    directory: Path,
+    progress: bool = True,
+) -> FeatureCache:
+    """The cached features for these inputs, building them first if needed."""
+    key = cache_key(dataset, weights, image_size, augmentation, views, seed)
+    path = Path(directory) / f"{key}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_suffix(".lock")):
+        cache = _read(path, key, len(dataset), views)
+        if cache is None:
+            cache = _build(dataset, weights, image_size, augmentation, views, seed, progress)
+            cache.key, cache.path = key, path
+            _write(cache)
+    return cache
+
+
+def _build(
+    dataset: Dataset,
+    weights: Weights,
+    image_size: int,
+    augmentation: Augmentation,
+    views: int,
+    seed: int,
+    progress: bool,
+) -> FeatureCache:
+    backbone = build_backbone(image_size, weights)
+    total = len(dataset) * (views + 1)
+    with tqdm(
+        total=total, desc="feature cache", unit="img", disable=not progress, leave=False
+    ) as bar:
+
+        def pooled(batches: Iterator[np.ndarray]) -> np.ndarray:
+            out = []
+            for batch in batches:
+                out.append(np.asarray(backbone.predict_on_batch(batch), dtype=np.float32))
+                bar.update(len(batch))
+            return np.concatenate(out)
+
+        images = dataset.images
+        chunks = range(0, len(images), _CHUNK)
+        clean = pooled(to_model_input(images[i : i + _CHUNK]) for i in chunks)
+        augmented = []
+        for view in range(views):
+            rng = np.random.default_rng([seed, view])
+            augmented.append(
+                pooled(augment(images[i : i + _CHUNK], augmentation, rng) for i in chunks)
+            )
+    return FeatureCache(
+        key="",
+        path=Path(),
+        clean=clean,
+        views=np.stack(augmented, axis=1),
+        backbone_parameters=int(backbone.count_params()),
+    )
+
+
+def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | None:
+    """The cache at path if it is complete and belongs to key, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            cache = FeatureCache(
+                key=str(stored["key"]),
+                path=path,
+                clean=stored["clean"],
+                views=stored["views"],
+                backbone_parameters=int(stored["backbone_parameters"]),
+            )
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    expected = (n_images, views)
+    if cache.key != key or (len(cache.clean), cache.views.shape[1]) != expected:
+        return None
+    return cache
+
+
+def _write(cache: FeatureCache) -> None:
+    with atomic_file(cache.path) as handle:
+        np.savez(
+            handle,
+            key=np.array(cache.key),
+            clean=cache.clean,
+            views=cache.views,
+            backbone_parameters=np.array(cache.backbone_parameters),
+        )
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,185 @@
+"""One tracked training run: a validated config in, a finished MLflow run out.
+
+`prepare` does everything that can fail on bad input (data, weights, store) before anything is
+written, then builds the feature cache that every run of a study shares. `execute` splits the
+data by the run's seed, trains, and logs the whole story of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import study
+from study import data, features, plots, training
+from study.config import StudyConfig
+from study.model import Weights, build_backbone, build_classifier, resolve_weights
+from study.tracking import Store
+
+
+@dataclass
+class Prepared:
+    """What every run of a study shares."""
+
+    dataset: data.Dataset
+    weights: Weights
+    features: features.FeatureCache | None
+
+
+def prepare(config: StudyConfig, store: Store, state_dir: Path, progress: bool = True) -> Prepared:
+    """Load and check every input, then build or load the feature cache."""
+    dataset = data.load(config.data.root, config.data.image_size, config.data.skip_bad_files)
+    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    store.check()
+    cache = None
+    if config.features.cache and config.frozen.epochs:
+        cache = features.load_or_build(
+            dataset,
+            weights,
+            config.data.image_size,
+            config.data.augmentation,
+            config.features.views,
+            config.features.seed,
+            Path(state_dir) / "features",
+            progress=progress,
+        )
+    return Prepared(dataset, weights, cache)
+
+
+def execute(
+    config: StudyConfig,
+    prepared: Prepared,
+    store: Store,
+    experiment_id: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    verbose: int = 0,
+    time_budget_s: float | None = None,
+) -> tuple[str, training.TrainingResult]:
+    """Train one configuration and log it as one MLflow run; returns (run id, result)."""
+    dataset = prepared.dataset
+    split = data.split(dataset, config.data.split, config.seed)
+    run_tags = {**describe(config, prepared, split), **(tags or {})}
+    with store.run(experiment_id, run_name, run_tags, parent_run_id) as run_id:
+        store.log(run_id, params=run_params(config, dataset, split))
+        result = training.train(
+            config,
+            dataset,
+            split,
+            prepared.weights,
+            prepared.features,
+            verbose=verbose,
+            time_budget_s=time_budget_s,
+        )
+        store.log(run_id, metrics=run_metrics(result))
+        with tempfile.TemporaryDirectory() as folder:
+            write_artifacts(Path(folder), config, prepared, split, result)
+            store.log_artifacts(run_id, Path(folder))
+    return run_id, result
+
+
+def describe(config: StudyConfig, prepared: Prepared, split: dict[str, np.ndarray]) -> dict:
+    """Tags that say where a run's numbers come from."""
+    dataset, weights = prepared.dataset, prepared.weights
+    tags = {
+        "study_version": study.__version__,
+        "data_fingerprint": dataset.fingerprint,
+        "weights": weights.label,
+        "weights_source": weights.source,
+        "weights_id": weights.identity,
+        "split": " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS),
+        "skipped_files": str(len(dataset.skipped)),
+        "feature_cache": prepared.features.key if prepared.features else "off",
+    }
+    if len(split["test"]) == 0:
+        tags["test_split"] = "none: model selection and reporting share the validation split"
+    return tags
+
+
+def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict:
+    params = {**config.flat(), **config.knob_values()}
+    params["data.root"] = str(dataset.root)
+    params["data.images"] = len(dataset)
+    params["data.classes"] = ",".join(dataset.class_names)
+    params.update({f"data.{name}_images": len(split[name]) for name in data.SPLITS})
+    return params
+
+
+def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]:
+    """Per-epoch curves as `<stage>_<metric>` by step, final scores as `<split>_<metric>`, and
+    the scores after each stage as `<stage>_<split>_<metric>`."""
+    rows: list[tuple[str, float, int]] = []
+    for phase in result.phases:
+        for key, values in phase.history.items():
+            rows += [(f"{phase.name}_{key}", value, epoch) for epoch, value in enumerate(values)]
+        rows += [
+            (f"{phase.name}_wall_time_s", phase.wall_time_s, 0),
+            (f"{phase.name}_epochs_run", phase.epochs_run, 0),
+            (f"{phase.name}_best_epoch", phase.best_epoch, 0),
+        ]
+    for stage, scores in result.evaluations.items():
+        for split_name, evaluation in scores.items():
+            for key, value in evaluation.metrics.items():
+                rows.append((f"{stage}_{split_name}_{key}", value, 0))
+                if stage == result.final_stage:
+                    rows.append((f"{split_name}_{key}", value, 0))
+    rows += [(f"parameters_{key}", value, 0) for key, value in result.parameters.items()]
+    return rows
+
+
+def write_artifacts(
+    folder: Path,
+    config: StudyConfig,
+    prepared: Prepared,
+    split: dict[str, np.ndarray],
+    result: training.TrainingResult,
+) -> None:
+    dataset = prepared.dataset
+    (folder / "config.yaml").write_text(config.to_yaml())
+    split_of = {int(i): name for name, indices in split.items() for i in indices}
+    with open(folder / "split.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "class", "split"])
+        for i, path in enumerate(dataset.files):
+            name = dataset.class_names[dataset.labels[i]]
+            writer.writerow([path.relative_to(dataset.root).as_posix(), name, split_of[i]])
+    if dataset.skipped:
+        lines = [f"{path}\t{reason}" for path, reason in dataset.skipped]
+        (folder / "skipped_files.txt").write_text("\n".join(lines) + "\n")
+
+    for phase in result.phases:
+        title = f"{config.name}: {phase.name.replace('_', '-')} phase"
+        figure = plots.learning_curves(phase.history, title, phase.best_epoch)
+        figure.savefig(folder / f"learning_curves_{phase.name}.png", dpi=100)
+
+    with open(folder / "per_class_metrics.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["stage", "split", "class", "precision", "recall", "f1", "support"])
+        for stage, scores in result.evaluations.items():
+            for split_name, evaluation in scores.items():
+                for name, row in evaluation.per_class.items():
+                    writer.writerow([stage, split_name, name, *row.values()])
+
+    final = result.evaluations[result.final_stage]
+    shown = "test" if "test" in final else "val"
+    matrix = final[shown].confusion
+    with open(folder / "confusion_matrix.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *dataset.class_names])
+        for name, row in zip(dataset.class_names, matrix, strict=True):
+            writer.writerow([name, *row])
+    title = f"{config.name}: {shown} split after {result.final_stage.replace('_', '-')}"
+    plots.confusion_matrix(matrix, dataset.class_names, title).savefig(
+        folder / "confusion_matrix.png", dpi=100
+    )
+
+    if config.tracking.log_model:
+        model = result.model or build_classifier(
+            build_backbone(config.data.image_size, prepared.weights), result.head
+        )
+        model.save(folder / "model.keras")

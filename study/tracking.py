@@ -1,0 +1,171 @@
+"""The MLflow store: where it is, whether it can be reached, and run lifecycles.
+
+The default store is SQLite at `mlruns/mlflow.db` under the working directory, with artifacts
+beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQLite file, or an
+`mlflow server`). Every run this module starts ends FINISHED, FAILED or KILLED.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from study.errors import TrackingError
+
+DEFAULT_STORE = Path("mlruns") / "mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+ERROR_TAG = "error"
+_BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+
+
+def default_uri() -> str:
+    return f"sqlite:///{DEFAULT_STORE.resolve()}"
+
+
+def resolve_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def redact(uri: str) -> str:
+    """The URI without user name, password or token, safe to print and to log."""
+    parts = urlsplit(uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = re.sub(r"(?i)(token|password|secret|key)=[^&]*", r"\1=***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return uri
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+class Store:
+    """One MLflow tracking store. Nothing is written to it before `experiment()` is called."""
+
+    def __init__(self, uri: str | None = None):
+        self.uri = resolve_uri(uri)
+        self._client = None
+
+    @property
+    def display_uri(self) -> str:
+        return redact(self.uri)
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            database = sqlite_path(self.uri)
+            if database is not None:
+                database.parent.mkdir(parents=True, exist_ok=True)
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def check(self) -> None:
+        """Fail fast, without writing anything, when the store cannot be used."""
+        scheme = urlsplit(self.uri).scheme
+        if scheme in ("http", "https"):
+            import requests
+
+            try:
+                requests.get(self.uri.rstrip("/") + "/health", timeout=10)
+            except requests.RequestException as error:
+                raise TrackingError(
+                    f"tracking server {self.display_uri} cannot be reached "
+                    f"({type(error).__name__}); start it with `study server`, or pass another "
+                    "--tracking-uri"
+                ) from None
+        elif scheme == "sqlite":
+            database = sqlite_path(self.uri)
+            if database is None:
+                raise TrackingError(
+                    f"tracking URI {self.display_uri}: expected sqlite:///PATH/mlflow.db"
+                )
+            existing = next((p for p in (database, *database.parents) if p.exists()), None)
+            if database.exists() and not database.is_file():
+                raise TrackingError(f"tracking URI {self.display_uri}: {database} is not a file")
+            if existing is not None and not os.access(existing, os.W_OK):
+                raise TrackingError(f"tracking URI {self.display_uri}: {existing} is not writable")
+        elif scheme in ("", "file"):
+            raise TrackingError(
+                f"tracking URI {self.display_uri}: MLflow 3 does not accept a plain folder as a "
+                "store; use sqlite:///PATH/mlflow.db or an http(s):// tracking server"
+            )
+
+    def experiment(self, name: str) -> str:
+        """The id of the named experiment, created if needed."""
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"experiment {name!r} is deleted in {self.display_uri}; restore it in the "
+                    "MLflow UI or rename the study"
+                )
+            return found.experiment_id
+        location = None
+        database = sqlite_path(self.uri)
+        if database is not None:
+            slug = re.sub(r"[^\w.-]+", "_", name)
+            location = (database.resolve().parent / "artifacts" / slug).as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def create_run(
+        self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
+    ) -> str:
+        tags = dict(tags)
+        if parent_run_id:
+            tags[PARENT_TAG] = parent_run_id
+        return self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+    def end_run(self, run_id: str, status: str, error: str | None = None) -> None:
+        if error:
+            self.client.set_tag(run_id, ERROR_TAG, error[:5000])
+        self.client.set_terminated(run_id, status)
+
+    @contextmanager
+    def run(
+        self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
+    ) -> Iterator[str]:
+        """A run that ends FINISHED, FAILED (with the error logged) or KILLED (Ctrl-C)."""
+        run_id = self.create_run(experiment_id, name, tags, parent_run_id)
+        try:
+            yield run_id
+        except (KeyboardInterrupt, SystemExit):
+            self.end_run(run_id, "KILLED", "interrupted")
+            raise
+        except BaseException as error:
+            self.end_run(run_id, "FAILED", f"{type(error).__name__}: {error}")
+            raise
+        self.end_run(run_id, "FINISHED")
+
+    def log(
+        self,
+        run_id: str,
+        params: dict[str, object] | None = None,
+        metrics: list[tuple[str, float, int]] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Log many values in few requests. Metrics are (key, value, step)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        items = {
+            "params": [Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+            "metrics": [Metric(k, float(v), now, step) for k, v, step in metrics or []],
+            "tags": [RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        }
+        for kind, entries in items.items():
+            size = _BATCH[kind]
+            for start in range(0, len(entries), size):
+                self.client.log_batch(run_id, **{kind: entries[start : start + size]})
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        self.client.log_artifacts(run_id, str(folder))

@@ -1,0 +1,319 @@
+"""Two-phase training and evaluation.
+
+Phase 1 ("frozen") trains the head with the backbone frozen: on cached features when a feature
+cache is given, else end to end through the backbone. Phase 2 ("fine_tune") puts the same head
+on the backbone, unfreezes everything and trains end to end with exponential decay and early
+stopping. After each phase the restored model is evaluated on every split.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from study.config import Phase, StudyConfig
+from study.data import AugmentedBatches, Dataset, to_model_input
+from study.features import FeatureCache
+from study.model import Weights, build_backbone, build_classifier, build_head, parameter_counts
+
+STAGES = ("frozen", "fine_tune")
+SPLIT_METRICS = (
+    "accuracy",
+    "loss",
+    "error_rate",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_keras",
+    "recall_keras",
+    "auc_ovr_macro",
+    "auc_keras",
+)
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamax": keras.optimizers.Adamax,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "nadam": keras.optimizers.Nadam,
+    "adamw": keras.optimizers.AdamW,
+}
+_PREDICT_BATCH = 64
+
+
+class TrainingFailed(Exception):
+    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, lr
+    best_epoch: int  # 0-based epoch whose weights were kept
+    wall_time_s: float
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history["loss"])
+
+
+@dataclass
+class Evaluation:
+    """One split scored by one model."""
+
+    metrics: dict[str, float]
+    confusion: np.ndarray  # rows: true class, columns: predicted class
+    per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
+
+
+@dataclass
+class TrainingResult:
+    class_names: list[str]
+    phases: list[PhaseResult] = field(default_factory=list)
+    evaluations: dict[str, dict[str, Evaluation]] = field(default_factory=dict)  # stage -> split
+    parameters: dict[str, int] = field(default_factory=dict)
+    head: keras.Model | None = None
+    model: keras.Model | None = None  # the full model, when one was built
+
+    @property
+    def final_stage(self) -> str:
+        return self.phases[-1].name
+
+
+def train(
+    config: StudyConfig,
+    dataset: Dataset,
+    split: dict[str, np.ndarray],
+    weights: Weights,
+    features: FeatureCache | None = None,
+    verbose: int = 0,
+    time_budget_s: float | None = None,
+) -> TrainingResult:
+    """Run the configured phases and evaluate after each; raises TrainingFailed."""
+    deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
+    labels = dataset.labels
+    head = build_head(
+        len(dataset.class_names),
+        config.model.activation,
+        config.model.dropout,
+        config.model.head_width,
+        config.seed,
+    )
+    result = TrainingResult(class_names=dataset.class_names, head=head)
+    needs_backbone = features is None or config.fine_tune.epochs > 0
+    backbone = build_backbone(config.data.image_size, weights) if needs_backbone else None
+    model = build_classifier(backbone, head) if backbone is not None else None
+
+    def image_batches(phase: Phase, seed: int) -> AugmentedBatches:
+        train = split["train"]
+        augmentation = config.data.augmentation
+        return AugmentedBatches(
+            dataset.images[train], labels[train], phase.batch_size, augmentation, seed
+        )
+
+    def clean_images(indices: np.ndarray) -> np.ndarray:
+        return to_model_input(dataset.images[indices])
+
+    if config.frozen.epochs:
+        if features is not None:
+            trained, inputs = head, features.clean.__getitem__
+            train = split["train"]
+            batches = CachedViews(
+                features.views[train], labels[train], config.frozen.batch_size, config.seed
+            )
+        else:
+            trained, inputs = model, clean_images
+            backbone.trainable = False
+            batches = image_batches(config.frozen, config.seed)
+        validation = (inputs(split["val"]), labels[split["val"]])
+        phase = _fit("frozen", trained, batches, validation, config.frozen, deadline, verbose)
+        result.phases.append(phase)
+        result.evaluations["frozen"] = _evaluate_splits(trained, inputs, split, dataset)
+
+    if config.fine_tune.epochs:
+        backbone.trainable = True
+        validation = (clean_images(split["val"]), labels[split["val"]])
+        batches = image_batches(config.fine_tune, config.seed + 1)
+        phase = _fit("fine_tune", model, batches, validation, config.fine_tune, deadline, verbose)
+        result.phases.append(phase)
+        result.evaluations["fine_tune"] = _evaluate_splits(model, clean_images, split, dataset)
+
+    if model is None:
+        head_total, head_trainable = parameter_counts(head)
+        result.parameters = {
+            "total": features.backbone_parameters + head_total,
+            "trainable_frozen": head_trainable,
+        }
+    else:
+        backbone.trainable = False
+        total, trainable_frozen = parameter_counts(model)
+        backbone.trainable = True
+        result.parameters = {
+            "total": total,
+            "trainable_frozen": trainable_frozen,
+            "trainable_fine_tune": parameter_counts(model)[1],
+        }
+        result.model = model
+    return result
+
+
+class CachedViews(keras.utils.PyDataset):
+    """Shuffled batches of cached features; each epoch draws one augmented view per image."""
+
+    def __init__(self, views: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.views, self.labels, self.batch_size = views, labels, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.views) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.views[chosen, self.view_of[chosen]], self.labels[chosen]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.views))
+        self.view_of = self.rng.integers(self.views.shape[1], size=len(self.views))
+
+
+def _fit(
+    name: str,
+    model: keras.Model,
+    batches: keras.utils.PyDataset,
+    validation: tuple[np.ndarray, np.ndarray],
+    phase: Phase,
+    deadline: float | None,
+    verbose: int,
+) -> PhaseResult:
+    learning_rate = phase.learning_rate
+    if phase.decay_rate > 0:
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            phase.learning_rate,
+            decay_steps=len(batches),
+            decay_rate=1 - phase.decay_rate,
+            staircase=True,
+        )
+    model.compile(
+        optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=phase.execution == "eager",
+    )
+    # Variables created while TensorFlow traces the training step make it trace the step a
+    # second time, which for the whole network costs about a minute on a CPU: create the
+    # optimizer's and the metrics' variables first.
+    model.optimizer.build(model.trainable_variables)
+    model.evaluate(validation[0][:1], validation[1][:1], verbose=0)
+    stopping = phase.early_stopping
+    early_stop = keras.callbacks.EarlyStopping(
+        monitor=stopping.monitor,
+        patience=stopping.patience or phase.epochs,
+        restore_best_weights=stopping.restore_best,
+    )
+    watch = _Watch(name, deadline)
+    started = time.perf_counter()
+    fit = model.fit(
+        batches,
+        validation_data=validation,
+        epochs=phase.epochs,
+        callbacks=[watch, early_stop],
+        verbose=verbose,
+    )
+    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+    history["learning_rate"] = watch.learning_rates[: len(history["loss"])]
+    monitored = np.array(history[stopping.monitor])
+    best = np.nanargmax(monitored) if "accuracy" in stopping.monitor else np.nanargmin(monitored)
+    return PhaseResult(
+        name=name,
+        history=history,
+        best_epoch=int(best) if stopping.restore_best else len(monitored) - 1,
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+class _Watch(keras.callbacks.Callback):
+    """Records the learning rate and fails the phase on a NaN loss or a spent time budget."""
+
+    def __init__(self, phase: str, deadline: float | None):
+        super().__init__()
+        self.phase, self.deadline = phase, deadline
+        self.learning_rates: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.learning_rates.append(
+            float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        )
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingFailed(f"{self.phase} phase: loss became {float(loss)} at batch {batch}")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TrainingFailed(f"{self.phase} phase: the trial's time budget ran out")
+
+
+def _evaluate_splits(model, inputs, split, dataset) -> dict[str, Evaluation]:
+    scores = {}
+    for name, indices in split.items():
+        if len(indices) == 0:
+            continue
+        probabilities = model.predict(inputs(indices), batch_size=_PREDICT_BATCH, verbose=0)
+        scores[name] = evaluate(probabilities, dataset.labels[indices], dataset.class_names)
+    return scores
+
+
+def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> Evaluation:
+    """Score predicted class probabilities against true labels.
+
+    `*_macro` are scikit-learn's class-averaged forms; `precision_keras`, `recall_keras` and
+    `auc_keras` are Keras's metrics on one-hot targets (threshold 0.5), the form the paper reports.
+    """
+    n_classes = len(class_names)
+    classes = np.arange(n_classes)
+    predicted = probabilities.argmax(axis=1)
+    one_hot = np.eye(n_classes, dtype=np.float32)[labels]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
+    accuracy = accuracy_score(labels, predicted)
+    metrics = {
+        "accuracy": accuracy,
+        "loss": log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=classes),
+        "error_rate": 1.0 - accuracy,
+        "precision_macro": precision.mean(),
+        "recall_macro": recall.mean(),
+        "f1_macro": f1.mean(),
+        "precision_keras": _keras_metric(keras.metrics.Precision(), one_hot, probabilities),
+        "recall_keras": _keras_metric(keras.metrics.Recall(), one_hot, probabilities),
+        "auc_keras": _keras_metric(keras.metrics.AUC(), one_hot, probabilities),
+    }
+    if np.all(support > 0):
+        metrics["auc_ovr_macro"] = roc_auc_score(
+            labels, probabilities, multi_class="ovr", average="macro", labels=classes
+        )
+    per_class = {
+        name: {"precision": p, "recall": r, "f1": f, "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
+    }
+    return Evaluation(
+        metrics={key: float(value) for key, value in metrics.items()},
+        confusion=confusion_matrix(labels, predicted, labels=classes),
+        per_class=per_class,
+    )
+
+
+def _keras_metric(metric: keras.metrics.Metric, targets: np.ndarray, scores: np.ndarray) -> float:
+    metric.update_state(targets, scores)
+    return float(metric.result())

@@ -1,0 +1,169 @@
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from study import data
+from study.config import Augmentation, Split
+from study.errors import DataError
+
+from .conftest import CLASSES, NEU, copy_slice
+
+
+def test_class_folders_with_spaces_and_mixed_extensions(tmp_path):
+    for name, ext in (("rolled in scale", ".png"), ("pitted surface", ".bmp")):
+        folder = tmp_path / name
+        folder.mkdir()
+        for n in range(3):
+            Image.new("L", (40, 40), color=n * 60).save(folder / f"img {n}{ext}")
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = data.discover(tmp_path)
+    assert [f.label for f in found] == ["pitted surface"] * 3 + ["rolled in scale"] * 3
+    loaded = data.load(tmp_path, 32)
+    assert loaded.images.shape == (6, 32, 32, 3)
+    assert loaded.class_names == ["pitted surface", "rolled in scale"]
+
+
+def test_flat_folder_uses_neu_file_names(tmp_path):
+    for name in CLASSES[:3]:
+        for n in (1, 2, 10):
+            shutil.copy(NEU / name / f"{name}_{n}.jpg", tmp_path)
+    found = data.discover(tmp_path)
+    assert {f.label for f in found} == set(CLASSES[:3])
+    # natural order: _2 before _10
+    assert [f.path.name for f in found[:3]] == ["crazing_1.jpg", "crazing_2.jpg", "crazing_10.jpg"]
+
+
+def test_the_full_neu_folder(neu):
+    found = data.discover(neu)
+    assert len(found) == 1800
+    assert sorted({f.label for f in found}) == CLASSES
+
+
+def test_identical_files_always_share_a_split(neu, tmp_path):
+    root = copy_slice(tmp_path, per_class=5)
+    for n in (101, 105):  # byte-identical in NEU
+        shutil.copy(neu / "patches" / f"patches_{n}.jpg", root / "patches")
+    dataset = data.load(root, 32)
+    twins = [
+        i for i, p in enumerate(dataset.files) if p.name in ("patches_101.jpg", "patches_105.jpg")
+    ]
+    assert dataset.content_hashes[twins[0]] == dataset.content_hashes[twins[1]]
+    for seed in range(20):
+        parts = data.split(dataset, Split(val=0.2, test=0.2), seed)
+        homes = {name for name, idx in parts.items() for i in twins if i in idx}
+        assert len(homes) == 1
+
+
+def test_split_is_stratified_disjoint_complete_and_seeded(neu_slice):
+    dataset = data.load(neu_slice, 32)
+    parts = data.split(dataset, Split(val=0.25, test=0.25), seed=3)
+    everything = np.concatenate(list(parts.values()))
+    assert sorted(everything) == list(range(len(dataset)))
+    for name, expected in (("train", 6), ("val", 3), ("test", 3)):
+        counts = np.bincount(dataset.labels[parts[name]], minlength=6)
+        assert counts.tolist() == [expected] * 6
+    again = data.split(dataset, Split(val=0.25, test=0.25), seed=3)
+    other = data.split(dataset, Split(val=0.25, test=0.25), seed=4)
+    assert all(np.array_equal(parts[k], again[k]) for k in parts)
+    assert not np.array_equal(parts["test"], other["test"])
+
+
+def test_no_test_split(neu_slice):
+    parts = data.split(data.load(neu_slice, 32), Split(val=0.2, test=0.0), seed=0)
+    assert len(parts["test"]) == 0 and len(parts["val"]) > 0
+
+
+def test_fingerprint_follows_content_not_paths(neu_slice, tmp_path):
+    first = data.load(neu_slice, 32).fingerprint
+    moved = shutil.copytree(neu_slice, tmp_path / "elsewhere")
+    assert data.load(moved, 32).fingerprint == first
+    (moved / "crazing" / "crazing_1.jpg").unlink()
+    assert data.load(moved, 32).fingerprint != first
+
+
+def test_unusual_pixel_formats_load(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a" / "rgba.png")
+    deep = (np.arange(1600, dtype=np.uint16).reshape(40, 40) * 40).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "b" / "deep.png")
+    assert Image.open(tmp_path / "b" / "deep.png").mode.startswith("I")
+    loaded = data.load(tmp_path, 40)
+    assert loaded.images.dtype == np.uint8
+    assert loaded.images[0, ..., 0].mean() == pytest.approx(200, abs=1)
+    gray = loaded.images[1, ..., 0].astype(float)
+    assert gray.max() > 200 and gray.min() < 5  # 16-bit range rescaled, not clipped
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "empty file"),
+        (b"this is text, not a picture", "cannot be decoded"),
+        ("truncated", "cannot be decoded"),
+    ],
+)
+def test_bad_files_stop_the_load_naming_the_file(neu_slice, content, expected):
+    target = neu_slice / "crazing" / "bad.jpg"
+    if content == "truncated":
+        content = (neu_slice / "crazing" / "crazing_1.jpg").read_bytes()[:2000]
+    target.write_bytes(content)
+    with pytest.raises(DataError) as caught:
+        data.load(neu_slice, 32)
+    assert str(target) in str(caught.value) and expected in str(caught.value)
+    skipping = data.load(neu_slice, 32, skip_bad_files=True)
+    assert [p for p, _ in skipping.skipped] == [target]
+    assert len(skipping) == 72
+
+
+def test_layout_problems(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        data.discover(tmp_path / "absent")
+    with pytest.raises(DataError, match="contains no images"):
+        data.discover(tmp_path)
+    (tmp_path / "one").mkdir()
+    Image.new("L", (40, 40)).save(tmp_path / "one" / "x.png")
+    with pytest.raises(DataError, match="only one class"):
+        data.discover(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="class folder .*empty contains no images"):
+        data.discover(tmp_path)
+
+
+def test_tiny_images_are_refused(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (40, 40)).save(tmp_path / name / "ok.png")
+    Image.new("L", (20, 40)).save(tmp_path / "a" / "tiny.png")
+    with pytest.raises(DataError, match="tiny.png: image is 20x40 px, smaller than the 32 px"):
+        data.load(tmp_path, 32)
+
+
+def test_augmentation_is_seeded_bounded_and_changes_images(neu_slice):
+    images = data.load(neu_slice, 48).images[:8]
+    settings = Augmentation()
+    first = data.augment(images, settings, np.random.default_rng(1))
+    again = data.augment(images, settings, np.random.default_rng(1))
+    other = data.augment(images, settings, np.random.default_rng(2))
+    assert first.shape == (8, 48, 48, 3) and first.dtype == np.float32
+    assert np.array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert first.min() >= -1.0 and first.max() <= 1.0
+    still = Augmentation(rotations=[0], horizontal_flip=False, shear=0, zoom=0)
+    identity = data.augment(images, still, np.random.default_rng(1))
+    np.testing.assert_allclose(identity, data.to_model_input(images), atol=1e-4)
+
+
+def test_augmentation_rotates_by_the_allowed_angles():
+    image = np.zeros((1, 33, 33, 3), dtype=np.uint8)
+    image[0, 2:8, 14:19] = 255  # a bar near the top edge
+    quarter = Augmentation(rotations=[90], horizontal_flip=False, shear=0, zoom=0)
+    turned = data.augment(image, quarter, np.random.default_rng(0))[0, ..., 0]
+    expected = data.to_model_input(np.rot90(image[0], k=1))[..., 0]  # counter-clockwise
+    mirrored = data.to_model_input(np.rot90(image[0], k=-1))[..., 0]
+    assert np.abs(turned - expected).mean() < np.abs(turned - mirrored).mean()
+    assert np.abs(turned - expected).mean() < 0.05
