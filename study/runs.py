@@ -111,12 +111,12 @@ def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.n
 
 
 def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]:
-    """Per-epoch curves as `<stage>_<metric>` by step, final scores as `<split>_<metric>`, and
-    the scores after each stage as `<stage>_<split>_<metric>`."""
+    """Per-epoch curves as `<stage>/<metric>` by step (epoch), final scores as
+    `<split>_<metric>`, and the scores after each stage as `<stage>_<split>_<metric>`."""
     rows: list[tuple[str, float, int]] = []
     for phase in result.phases:
         for key, values in phase.history.items():
-            rows += [(f"{phase.name}_{key}", value, epoch) for epoch, value in enumerate(values)]
+            rows += [(f"{phase.name}/{key}", value, epoch) for epoch, value in enumerate(values)]
         rows += [
             (f"{phase.name}_wall_time_s", phase.wall_time_s, 0),
             (f"{phase.name}_epochs_run", phase.epochs_run, 0),
