@@ -1,0 +1,59 @@
+"""`study.bench`: inference timing of the real classifier at a tiny image size, logged as a run
+that the report picks up."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from study import bench, config
+from study.model import resolve_weights
+from study.tracking import Store
+
+
+def test_machine_names_cpu_cores_and_libraries():
+    described = bench.machine()
+    assert described["cpu"] and int(described["cpu_cores"]) >= 1
+    assert described["tensorflow"] in described["machine"]
+    assert described["gpu"] == "none" or described["gpu"] in described["machine"]
+
+
+def test_timing_statistics():
+    timing = bench.Timing(4, (10.0, 30.0, 20.0, 40.0))
+    assert timing.median_ms == 25.0
+    assert timing.quartiles_ms == (17.5, 32.5)
+    assert timing.ms_per_image == 25.0 / 4
+
+
+def test_bench_measures_both_batch_sizes_and_logs_a_bench_run(tmp_path):
+    study = config.validate(
+        {"name": "tiny", "data": {"image_size": 32}, "model": {"weights": "none"}}
+    )
+    result = bench.measure_config(study, batch_sizes=(4, 1), warmup=1, repeats=2)
+    assert [t.batch_size for t in result.timings] == [4, 1]
+    assert all(len(t.step_ms) == 2 and min(t.step_ms) > 0 for t in result.timings)
+    assert result.parameters == 4_376_022
+    assert "batch 4:" in bench.summary(result) and "batch 1:" in bench.summary(result)
+
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    run_id = bench.log(result, store, "tiny")
+    mlflow.set_tracking_uri(store.uri)
+    run = mlflow.search_runs(experiment_names=["tiny"]).iloc[0]
+    assert run["run_id"] == run_id and run["status"] == "FINISHED"
+    assert run["tags.run_type"] == "bench"
+    assert run["tags.machine"] == result.machine["machine"]
+    assert run["tags.weights_source"] == "none"
+    assert run["params.image_size"] == "32" and run["params.repeats"] == "2"
+    timing = result.timings[0]
+    assert run["metrics.batch4_ms_per_step"] == pytest.approx(timing.median_ms)
+    assert run["metrics.batch4_ms_per_image"] == pytest.approx(timing.median_ms / 4)
+    assert run["metrics.batch1_ms_per_step_q3"] == pytest.approx(result.timings[1].quartiles_ms[1])
+    steps = store.client.get_metric_history(run_id, "batch1/step_ms")
+    assert [m.value for m in sorted(steps, key=lambda m: m.step)] == pytest.approx(
+        list(result.timings[1].step_ms)
+    )
+
+
+def test_bench_refuses_no_repeats():
+    with pytest.raises(ValueError, match="at least 1"):
+        bench.measure(32, resolve_weights("none"), repeats=0)
