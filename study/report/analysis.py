@@ -1,0 +1,100 @@
+"""From the runs of an experiment to every table of the report, without touching the store.
+
+The best configuration is chosen on validation (the sweep's objective, averaged over seeds) and
+reported on test. Tables 3 to 5 describe the best configuration; Table 6 compares activations
+among the runs that match it in every other setting the sweep varied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from study.config import OBJECTIVES
+from study.report import tables
+from study.report.paper import Paper
+from study.report.selection import ReportError, Selection, column, select
+
+DEFAULT_OBJECTIVE = "val_accuracy"
+TABLE_FILES = {
+    "configurations": "configurations.csv",
+    "hyperparameters": "table2_hyperparameters.csv",
+    "frozen": "table3_before_fine_tuning.csv",
+    "fine_tune": "table4_after_fine_tuning.csv",
+    "inference": "table5_inference.csv",
+    "activations": "table6_activation_error.csv",
+    "knobs": "knobs.csv",
+    "runs": "runs.csv",
+}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    experiment: str
+    selection: Selection
+    objective: str
+    split: str  # the split that error rates and Table 5's accuracy are reported on
+    best: pd.Series | None  # the best run of the best configuration
+    best_runs: pd.DataFrame  # every run of the best configuration
+    activation_runs: pd.DataFrame  # runs that differ from the best only in activation and seed
+    bench: pd.DataFrame  # the `study bench` runs that Table 5 shows
+    tables: dict[str, pd.DataFrame]  # keys of TABLE_FILES; a table that cannot be made is absent
+
+    @property
+    def configuration(self) -> str | None:
+        return None if self.best is None else self.best["configuration"]
+
+
+def analyse(
+    experiment: str,
+    runs: pd.DataFrame,
+    paper: Paper,
+    sweep_run_id: str | None = None,
+    objective: str | None = None,
+) -> Analysis:
+    """Every table of the report from the DataFrame of `mlflow.search_runs`."""
+    selection = select(runs, sweep_run_id)
+    objective = objective or _sweep_objective(runs, selection.parent_run_id)
+    if objective not in OBJECTIVES:
+        raise ReportError(
+            f"objective {objective!r} is not logged; choose one of {list(OBJECTIVES)}"
+        )
+    included = selection.runs
+    split = tables.error_split(included)
+    bench = tables.benchmarks(runs)
+    found = {"runs": selection.ledger}
+    if included.empty:
+        return Analysis(
+            experiment, selection, objective, split, None, included, included, bench, found
+        )
+
+    ranking = tables.configurations(included, selection.swept, objective, split)
+    best_label = ranking["configuration"].iloc[0]
+    best_runs = included[included["configuration"] == best_label]
+    best = tables.best_run(best_runs, objective)
+    activation_runs = tables.comparable(included, selection.swept, best, vary="activation")
+    found |= {
+        "configurations": ranking,
+        "hyperparameters": tables.hyperparameter_table(included, paper),
+        "inference": tables.inference_table(best_runs, bench, split, best_label, paper),
+        "activations": tables.activation_table(activation_runs, split, paper),
+        "knobs": tables.knob_table(
+            included, tables.report_knobs(selection.swept), objective, split
+        ),
+    }
+    for stage in tables.STAGES:
+        scores = tables.scores_table(best_runs, stage, paper)
+        if not scores.empty:
+            found[stage] = scores
+    return Analysis(
+        experiment, selection, objective, split, best, best_runs, activation_runs, bench, found
+    )
+
+
+def _sweep_objective(runs: pd.DataFrame, parent_run_id: str | None) -> str:
+    """The objective the sweep optimised, when its run logged one as `tuner.objective`."""
+    if parent_run_id is None:
+        return DEFAULT_OBJECTIVE
+    logged = column(runs, "params.tuner.objective")[runs["run_id"] == parent_run_id]
+    return logged.dropna().iloc[0] if logged.notna().any() else DEFAULT_OBJECTIVE

@@ -1,0 +1,185 @@
+"""Which runs a report covers: one sweep (or the experiment's train runs), FINISHED runs only,
+one run per configuration and seed, and a ledger of everything left out and why.
+
+Runs arrive as the DataFrame of `mlflow.search_runs`: columns `run_id`, `status`,
+`start_time`, `params.<key>` (strings), `metrics.<key>` and `tags.<key>`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from study.config import KNOBS
+from study.errors import StudyError
+from study.tracking import ERROR_TAG, PARENT_TAG
+
+MODEL_RUN_TYPES = ("trial", "train")
+# Params that differ between runs of one configuration: the seed, and where the data lay.
+NOT_CONFIGURATION = ("seed", "data.root")
+ONE_CONFIGURATION = "one configuration"
+
+
+class ReportError(StudyError):
+    """The report cannot be made from what the store holds (unknown experiment or sweep)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    runs: pd.DataFrame  # included runs, with `configuration` (label) and `seed` (int) columns
+    ledger: pd.DataFrame  # every run in scope: what it was, and whether and why it was left out
+    scope: str
+    parent_run_id: str | None
+    outside: int  # trial and train runs of the experiment that are not in scope
+    swept: list[str]  # settings that differ between included runs, short knob names first
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        left_out = self.ledger[~self.ledger["included"]]
+        return {reason: int(n) for reason, n in left_out["reason"].value_counts(sort=False).items()}
+
+
+def column(runs: pd.DataFrame, name: str) -> pd.Series:
+    """A column of the runs, or missing values when no run logged it."""
+    if name in runs.columns:
+        return runs[name]
+    return pd.Series([None] * len(runs), index=runs.index, dtype=object)
+
+
+def param(runs: pd.DataFrame, key: str) -> pd.Series:
+    return column(runs, f"params.{key}")
+
+
+def metric(runs: pd.DataFrame, key: str) -> pd.Series:
+    return pd.to_numeric(column(runs, f"metrics.{key}"), errors="coerce").astype(float)
+
+
+def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
+    """The runs of the chosen sweep (default: the latest), or without a sweep every trial and
+    train run; FINISHED ones are included, the latest run of each configuration and seed."""
+    runs = _ordered(runs)
+    run_type = column(runs, "tags.run_type")
+    sweeps = runs[run_type == "sweep"]
+    if sweep_run_id is not None and sweep_run_id not in set(sweeps["run_id"]):
+        known = ", ".join(sweeps["run_id"]) or "none"
+        raise ReportError(f"no sweep run {sweep_run_id} in this experiment (sweep runs: {known})")
+    parent = sweep_run_id or (sweeps["run_id"].iloc[-1] if len(sweeps) else None)
+    models = runs[run_type.isin(MODEL_RUN_TYPES)]
+    if parent is None:
+        scope = "every trial and train run of the experiment (it has no sweep run)"
+        in_scope = models
+    else:
+        name = column(sweeps, "tags.mlflow.runName")[sweeps["run_id"] == parent].iloc[0]
+        scope = f"the trials of sweep run {name} ({parent})"
+        in_scope = models[column(models, f"tags.{PARENT_TAG}") == parent]
+
+    ledger = pd.DataFrame(
+        {
+            "run_id": in_scope["run_id"],
+            "run_name": column(in_scope, "tags.mlflow.runName"),
+            "run_type": column(in_scope, "tags.run_type"),
+            "trial_id": column(in_scope, "tags.trial_id"),
+            "seed": _seeds(in_scope),
+            "status": in_scope["status"],
+            "error": column(in_scope, f"tags.{ERROR_TAG}"),
+        }
+    )
+    finished = in_scope[in_scope["status"] == "FINISHED"]
+    identity = [c for c in finished.columns if _is_configuration_param(c)]
+    keys = pd.DataFrame({"configuration": _identity(finished, identity), "seed": _seeds(finished)})
+    included = finished[~keys.duplicated(keep="last")].copy()
+
+    swept = _swept(included, identity)
+    included["configuration"] = configuration_labels(included, swept)
+    included["seed"] = _seeds(included)
+    ledger["configuration"] = configuration_labels(in_scope, swept)
+    ledger["included"] = ledger.index.isin(included.index)
+    ledger["reason"] = [
+        "" if kept else _reason(status)
+        for kept, status in zip(ledger["included"], ledger["status"], strict=True)
+    ]
+    return Selection(
+        runs=included,
+        ledger=ledger.reset_index(drop=True),
+        scope=scope,
+        parent_run_id=parent,
+        outside=len(models) - len(in_scope),
+        swept=swept,
+    )
+
+
+def configuration_labels(runs: pd.DataFrame, swept: list[str]) -> pd.Series:
+    if not swept:
+        return pd.Series(ONE_CONFIGURATION, index=runs.index, dtype=object)
+    parts = [f"{key}=" + param(runs, key).fillna("?").astype(str) for key in swept]
+    labels = parts[0]
+    for part in parts[1:]:
+        labels = labels + ", " + part
+    return labels.astype(object)
+
+
+def settings(runs: pd.DataFrame, keys: list[str]) -> dict[str, str]:
+    """The values of `keys` in the first of `runs` (which share them)."""
+    first = runs.iloc[0]
+    return {key: first.get(f"params.{key}") for key in keys}
+
+
+def matching(runs: pd.DataFrame, fixed: dict[str, str]) -> pd.DataFrame:
+    """The runs whose params equal every value in `fixed`."""
+    mask = np.ones(len(runs), dtype=bool)
+    for key, value in fixed.items():
+        mask &= (param(runs, key) == value).to_numpy(dtype=bool, na_value=False)
+    return runs[mask]
+
+
+def value_order(value: object) -> tuple:
+    """Sort key that puts numbers in numeric order and text after them."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+    return (0, number if not math.isnan(number) else math.inf, str(value))
+
+
+def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs.empty or "run_id" not in runs.columns:
+        return pd.DataFrame(columns=["run_id", "status", "start_time"])
+    return runs.sort_values(["start_time", "run_id"], kind="stable").reset_index(drop=True)
+
+
+def _seeds(runs: pd.DataFrame) -> pd.Series:
+    seeds = param(runs, "seed").fillna(column(runs, "tags.seed"))
+    return pd.to_numeric(seeds, errors="coerce").astype("Int64")
+
+
+def _is_configuration_param(name: str) -> bool:
+    return name.startswith("params.") and name.removeprefix("params.") not in NOT_CONFIGURATION
+
+
+def _identity(runs: pd.DataFrame, identity: list[str]) -> pd.Series:
+    """One string per run, equal for two runs exactly when their configurations are."""
+    if runs.empty or not identity:
+        return pd.Series("", index=runs.index, dtype=object)
+    return runs[identity].astype(object).fillna("").astype(str).agg("\x1f".join, axis=1)
+
+
+def _swept(runs: pd.DataFrame, identity: list[str]) -> list[str]:
+    varying = {
+        name.removeprefix("params.")
+        for name in identity
+        if runs[name].astype(object).fillna("").nunique() > 1
+    }
+    short = [knob for knob in KNOBS if knob in varying]
+    aliased = {KNOBS[knob] for knob in short}
+    return short + sorted(varying - set(short) - aliased)
+
+
+def _reason(status: str) -> str:
+    return {
+        "FAILED": "failed",
+        "KILLED": "killed",
+        "FINISHED": "repeat of a configuration and seed: the latest run is kept",
+    }.get(status, f"unfinished ({status})")

@@ -1,0 +1,353 @@
+"""The report's tables, each a pure function: runs in (the DataFrame of `mlflow.search_runs`,
+narrowed by `selection.select`), one DataFrame of numbers and labels out. The CSV files hold
+these frames as they are; `document` formats them for reading.
+
+Scores are fractions as logged (accuracy 0.98), the paper's percentages converted to match,
+except in the activation table, which is in percent like the paper's Table 6.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from study.config import KNOBS, OBJECTIVES
+from study.report import stats
+from study.report.paper import Paper
+from study.report.selection import column, matching, metric, param, value_order
+
+SPLITS = ("train", "val", "test")
+STAGES = {"frozen": "before fine-tuning", "fine_tune": "after fine-tuning"}
+# (our metric, label, the paper's name for it in Tables 3 and 4). The paper's precision,
+# recall and AUC are Keras's metrics on one-hot targets, which `*_keras` reproduce.
+SCORES = (
+    ("accuracy", "Accuracy", "accuracy"),
+    ("loss", "Loss", "loss"),
+    ("precision_keras", "Precision", "precision"),
+    ("recall_keras", "Recall", "recall"),
+    ("auc_keras", "AUC", "auc"),
+    ("precision_macro", "Precision (macro)", None),
+    ("recall_macro", "Recall (macro)", None),
+    ("f1_macro", "F1 (macro)", None),
+    ("auc_ovr_macro", "AUC (one-vs-rest, macro)", None),
+)
+ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid")  # the paper's, reference first
+REFERENCE_ACTIVATION = "elu"
+BENCH_BATCHES = (32, 1)
+LOSS = "sparse categorical crossentropy (categorical crossentropy on integer labels)"
+
+
+def error_split(runs: pd.DataFrame) -> str:
+    """The split that error rates are reported on: test, or validation when there is none."""
+    return "test" if metric(runs, "test_error_rate").notna().any() else "val"
+
+
+def configurations(
+    runs: pd.DataFrame, swept: list[str], objective: str, split: str
+) -> pd.DataFrame:
+    """Every configuration, best first by the mean of `objective` over its seeds (ties: more
+    seeds, then the label), with its error rate on `split` and its best run by `objective`."""
+    rows = []
+    for label, group in runs.groupby("configuration", sort=False):
+        score = stats.spread(metric(group, objective))
+        error = stats.spread(metric(group, f"{split}_error_rate"))
+        rows.append(
+            {
+                "configuration": label,
+                **{key: group[f"params.{key}"].iloc[0] for key in swept},
+                "n": len(group),
+                "seeds": _seed_list(group),
+                "objective": objective,
+                "objective_mean": score.mean,
+                "objective_std": score.std,
+                "error_split": split,
+                "error_rate_mean": error.mean,
+                "error_rate_std": error.std,
+                "error_rate_ci_low": error.ci_low,
+                "error_rate_ci_high": error.ci_high,
+                "best_run_id": best_run(group, objective)["run_id"],
+            }
+        )
+    sign = -1 if OBJECTIVES[objective] == "max" else 1
+
+    def rank(row: dict) -> tuple:
+        missing = math.isnan(row["objective_mean"])
+        score = 0.0 if missing else sign * row["objective_mean"]
+        return (missing, score, -row["n"], row["configuration"])
+
+    rows.sort(key=rank)
+    table = pd.DataFrame(rows)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table
+
+
+def best_run(runs: pd.DataFrame, objective: str) -> pd.Series:
+    """The run with the best `objective` (ties: the lowest seed)."""
+    ascending = OBJECTIVES[objective] == "min"
+    order = pd.DataFrame({"score": metric(runs, objective), "seed": runs["seed"]})
+    order = order.sort_values(["score", "seed"], ascending=[ascending, True], na_position="last")
+    return runs.loc[order.index[0]]
+
+
+def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
+    """Table 2: each hyperparameter before and after fine-tuning, the paper's beside ours.
+    Ours lists every value the runs used; a phase every run switched off says so."""
+    rows = []
+    for key, reference in paper.hyperparameters.items():
+        row = {
+            "hyperparameter": key.replace("_", " "),
+            "paper_source": reference["source"],
+            "paper_before": reference["frozen"],
+            "paper_after": reference["fine_tune"],
+        }
+        for stage, name in (("frozen", "ours_before"), ("fine_tune", "ours_after")):
+            row[name] = _our_setting(runs, key, stage)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
+    """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
+    mean, std and 95% interval over the runs, beside the paper's. Empty when no run has the
+    stage's scores."""
+    names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "paper"]
+    if not any(metric(runs, f"{stage}_{split}_accuracy").notna().any() for split in SPLITS):
+        return pd.DataFrame(columns=names)
+    reference = paper.scores[stage]
+    rows = []
+    for key, label, paper_key in SCORES:
+        for split in SPLITS:
+            spread = stats.spread(metric(runs, f"{stage}_{split}_{key}"))
+            published = reference.get(split, {}).get(paper_key, math.nan)
+            if paper_key != "loss":
+                published /= 100
+            rows.append([key, label, split, *_spread_values(spread), published])
+    return pd.DataFrame(rows, columns=names)
+
+
+def benchmarks(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished `study bench` runs, the latest per machine and image size."""
+    finished = column(runs, "status") == "FINISHED"
+    bench = runs[(column(runs, "tags.run_type") == "bench") & finished]
+    keys = pd.DataFrame(
+        {"machine": column(bench, "tags.machine"), "size": param(bench, "image_size")}
+    )
+    return bench[~keys.duplicated(keep="last")]
+
+
+def inference_table(
+    best: pd.DataFrame, bench: pd.DataFrame, split: str, label: str, paper: Paper
+) -> pd.DataFrame:
+    """Table 5: accuracy, parameters, inference time and data size; the paper's rows, then
+    ours: the best configuration's accuracy on `split` with each benchmark's timings."""
+    rows = []
+    for published in paper.methods:
+        batch = published.get("batch_size")
+        rows.append(
+            {
+                "method": published["method"],
+                "source": paper.short,
+                "accuracy": published["accuracy"] / 100,
+                "parameters": published["parameters"],
+                "batch32_ms_per_step": published["ms_per_step"],
+                "batch32_ms_per_image": published["ms_per_step"] / batch if batch else math.nan,
+                "data_size": published["data_size"],
+            }
+        )
+    accuracy = stats.spread(metric(best, f"{split}_accuracy"))
+    ours = {
+        "method": f"NASNet-Mobile, {label}",
+        "source": "ours",
+        "accuracy": accuracy.mean,
+        "accuracy_std": accuracy.std,
+        "n": accuracy.n,
+        "split": split,
+        "parameters": _single(metric(best, "parameters_total")),
+        "data_size": _single(pd.to_numeric(param(best, "data.images"), errors="coerce")),
+    }
+    if bench.empty:
+        rows.append(ours)
+    for _, run in bench.iterrows():
+        timings = {
+            name: run.get(f"metrics.{name}", math.nan)
+            for batch in BENCH_BATCHES
+            for name in (
+                f"batch{batch}_ms_per_step",
+                f"batch{batch}_ms_per_step_q1",
+                f"batch{batch}_ms_per_step_q3",
+                f"batch{batch}_ms_per_image",
+            )
+        }
+        rows.append(
+            {
+                **ours,
+                **timings,
+                "image_size": run.get("params.image_size"),
+                "machine": run.get("tags.machine"),
+                "bench_run_id": run["run_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def activation_table(runs: pd.DataFrame, split: str, paper: Paper) -> pd.DataFrame:
+    """Table 6: error rate (percent) on `split` per activation over seeds, and a paired
+    t-test of each activation against ELU on the seeds both have. `runs` must differ only
+    in activation and seed; the paper's figures stand beside ours."""
+    published = {row["activation"]: row for row in paper.activations}
+    errors = {
+        name: 100 * metric(group, f"{split}_error_rate").set_axis(group["seed"])
+        for name, group in runs.groupby(param(runs, "activation"), sort=False)
+    }
+    found = [name for name in errors if name not in ACTIVATIONS]
+    rows = []
+    for name in [*ACTIVATIONS, *sorted(found)]:
+        values = errors.get(name, pd.Series(dtype=float))
+        spread = stats.spread(values)
+        row = {
+            "activation": name,
+            "n": spread.n,
+            "seeds": " ".join(str(seed) for seed in sorted(values.dropna().index)),
+            "error_pct_mean": spread.mean,
+            "error_pct_std": spread.std,
+            "error_pct_ci_low": spread.ci_low,
+            "error_pct_ci_high": spread.ci_high,
+        }
+        reference = errors.get(REFERENCE_ACTIVATION)
+        if name != REFERENCE_ACTIVATION and reference is not None and spread.n:
+            common = sorted(set(values.dropna().index) & set(reference.dropna().index))
+            test = stats.paired(values[common], reference[common])
+            row |= {
+                "pairs": test.n,
+                "difference_vs_elu_pct": test.mean_difference,
+                "t_statistic": test.statistic,
+                "p_value": test.p_value,
+            }
+        row |= {
+            "paper_method": published.get(name, {}).get("method"),
+            "paper_error_pct": published.get(name, {}).get("error_rate", math.nan),
+        }
+        rows.append(row)
+    columns = [
+        "activation", "n", "seeds", "error_pct_mean", "error_pct_std", "error_pct_ci_low",
+        "error_pct_ci_high", "pairs", "difference_vs_elu_pct", "t_statistic", "p_value",
+        "paper_method", "paper_error_pct",
+    ]  # fmt: skip
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str) -> pd.DataFrame:
+    """Each value of each knob: `objective` and the error rate (percent) on `split`, mean and
+    std over every run with that value, whatever the other knobs were."""
+    rows = []
+    for knob in knobs:
+        values = param(runs, knob)
+        for value in sorted(values.dropna().unique(), key=value_order):
+            group = runs[values == value]
+            score = stats.spread(metric(group, objective))
+            error = stats.spread(100 * metric(group, f"{split}_error_rate"))
+            rows.append(
+                {
+                    "knob": knob,
+                    "value": value,
+                    "n": len(group),
+                    "configurations": group["configuration"].nunique(),
+                    "objective": objective,
+                    "objective_mean": score.mean,
+                    "objective_std": score.std,
+                    "error_split": split,
+                    "error_pct_mean": error.mean,
+                    "error_pct_std": error.std,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def report_knobs(swept: list[str]) -> list[str]:
+    """The paper's knobs, then any other setting the sweep varied."""
+    return [*KNOBS, *(key for key in swept if key not in KNOBS)]
+
+
+def comparable(runs: pd.DataFrame, swept: list[str], best: pd.Series, vary: str) -> pd.DataFrame:
+    """The runs that match the best configuration in every swept setting except `vary`."""
+    fixed = {key: best[f"params.{key}"] for key in swept if key != vary}
+    return matching(runs, fixed)
+
+
+def _our_setting(runs: pd.DataFrame, key: str, stage: str) -> str:
+    """One row of Table 2 for one phase: every value the runs used."""
+    epochs = pd.to_numeric(param(runs, f"{stage}.epochs"), errors="coerce")
+    phase_off = bool(len(runs)) and (epochs == 0).all()
+    if key == "epochs":
+        ran = metric(runs, f"{stage}_epochs_run").dropna()
+        text = _distinct(param(runs, f"{stage}.epochs"))
+        text += f" (ran {_range(ran)})" if len(ran) else ""
+        return text + (" (phase off)" if phase_off else "")
+    if key in _MODEL_SETTINGS:
+        return _MODEL_SETTINGS[key](runs)
+    if phase_off:
+        return "phase off"
+    if key in _PHASE_PARAMS:
+        return _distinct(param(runs, f"{stage}.{_PHASE_PARAMS[key]}"))
+    if key == "steps_per_epoch":
+        images = pd.to_numeric(param(runs, "data.train_images"), errors="coerce")
+        batch = pd.to_numeric(param(runs, f"{stage}.batch_size"), errors="coerce")
+        return _distinct(np.ceil(images / batch).astype("Int64"))
+    if key == "trainable_parameters":
+        counts = metric(runs, f"parameters_trainable_{stage}").astype("Int64")
+        return _distinct(counts.map(lambda n: f"{n:,}", na_action="ignore"))
+    if key == "learning_rate_mode":
+        decay = pd.to_numeric(param(runs, f"{stage}.decay_rate"), errors="coerce")
+        return _distinct(decay.map(lambda b: "constant" if b == 0 else "exponential decay"))
+    if key == "early_stopping":
+        patience = param(runs, f"{stage}.early_stopping.patience").astype(str)
+        monitor = param(runs, f"{stage}.early_stopping.monitor").astype(str)
+        text = ("patience " + patience + " on " + monitor).where(patience != "None", "off")
+        return _distinct(text)
+    raise KeyError(f"paper.yaml names hyperparameter {key!r}, which Table 2 does not know")
+
+
+# Table 2 rows that are one value for both phases, and those read from `<phase>.<param>`.
+_MODEL_SETTINGS = {
+    "activation": lambda runs: _distinct(param(runs, "model.activation")),
+    "dropout": lambda runs: _distinct(param(runs, "model.dropout")),
+    "head_width": lambda runs: _distinct(param(runs, "model.head_width")),
+    "image_size": lambda runs: _distinct(param(runs, "data.image_size")),
+    "weights": lambda runs: _distinct(column(runs, "tags.weights_source")),
+    "loss": lambda runs: LOSS,
+}
+_PHASE_PARAMS = {
+    "batch_size": "batch_size",
+    "learning_rate": "learning_rate",
+    "decay_rate": "decay_rate",
+    "optimizer": "optimizer",
+    "restore_best_weights": "early_stopping.restore_best",
+}
+
+
+def _distinct(values: pd.Series) -> str:
+    found = sorted((str(v) for v in values.dropna().unique()), key=value_order)
+    if not found:
+        return "not logged"
+    return found[0] if len(found) == 1 else "varies: " + ", ".join(found)
+
+
+def _range(values: pd.Series) -> str:
+    low, high = int(values.min()), int(values.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _single(values: pd.Series) -> float:
+    """The one value the runs share, or NaN when they logged none or differ."""
+    found = values.dropna().unique()
+    return float(found[0]) if len(found) == 1 else math.nan
+
+
+def _seed_list(runs: pd.DataFrame) -> str:
+    return " ".join(str(seed) for seed in sorted(runs["seed"].dropna()))
+
+
+def _spread_values(spread: stats.Spread) -> list:
+    return [spread.n, spread.mean, spread.std, spread.ci_low, spread.ci_high]

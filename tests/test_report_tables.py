@@ -1,0 +1,395 @@
+"""The report's tables as pure functions of a hand-built `mlflow.search_runs` frame; every
+expected number is computed here from the frame's own values with numpy and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from study import config
+from study.report import paper, stats, tables
+from study.report.analysis import analyse
+from study.report.selection import ONE_CONFIGURATION, ReportError, select
+from study.training import SPLIT_METRICS
+
+PAPER = paper.load()
+SPLITS = ("train", "val", "test")
+# Test error rate by activation before the seed's wobble: distinct enough to rank.
+BASE_ERROR = {"elu": 0.03, "relu": 0.05, "tanh": 0.08, "sigmoid": 0.12}
+
+
+def run(
+    seed: int,
+    activation: str = "elu",
+    status: str = "FINISHED",
+    parent: str | None = "sweep-1",
+    stages: tuple[str, ...] = ("frozen", "fine_tune"),
+    test: bool = True,
+    run_type: str = "trial",
+    **settings,
+) -> dict:
+    """One run as the contract logs it: params, final and per-stage metrics, tags."""
+    phases = {"fine_tune.epochs": 110} if "fine_tune" in stages else {}
+    study = config.validate({"name": "t"}).with_values(
+        {"seed": seed, "model.activation": activation, **phases, **settings}
+    )
+    params = {**study.flat(), **study.knob_values()}
+    params |= {
+        "data.root": "/data/neu",
+        "data.images": 1800,
+        "data.classes": "crazing,inclusion,patches,pitted_surface,rolled-in_scale,scratches",
+        "data.train_images": 1080,
+        "data.val_images": 360,
+        "data.test_images": 360 if test else 0,
+    }
+    # A wobble per seed and setting that differs between settings, so pairs are informative.
+    wobble = ((seed * 7 + len(activation) * 3 + int(100 * study.model.dropout)) % 11 - 5) / 1000
+    error = BASE_ERROR.get(activation, 0.2) + wobble
+    metrics: dict[str, float] = {}
+    for stage_index, stage in enumerate(stages):
+        stage_error = error + 0.01 * (len(stages) - 1 - stage_index)
+        for split_index, split in enumerate(SPLITS if test else SPLITS[:2]):
+            split_error = stage_error * (0.2 if split == "train" else 1 + 0.1 * split_index)
+            for name_index, name in enumerate(SPLIT_METRICS):
+                value = {
+                    "accuracy": 1 - split_error,
+                    "error_rate": split_error,
+                    "loss": 3 * split_error,
+                }.get(name, 1 - split_error / (2 + name_index))
+                metrics[f"{stage}_{split}_{name}"] = value
+                if stage == stages[-1]:
+                    metrics[f"{split}_{name}"] = value
+        metrics[f"{stage}_epochs_run"] = 5 + seed
+        metrics[f"{stage}_best_epoch"] = 2
+    metrics |= {"parameters_total": 4_376_022, "parameters_trainable_frozen": 106_306}
+    if "fine_tune" in stages:
+        metrics["parameters_trainable_fine_tune"] = 4_376_022
+    tags = {
+        "run_type": run_type,
+        "seed": str(seed),
+        "data_fingerprint": "f" * 64,
+        "weights": "imagenet (md5 1ed9)",
+        "weights_source": "imagenet",
+        "split": "train 1080 / val 360 / test 360" if test else "train 1440 / val 360 / test 0",
+        "study_version": "0.1.0",
+    }
+    if not test:
+        tags["test_split"] = "none: model selection and reporting share the validation split"
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    if status == "FAILED":
+        tags["error"] = "TrainingFailed: loss became nan"
+    return {"status": status, "params": params, "metrics": metrics, "tags": tags}
+
+
+def frame(runs: list[dict], parent: str | None = "sweep-1") -> pd.DataFrame:
+    """The runs (and a sweep parent run) as `mlflow.search_runs` returns them."""
+    rows = []
+    if parent:
+        rows.append(
+            {
+                "run_id": parent,
+                "status": "FINISHED",
+                "tags.run_type": "sweep",
+                "tags.mlflow.runName": "t-sweep",
+            }
+        )
+    for number, spec in enumerate(runs):
+        row = {"run_id": f"run-{number:03d}", "status": spec["status"]}
+        row |= {f"params.{k}": str(v) for k, v in spec["params"].items()}
+        row |= {f"metrics.{k}": float(v) for k, v in spec["metrics"].items()}
+        row |= {f"tags.{k}": v for k, v in spec["tags"].items()}
+        row["tags.mlflow.runName"] = f"t-{number}"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["start_time"] = pd.date_range("2025-01-01", periods=len(table), freq="min", tz="UTC")
+    return table.iloc[::-1].reset_index(drop=True)  # newest first, as MLflow orders them
+
+
+def activation_sweep(seeds=(0, 1, 2, 3), **settings) -> list[dict]:
+    return [run(seed, name, **settings) for name in BASE_ERROR for seed in seeds]
+
+
+def values(runs: pd.DataFrame, key: str) -> np.ndarray:
+    return runs[f"metrics.{key}"].to_numpy(dtype=float)
+
+
+# Statistics
+
+
+def test_spread_is_mean_sample_std_and_t_interval():
+    data = np.array([0.031, 0.027, 0.035, 0.030, 0.029])
+    found = stats.spread(data)
+    sem = data.std(ddof=1) / math.sqrt(len(data))
+    low, high = scipy_stats.t.interval(0.95, len(data) - 1, loc=data.mean(), scale=sem)
+    assert found.n == 5
+    assert found.mean == pytest.approx(data.mean())
+    assert found.std == pytest.approx(data.std(ddof=1))
+    assert (found.ci_low, found.ci_high) == pytest.approx((low, high))
+
+
+def test_spread_of_one_value_has_no_std_and_none_of_no_values():
+    one = stats.spread([0.5, math.nan])
+    assert (one.n, one.mean) == (1, 0.5)
+    assert math.isnan(one.std) and math.isnan(one.ci_low)
+    assert stats.spread([]).n == 0 and math.isnan(stats.spread([]).mean)
+
+
+def test_paired_test_is_scipy_ttest_rel_and_needs_two_varying_pairs():
+    a, b = np.array([0.05, 0.06, 0.04, 0.07]), np.array([0.03, 0.035, 0.03, 0.04])
+    found = stats.paired(a, b)
+    expected = scipy_stats.ttest_rel(a, b)
+    assert found.n == 4
+    assert found.mean_difference == pytest.approx((a - b).mean())
+    assert found.p_value == pytest.approx(expected.pvalue)
+    assert math.isnan(stats.paired([0.1], [0.2]).p_value)
+    assert math.isnan(stats.paired([0.1, 0.2], [0.0, 0.1]).p_value)  # constant difference
+
+
+# Selection
+
+
+def test_failed_killed_unfinished_and_outside_runs_are_excluded_and_counted():
+    specs = activation_sweep(seeds=(0, 1))
+    specs += [run(2, status="FAILED"), run(3, status="KILLED"), run(4, status="RUNNING")]
+    specs += [run(0, parent=None, run_type="train"), run(5, parent="older-sweep")]
+    selection = select(frame(specs))
+    assert selection.parent_run_id == "sweep-1"
+    assert len(selection.runs) == 8
+    assert set(selection.runs["status"]) == {"FINISHED"}
+    assert selection.excluded == {"failed": 1, "killed": 1, "unfinished (RUNNING)": 1}
+    assert selection.outside == 2
+    assert selection.swept == ["activation"]
+    failed = selection.ledger[selection.ledger["status"] == "FAILED"].iloc[0]
+    assert failed["error"].startswith("TrainingFailed") and not failed["included"]
+
+
+def test_a_repeated_configuration_and_seed_keeps_the_latest_run():
+    first, repeat = run(0), run(0)
+    repeat["metrics"]["val_accuracy"] = 0.5
+    selection = select(frame([first, run(1), repeat]))
+    assert len(selection.runs) == 2
+    kept = selection.runs[selection.runs["seed"] == 0].iloc[0]
+    assert kept["metrics.val_accuracy"] == 0.5
+    assert selection.excluded == {"repeat of a configuration and seed: the latest run is kept": 1}
+    assert selection.swept == []
+    assert set(selection.runs["configuration"]) == {ONE_CONFIGURATION}
+
+
+def test_without_a_sweep_run_the_train_runs_are_used():
+    specs = [run(seed, parent=None, run_type="train") for seed in (0, 1)]
+    selection = select(frame(specs, parent=None))
+    assert selection.parent_run_id is None and len(selection.runs) == 2
+
+
+def test_an_unknown_sweep_run_is_refused():
+    with pytest.raises(ReportError, match="no sweep run nope"):
+        select(frame([run(0)]), sweep_run_id="nope")
+
+
+# Tables
+
+
+def test_configurations_rank_on_validation_and_report_test_error():
+    runs = select(frame(activation_sweep())).runs
+    ranking = tables.configurations(runs, ["activation"], "val_accuracy", "test")
+    means = {
+        label: values(group, "val_accuracy").mean()
+        for label, group in runs.groupby("configuration")
+    }
+    assert list(ranking["configuration"]) == sorted(means, key=means.get, reverse=True)
+    top = ranking.iloc[0]
+    chosen = runs[runs["configuration"] == top["configuration"]]
+    errors = values(chosen, "test_error_rate")
+    assert top["n"] == 4 and top["seeds"] == "0 1 2 3"
+    assert top["objective_mean"] == pytest.approx(values(chosen, "val_accuracy").mean())
+    assert top["error_rate_mean"] == pytest.approx(errors.mean())
+    assert top["error_rate_std"] == pytest.approx(errors.std(ddof=1))
+    best = chosen.loc[chosen["metrics.val_accuracy"].idxmax()]
+    assert top["best_run_id"] == best["run_id"]
+
+
+def test_minimised_objective_ranks_lowest_first():
+    runs = select(frame(activation_sweep())).runs
+    ranking = tables.configurations(runs, ["activation"], "val_loss", "test")
+    assert ranking["objective_mean"].is_monotonic_increasing
+
+
+def test_scores_table_is_mean_std_and_interval_beside_the_paper():
+    runs = select(frame([run(seed) for seed in range(3)])).runs
+    table = tables.scores_table(runs, "fine_tune", PAPER)
+    assert len(table) == len(tables.SCORES) * 3
+    row = table[(table["metric"] == "precision_keras") & (table["split"] == "val")].iloc[0]
+    data = values(runs, "fine_tune_val_precision_keras")
+    low, high = scipy_stats.t.interval(
+        0.95, 2, loc=data.mean(), scale=data.std(ddof=1) / math.sqrt(3)
+    )
+    assert (row["n"], row["mean"], row["std"]) == (
+        3,
+        pytest.approx(data.mean()),
+        pytest.approx(data.std(ddof=1)),
+    )
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert row["paper"] == pytest.approx(PAPER.scores["fine_tune"]["val"]["precision"] / 100)
+    loss = table[(table["metric"] == "loss") & (table["split"] == "train")].iloc[0]
+    assert loss["paper"] == PAPER.scores["fine_tune"]["train"]["loss"]
+    test = table[(table["metric"] == "accuracy") & (table["split"] == "test")].iloc[0]
+    assert math.isnan(test["paper"])
+
+
+def test_a_missing_phase_gives_an_empty_scores_table():
+    runs = select(
+        frame([run(seed, stages=("frozen",), **{"fine_tune.epochs": 0}) for seed in (0, 1)])
+    ).runs
+    assert tables.scores_table(runs, "fine_tune", PAPER).empty
+    assert not tables.scores_table(runs, "frozen", PAPER).empty
+    hyper = tables.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
+    assert hyper.loc["optimizer", "ours_after"] == "phase off"
+    assert hyper.loc["epochs", "ours_after"] == "0 (phase off)"
+    assert hyper.loc["optimizer", "ours_before"] == "adam"
+
+
+def test_hyperparameter_table_lists_what_the_runs_used():
+    specs = [
+        run(0, **{"fine_tune.epochs": 30, "fine_tune.optimizer": name})
+        for name in ("adam", "adamax")
+    ]
+    runs = select(frame(specs)).runs
+    table = tables.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
+    assert list(table.index) == [key.replace("_", " ") for key in PAPER.hyperparameters]
+    assert table.loc["optimizer", "ours_after"] == "varies: adam, adamax"
+    assert table.loc["optimizer", "paper_after"] == "Adamax"
+    assert table.loc["steps per epoch", "ours_before"] == str(math.ceil(1080 / 32))
+    assert table.loc["trainable parameters", "ours_before"] == "106,306"
+    assert table.loc["learning rate mode", "ours_after"] == "exponential decay"
+    assert table.loc["epochs", "ours_after"] == "30 (ran 5)"
+
+
+def test_activation_table_pairs_each_activation_with_elu_by_seed():
+    specs = activation_sweep(seeds=(0, 1, 2, 3))
+    specs = [
+        s for s in specs if not (s["params"]["activation"] == "relu" and s["params"]["seed"] == 3)
+    ]
+    runs = select(frame(specs)).runs
+    table = tables.activation_table(runs, "test", PAPER).set_index("activation")
+    assert list(table.index) == ["elu", "relu", "tanh", "sigmoid"]
+
+    def errors(name):
+        chosen = runs[runs["params.activation"] == name]
+        return pd.Series(100 * values(chosen, "test_error_rate"), index=chosen["seed"]).sort_index()
+
+    elu, relu = errors("elu"), errors("relu")
+    assert table.loc["elu", "error_pct_mean"] == pytest.approx(elu.mean())
+    assert table.loc["elu", "error_pct_std"] == pytest.approx(elu.std(ddof=1))
+    low, high = scipy_stats.t.interval(0.95, 3, loc=elu.mean(), scale=elu.std(ddof=1) / 2)
+    assert table.loc["elu", ["error_pct_ci_low", "error_pct_ci_high"]].tolist() == pytest.approx(
+        [low, high]
+    )
+    assert math.isnan(table.loc["elu", "p_value"])
+    common = relu.index
+    expected = scipy_stats.ttest_rel(relu[common], elu[common])
+    assert table.loc["relu", "pairs"] == 3 and table.loc["relu", "n"] == 3
+    assert table.loc["relu", "p_value"] == pytest.approx(expected.pvalue)
+    assert table.loc["relu", "difference_vs_elu_pct"] == pytest.approx((relu - elu[common]).mean())
+    assert table.loc["elu", "paper_error_pct"] == 0.029
+    assert table.loc["sigmoid", "paper_method"] == "CNNs (sigmoid)"
+
+
+def test_activation_table_with_one_seed_has_no_spread_and_no_test():
+    runs = select(frame(activation_sweep(seeds=(0,)))).runs
+    table = tables.activation_table(runs, "test", PAPER)
+    assert (table["n"] == 1).all()
+    assert table[["error_pct_std", "error_pct_ci_low", "p_value"]].isna().all().all()
+    assert table.set_index("activation").loc["relu", "pairs"] == 1
+
+
+def test_comparable_runs_hold_the_other_swept_settings_at_the_best():
+    specs = activation_sweep(seeds=(0, 1)) + activation_sweep(
+        seeds=(0, 1), **{"model.dropout": 0.5}
+    )
+    selection = select(frame(specs))
+    assert selection.swept == ["activation", "dropout"]
+    best = selection.runs[selection.runs["params.dropout"] == "0.5"].iloc[0]
+    chosen = tables.comparable(selection.runs, selection.swept, best, vary="activation")
+    assert len(chosen) == 8 and set(chosen["params.dropout"]) == {"0.5"}
+
+
+def test_knob_table_is_marginal_over_the_other_settings():
+    specs = activation_sweep(seeds=(0, 1)) + activation_sweep(
+        seeds=(0, 1), **{"model.dropout": 0.5}
+    )
+    selection = select(frame(specs))
+    table = tables.knob_table(
+        selection.runs, tables.report_knobs(selection.swept), "val_accuracy", "test"
+    )
+    dropout = table[table["knob"] == "dropout"].set_index("value")
+    assert list(dropout.index) == ["0.2", "0.5"]
+    chosen = selection.runs[selection.runs["params.dropout"] == "0.5"]
+    assert dropout.loc["0.5", "n"] == 8 and dropout.loc["0.5", "configurations"] == 4
+    assert dropout.loc["0.5", "error_pct_mean"] == pytest.approx(
+        100 * values(chosen, "test_error_rate").mean()
+    )
+    assert dropout.loc["0.5", "objective_std"] == pytest.approx(
+        values(chosen, "val_accuracy").std(ddof=1)
+    )
+    assert list(table[table["knob"] == "optimizer"]["value"]) == ["adamax"]
+
+
+def test_inference_table_puts_our_timings_beside_the_paper():
+    runs = select(frame([run(seed) for seed in (0, 1)])).runs
+    bench = pd.DataFrame(
+        [
+            {
+                "run_id": "bench-1",
+                "status": "FINISHED",
+                "tags.run_type": "bench",
+                "tags.machine": "Test CPU, 2 cores, no GPU",
+                "params.image_size": "224",
+                "metrics.batch32_ms_per_step": 640.0,
+                "metrics.batch32_ms_per_image": 20.0,
+                "metrics.batch1_ms_per_step": 45.0,
+            }
+        ]
+    )
+    table = tables.inference_table(runs, tables.benchmarks(bench), "test", "elu", PAPER)
+    assert list(table["source"]) == [PAPER.short] * 4 + ["ours"]
+    nasnet = table.iloc[3]
+    assert nasnet["batch32_ms_per_image"] == pytest.approx(27.5 / 32)
+    assert math.isnan(table.iloc[0]["batch32_ms_per_image"])
+    ours = table.iloc[4]
+    assert ours["accuracy"] == pytest.approx(values(runs, "test_accuracy").mean())
+    assert ours["parameters"] == 4_376_022 and ours["data_size"] == 1800
+    assert (ours["batch32_ms_per_step"], ours["batch1_ms_per_step"]) == (640.0, 45.0)
+    assert ours["machine"] == "Test CPU, 2 cores, no GPU"
+    without = tables.inference_table(runs, tables.benchmarks(bench.iloc[0:0]), "test", "elu", PAPER)
+    assert math.isnan(without.iloc[4].get("batch32_ms_per_step", math.nan))
+
+
+# The whole analysis: edge cases
+
+
+def test_no_finished_runs_gives_only_the_ledger():
+    analysis = analyse("t", frame([run(0, status="FAILED"), run(1, status="KILLED")]), PAPER)
+    assert analysis.best is None
+    assert set(analysis.tables) == {"runs"}
+    assert analysis.selection.excluded == {"failed": 1, "killed": 1}
+    empty = analyse("t", pd.DataFrame(columns=["run_id", "status", "start_time"]), PAPER)
+    assert empty.best is None and empty.selection.ledger.empty
+
+
+def test_without_a_test_split_errors_are_reported_on_validation():
+    analysis = analyse("t", frame([run(seed, test=False) for seed in (0, 1)]), PAPER)
+    assert analysis.split == "val"
+    assert analysis.tables["configurations"]["error_split"].iloc[0] == "val"
+
+
+def test_the_objective_is_checked_and_read_from_the_sweep_run():
+    runs = frame(activation_sweep(seeds=(0, 1)))
+    with pytest.raises(ReportError, match="objective 'test_accuracy'"):
+        analyse("t", runs, PAPER, objective="test_accuracy")
+    runs.loc[runs["run_id"] == "sweep-1", "params.tuner.objective"] = "val_loss"
+    assert analyse("t", runs, PAPER).objective == "val_loss"
