@@ -1,0 +1,143 @@
+"""`study report`: read an experiment's runs from MLflow, make the report, write it under
+`<out_dir>/<experiment>/` and log the same files to the sweep's run (artifact folder `report`).
+
+This module is the only part of the report that talks to the store; everything it fetches goes
+through `analysis` and `document`, which are pure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from study.files import atomic_file, atomic_write_text
+from study.report import document, paper, render
+from study.report.analysis import analyse
+from study.report.selection import ReportError
+from study.tracking import Store, sqlite_path
+
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+OWN_FILES = ("report.md", "report.html", "*.csv", "*.png")  # what a rebuild may replace
+
+
+def build_report(
+    experiment_name: str,
+    store: Store,
+    out_dir: Path,
+    sweep_run_id: str | None = None,
+    objective: str | None = None,
+) -> Path:
+    """Write the report of one experiment (one sweep of it: the latest, or `sweep_run_id`);
+    returns the folder that holds report.md, report.html, the CSV tables and the figures.
+
+    `objective` ranks configurations (default: the sweep's `tuner.objective` param, else
+    val_accuracy). Raises ReportError when the store or the experiment does not exist.
+    """
+    experiment_id = _experiment_id(store, experiment_name)
+    runs = fetch_runs(store, experiment_id)
+    reference = paper.load()
+    analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective)
+    details = fetch_details(store, analysis.best)
+    report = document.compose(analysis, details, reference)
+    folder = Path(out_dir) / re.sub(r"[^\w.-]+", "_", experiment_name)
+    write(report, folder, f"Report: {experiment_name}")
+    if analysis.selection.parent_run_id is not None:
+        store.client.log_artifacts(
+            analysis.selection.parent_run_id, str(folder), artifact_path="report"
+        )
+    return folder
+
+
+def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:
+    """Every run of the experiment as `mlflow.search_runs` gives it."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store.uri)
+    try:
+        return mlflow.search_runs(experiment_ids=[experiment_id])
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def fetch_details(store: Store, best: pd.Series | None) -> document.BestRunDetails:
+    """The best run's per-epoch curves and its confusion matrix, where it logged them."""
+    if best is None:
+        return document.BestRunDetails({}, None)
+    run_id = best["run_id"]
+    histories = {}
+    for stage in ("frozen", "fine_tune"):
+        curves = {}
+        for curve in CURVES:
+            points = store.client.get_metric_history(run_id, f"{stage}/{curve}")
+            if points:
+                curves[curve] = [m.value for m in sorted(points, key=lambda m: m.step)]
+        if curves:
+            histories[stage] = curves
+    return document.BestRunDetails(histories, _confusion(store, run_id))
+
+
+def write(report: document.Report, folder: Path, title: str) -> None:
+    """Write every file of the report, and remove report files an earlier build left that this
+    one did not write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {"report.md", "report.html", *report.csv, *report.figures}
+    for name, table in report.csv.items():
+        atomic_write_text(folder / name, table.to_csv(index=False, lineterminator="\n"))
+    for name, data in report.figures.items():
+        with atomic_file(folder / name) as handle:
+            handle.write(data)
+    atomic_write_text(folder / "report.md", render.markdown(report.blocks))
+    atomic_write_text(folder / "report.html", render.page(report.blocks, title, report.figures))
+    for pattern in OWN_FILES:
+        for path in folder.glob(pattern):
+            if path.name not in written:
+                path.unlink()
+
+
+def _experiment_id(store: Store, name: str) -> str:
+    database = sqlite_path(store.uri)
+    if database is not None and not database.is_file():
+        raise ReportError(
+            f"no MLflow store at {database}; pass --tracking-uri to the sweep's store"
+        )
+    store.check()
+    found = store.client.get_experiment_by_name(name)
+    if found is None or found.lifecycle_stage == "deleted":
+        names = sorted(e.name for e in store.client.search_experiments())
+        raise ReportError(
+            f"no experiment {name!r} in {store.display_uri} (experiments: {', '.join(names)})"
+        )
+    return found.experiment_id
+
+
+def _confusion(store: Store, run_id: str) -> pd.DataFrame | None:
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
+        try:
+            path = store.client.download_artifacts(run_id, "confusion_matrix.csv", folder)
+        except (MlflowException, OSError):
+            return None
+        return pd.read_csv(path, index_col=0)
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar for every download unless told otherwise."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous

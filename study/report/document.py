@@ -1,0 +1,619 @@
+"""The report's text: how the numbers were obtained, each table beside the paper's, and what is
+missing said in words. An `Analysis` (and the best run's curves and confusion matrix) in;
+blocks, the CSV tables and the PNG figures out. Nothing here reads the store or the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+import study
+from study import plots
+from study.report import figures, tables
+from study.report.analysis import TABLE_FILES, Analysis
+from study.report.paper import Paper
+from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
+from study.report.selection import ONE_CONFIGURATION, column, param
+from study.report.stats import CONFIDENCE
+
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+PHASES = {
+    "frozen": "phase 1 (backbone frozen, head trained)",
+    "fine_tune": "phase 2 (fine-tuning: everything trained)",
+}
+SHOWN_CONFIGURATIONS = 10
+DASH = "–"
+
+
+@dataclass(frozen=True)
+class BestRunDetails:
+    """What the report shows of the best run beyond its metrics."""
+
+    histories: dict[str, dict[str, list[float]]]  # stage -> curve (loss, val_loss, ...) -> epochs
+    confusion: pd.DataFrame | None  # confusion_matrix.csv: true classes as rows, predictions
+
+
+@dataclass(frozen=True)
+class Report:
+    blocks: list[Block]
+    csv: dict[str, pd.DataFrame]  # file name -> table
+    figures: dict[str, bytes]  # file name -> PNG
+
+
+def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report:
+    images: dict[str, bytes] = {}
+    blocks: list[Block] = [
+        Heading(1, f"Report: {analysis.experiment}"),
+        Paragraph(
+            f"The tables of {paper.short} rebuilt from the runs of MLflow experiment "
+            f"`{analysis.experiment}`, beside the paper's figures. Made by study "
+            f"{study.__version__} (`study report`)."
+        ),
+    ]
+    if analysis.best is None:
+        blocks += _provenance(analysis)
+        blocks += [
+            Heading(2, "Results"),
+            Paragraph(
+                "**No finished runs**: there is nothing to tabulate. The tables need at least "
+                "one FINISHED trial or train run in scope; the runs above are all the "
+                "experiment holds."
+            ),
+        ]
+    else:
+        blocks += _summary(analysis)
+        blocks += _provenance(analysis)
+        blocks += _configurations(analysis)
+        blocks += _hyperparameters(analysis)
+        for stage in tables.STAGES:
+            blocks += _scores(analysis, stage, paper, details, images)
+        blocks += _inference(analysis, paper)
+        blocks += _activations(analysis, paper, images)
+        blocks += _knobs(analysis, images)
+        blocks += _best_run(analysis, details, images)
+    blocks += [
+        Heading(2, "Reference"),
+        Paragraph(paper.citation),
+        Paragraph(
+            f"{paper.data_note} The paper's figures used here are kept, with this citation, in "
+            "`study/report/paper.yaml`."
+        ),
+    ]
+    csv = {TABLE_FILES[name]: table for name, table in analysis.tables.items()}
+    return Report(blocks, csv, images)
+
+
+def _summary(analysis: Analysis) -> list[Block]:
+    best = analysis.tables["configurations"].iloc[0]
+    split = SPLIT_NAMES[analysis.split]
+    items = [
+        f"Best configuration, chosen on {_objective_name(analysis.objective)}: "
+        f"**{best['configuration']}**, {split} error rate "
+        f"{_mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
+        f"(95% CI {_interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}"
+        f", n = {best['n']})."
+    ]
+    activations = analysis.tables["activations"]
+    measured = activations[activations["n"] > 0]
+    if len(measured) > 1:
+        parts = [
+            f"{row.activation} {_mean_std(row.error_pct_mean, row.error_pct_std, 2)} %"
+            + ("" if math.isnan(row.p_value) else f" (p {_p(row.p_value, equals=True)} vs elu)")
+            for row in measured.itertuples()
+        ]
+        items.append(f"Table 6, {split} error rate by activation, same model: {'; '.join(parts)}.")
+    counts = _exclusions(analysis)
+    items.append(f"{len(analysis.selection.runs)} runs included; excluded: {counts}.")
+    return [Heading(2, "Summary"), Bullets(tuple(items))]
+
+
+def _provenance(analysis: Analysis) -> list[Block]:
+    selection, runs = analysis.selection, analysis.selection.runs
+    seeds = sorted(runs["seed"].dropna().unique())
+    per_configuration = runs.groupby("configuration").size()
+    items = [
+        f"Runs: {selection.scope}. Included: {len(runs)} FINISHED runs, "
+        f"{runs['configuration'].nunique()} configuration(s), the latest run of each "
+        f"configuration and seed. Excluded and counted: {_exclusions(analysis)}. Every run and "
+        "why it was left out: `runs.csv`.",
+    ]
+    if selection.outside:
+        items.append(
+            f"{selection.outside} other trial or train runs of the experiment lie outside this "
+            "scope and are not included."
+        )
+    if len(runs):
+        machines = column(runs, "tags.machine")
+        trained_on = _listing(machines) if machines.notna().any() else "not recorded by the runs"
+        timed_on = (
+            _listing(column(analysis.bench, "tags.machine"))
+            if len(analysis.bench)
+            else "not measured (no `study bench` run)"
+        )
+        items.append(
+            f"Seeds: {', '.join(str(s) for s in seeds)}; runs per configuration: "
+            f"{_range_text(per_configuration)}. Each seed draws its own stratified split and "
+            "initialises the head, so runs that share a seed share their split."
+        )
+        if per_configuration.max() < 2:
+            items.append(
+                "**One seed per configuration: no spread.** Standard deviations, intervals and "
+                "paired tests need two seeds or more and are left out (shown as –)."
+            )
+        items += [
+            "Data: fingerprint "
+            + _listing(column(runs, "tags.data_fingerprint"), code=True)
+            + f"; {_listing(param(runs, 'data.images'))} images in classes "
+            + _listing(param(runs, "data.classes").str.replace(",", ", "))
+            + f"; unreadable files skipped: {_listing(column(runs, 'tags.skipped_files'))}.",
+            f"Split (images): {_listing(column(runs, 'tags.split'))}." + _test_split_note(analysis),
+            f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
+            f"Training machine: {trained_on}. Inference timing: {timed_on}.",
+            f"Selection: configurations are ranked by their mean "
+            f"{_objective_name(analysis.objective)} over seeds; the best is reported on the "
+            f"{SPLIT_NAMES[analysis.split]} split.",
+            f"Statistics: mean ± sample standard deviation (n − 1) over seeds; "
+            f"{CONFIDENCE:.0%} confidence intervals from Student's t; comparisons are two-sided "
+            "paired t-tests (`scipy.stats.ttest_rel`) over runs that share a seed.",
+            f"Logged by study version {_listing(column(runs, 'tags.study_version'))}.",
+        ]
+    blocks: list[Block] = [Heading(2, "How the numbers were obtained"), Bullets(tuple(items))]
+    left_out = selection.ledger[~selection.ledger["included"]]
+    if len(left_out):
+        shown = pd.DataFrame(
+            {
+                "Run": left_out["run_name"].fillna(left_out["run_id"]),
+                "Status": left_out["status"],
+                "Why excluded": left_out["reason"],
+                "Error": left_out["error"].fillna("").map(_first_line),
+            }
+        )
+        blocks += [Paragraph("Runs left out:"), Table(shown)]
+    return blocks
+
+
+def _configurations(analysis: Analysis) -> list[Block]:
+    ranking = analysis.tables["configurations"]
+    objective = analysis.objective
+    split = SPLIT_NAMES[analysis.split]
+    shown = pd.DataFrame(
+        {
+            "Rank": ranking["rank"],
+            "Configuration": ranking["configuration"],
+            "Seeds": ranking["seeds"] + " (n = " + ranking["n"].astype(str) + ")",
+            _objective_name(objective, unit=True): [
+                _objective_cell(objective, row.objective_mean, row.objective_std)
+                for row in ranking.itertuples()
+            ],
+            f"{split.capitalize()} error rate (%)": [
+                _mean_std(100 * row.error_rate_mean, 100 * row.error_rate_std, 2)
+                for row in ranking.itertuples()
+            ],
+            f"{CONFIDENCE:.0%} CI (%)": [
+                _interval(100 * row.error_rate_ci_low, 100 * row.error_rate_ci_high)
+                for row in ranking.itertuples()
+            ],
+        }
+    ).head(SHOWN_CONFIGURATIONS)
+    more = len(ranking) - len(shown)
+    return [
+        Heading(2, "Best configuration"),
+        Paragraph(
+            f"Configurations ranked by mean {_objective_name(objective)} over seeds (ties: more "
+            f"seeds first); the first is the best configuration found, reported on the {split} "
+            "split, which played no part in choosing it."
+            + (f" {more} more configurations are in the CSV." if more > 0 else "")
+        ),
+        Table(shown, TABLE_FILES["configurations"]),
+    ]
+
+
+def _hyperparameters(analysis: Analysis) -> list[Block]:
+    table = analysis.tables["hyperparameters"]
+    shown = pd.DataFrame(
+        {
+            "Hyperparameter": table["hyperparameter"],
+            "Paper: before fine-tuning": table["paper_before"],
+            "Paper: after fine-tuning": table["paper_after"],
+            "Paper: source": table["paper_source"],
+            "Ours: before fine-tuning": table["ours_before"],
+            "Ours: after fine-tuning": table["ours_after"],
+        }
+    )
+    return [
+        Heading(2, "Table 2: hyperparameters"),
+        Paragraph(
+            "The paper's Table 2 (and the protocol facts its text gives) beside the values our "
+            f"{len(analysis.selection.runs)} included runs used, from their logged params; "
+            "`varies` lists every value the sweep tried."
+        ),
+        Table(shown, TABLE_FILES["hyperparameters"]),
+    ]
+
+
+def _scores(
+    analysis: Analysis, stage: str, paper: Paper, details: BestRunDetails, images: dict
+) -> list[Block]:
+    number = paper.scores[stage]["table"]
+    title = f"Table {number}: {tables.STAGES[stage]}"
+    if stage not in analysis.tables:
+        return [
+            Heading(2, title),
+            Paragraph(
+                f"**Missing**: no run of the best configuration has a {tables.STAGES[stage]} "
+                f"phase (`{stage}.epochs` = 0, or the phase logged no scores), so Table {number} "
+                "cannot be rebuilt."
+            ),
+        ]
+    table = analysis.tables[stage]
+    most = int(table["n"].max())
+    rows = []
+    for (key, label), group in table.groupby(["metric", "label"], sort=False):
+        scale, digits = (1, 4) if key == "loss" else (100, 2)
+        row = {"Metric": label if key == "loss" else f"{label} (%)"}
+        for split, found in group.groupby("split", sort=False):
+            cell = found.iloc[0]
+            text = _mean_std(scale * cell["mean"], scale * cell["std"], digits)
+            if 0 < cell["n"] < most:
+                text += f" (n = {cell['n']})"
+            row[f"{SPLIT_NAMES[split].capitalize()} (ours)"] = text
+        for split in ("train", "val"):
+            value = group.loc[group["split"] == split, "paper"].iloc[0]
+            row[f"{SPLIT_NAMES[split].capitalize()} (paper)"] = (
+                DASH if math.isnan(value) else f"{scale * value:.2f}" if scale > 1 else f"{value:g}"
+            )
+        rows.append(row)
+    blocks: list[Block] = [
+        Heading(2, title),
+        Paragraph(
+            f"Scores after {PHASES[stage]} of the best configuration "
+            f"(**{analysis.configuration}**): mean ± std over n = {most} seeds; "
+            f"{CONFIDENCE:.0%} intervals in the CSV. Precision, recall and AUC are Keras's "
+            "metrics on one-hot targets at threshold 0.5, as the paper reports them; the macro "
+            "rows are class averages the paper does not give. The paper has no test split: its "
+            "validation split also chose the early-stopping epoch, as ours does, so only our "
+            "test column is free of selection."
+        ),
+        Table(pd.DataFrame(rows), TABLE_FILES[stage]),
+    ]
+    history = details.histories.get(stage)
+    if history:
+        best = analysis.best
+        name = f"learning_curves_{stage}.png"
+        kept = best.get(f"metrics.{stage}_best_epoch", np.nan)
+        figure = plots.learning_curves(
+            history,
+            f"{_best_run_title(analysis)}: {tables.STAGES[stage]}",
+            None if math.isnan(kept) else int(kept),
+        )
+        images[name] = figures.png(figure)
+        blocks.append(
+            Image(
+                name,
+                f"Learning curves of the best run, {tables.STAGES[stage]}: loss and accuracy "
+                "per epoch on training and validation data; the grey line marks the epoch "
+                "whose weights were kept.",
+            )
+        )
+    return blocks
+
+
+def _inference(analysis: Analysis, paper: Paper) -> list[Block]:
+    table = analysis.tables["inference"]
+    rows = []
+    for row in table.to_dict("records"):
+        ours = row["source"] == "ours"
+        accuracy = _mean_std(100 * row["accuracy"], 100 * row.get("accuracy_std", np.nan), 2)
+        if ours:
+            accuracy += f" ({SPLIT_NAMES[row['split']]}, n = {int(row['n'])})"
+        per_image = _number(row.get("batch32_ms_per_image"), 2)
+        if not ours and per_image != DASH:
+            per_image += f" ({row['batch32_ms_per_step']:g} / 32)"
+        rows.append(
+            {
+                "Method": row["method"],
+                "Source": row["source"],
+                "Accuracy (%)": accuracy,
+                "Parameters": _millions(row["parameters"]),
+                "ms per step, batch 32": _timing(row, "batch32_ms_per_step"),
+                "ms per image, batch 32": per_image,
+                "ms per image, batch 1": _timing(row, "batch1_ms_per_step"),
+                "Data size (images)": _count(row["data_size"]),
+                "Machine": _machine(row),
+            }
+        )
+    notes = list(paper.method_notes)
+    notes.append(
+        f"The paper's accuracy ({paper.methods[-1]['accuracy']:.2f}%) is its training accuracy "
+        f"before fine-tuning (Table 3, {paper.scores['frozen']['train']['accuracy']:.2f}%)."
+    )
+    if analysis.bench.empty:
+        notes.append(
+            "**Not measured**: this experiment has no `study bench` run, so our inference times "
+            f"are missing; `study bench` with the study's config logs them into "
+            f"`{analysis.experiment}`."
+        )
+    else:
+        repeats = _listing(param(analysis.bench, "repeats"))
+        warmup = _listing(param(analysis.bench, "warmup"))
+        notes.append(
+            f"Our times (`study bench`): the median of {repeats} timed inference steps after "
+            f"{warmup} warm-up steps, one step being `predict_on_batch` of the full classifier "
+            "on random images; in brackets the interquartile range."
+        )
+        trained = set(param(analysis.best_runs, "data.image_size").dropna())
+        timed = set(param(analysis.bench, "image_size").dropna())
+        if timed - trained:
+            notes.append(
+                f"The runs trained at {', '.join(sorted(trained))} px; timings at other sizes "
+                "describe a differently sized input."
+            )
+    return [
+        Heading(2, "Table 5: accuracy, size and inference time"),
+        Table(pd.DataFrame(rows), TABLE_FILES["inference"]),
+        Bullets(tuple(notes)),
+    ]
+
+
+def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
+    table = analysis.tables["activations"]
+    split = SPLIT_NAMES[analysis.split]
+    fixed = [key for key in analysis.selection.swept if key != "activation"]
+    shown = pd.DataFrame(
+        {
+            "Activation": table["activation"],
+            "Seeds": [
+                f"{row.seeds} (n = {row.n})" if row.n else "no runs" for row in table.itertuples()
+            ],
+            f"{split.capitalize()} error rate (%)": [
+                _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
+            ],
+            f"{CONFIDENCE:.0%} CI (%)": [
+                _interval(row.error_pct_ci_low, row.error_pct_ci_high) for row in table.itertuples()
+            ],
+            "Difference from elu (points)": [_signed(v) for v in table["difference_vs_elu_pct"]],
+            "Paired t-test p (pairs)": [
+                DASH if math.isnan(p) else f"{_p(p)} ({int(n)})"
+                for p, n in zip(table["p_value"], table["pairs"].fillna(0), strict=True)
+            ],
+            "Paper: method": table["paper_method"].fillna(DASH),
+            "Paper: error rate (%)": [_number(v, 4) for v in table["paper_error_pct"]],
+        }
+    )
+    held = ", ".join(f"{key}={analysis.best['params.' + key]}" for key in fixed)
+    protocol = (
+        f"Ours: the {split} error rate of one model and protocol per activation, the runs that "
+        "match the best configuration in every other setting the sweep varied"
+        + (f" ({held})" if held else "")
+        + ", one run per seed. Mean ± sample std over seeds and the "
+        f"{CONFIDENCE:.0%} Student t interval; each activation is compared with elu by a "
+        "two-sided paired t-test over the seeds both have (same split, same head "
+        "initialisation, same augmentation order); difference = activation − elu, in "
+        "percentage points; no correction for testing several activations."
+    )
+    notes = [protocol, *(f"Paper: {note}" for note in paper.activation_notes)]
+    measured = table[table["n"] > 0]
+    if len(measured) < 2:
+        notes.append(
+            "**No comparison**: the sweep trained "
+            + (f"only {measured['activation'].iloc[0]}" if len(measured) else "no activation")
+            + " with the best configuration's other settings; sweep `model.activation` to "
+            "compare activations."
+        )
+    elif tables.REFERENCE_ACTIVATION not in set(measured["activation"]):
+        notes.append("**No paired tests**: no elu runs share the other settings.")
+    elif measured["n"].max() < 2:
+        notes.append("**No spread and no tests**: one seed per activation.")
+    blocks: list[Block] = [
+        Heading(2, "Table 6: error rate by activation"),
+        Table(shown, TABLE_FILES["activations"]),
+        Bullets(tuple(notes)),
+    ]
+    if len(measured):
+        figure = figures.activation_errors(
+            analysis.activation_runs, table, analysis.split, f"{paper.short}, not comparable"
+        )
+        images["activation_error.png"] = figures.png(figure)
+        blocks.append(
+            Image(
+                "activation_error.png",
+                f"{split.capitalize()} error rate per activation, same model and protocol: one "
+                f"dot per seed, the mean with its {CONFIDENCE:.0%} interval, and the paper's "
+                "figure (other models; its elu value is a loss).",
+            )
+        )
+    return blocks
+
+
+def _knobs(analysis: Analysis, images: dict) -> list[Block]:
+    table = analysis.tables["knobs"]
+    objective = analysis.objective
+    best = analysis.best
+    shown = pd.DataFrame(
+        {
+            "Setting": table["knob"].str.replace("_", " "),
+            "Value": [
+                f"{row.value} (best)" if best.get(f"params.{row.knob}") == row.value else row.value
+                for row in table.itertuples()
+            ],
+            "Runs": table["n"],
+            "Configurations": table["configurations"],
+            _objective_name(objective, unit=True): [
+                _objective_cell(objective, row.objective_mean, row.objective_std)
+                for row in table.itertuples()
+            ],
+            f"{SPLIT_NAMES[analysis.split].capitalize()} error rate (%)": [
+                _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
+            ],
+        }
+    )
+    figure = figures.sweep_overview(
+        analysis.selection.runs,
+        analysis.selection.swept,
+        objective,
+        analysis.split,
+        analysis.configuration,
+    )
+    images["sweep.png"] = figures.png(figure)
+    return [
+        Heading(2, "Optimizer, dropout, head width and decay rate"),
+        Paragraph(
+            "Each value of each knob over every included run that has it, whatever the other "
+            "settings were: the spread includes the other settings' effect. (best) marks the "
+            "best configuration's value; the configurations table compares whole "
+            "configurations."
+        ),
+        Table(shown, TABLE_FILES["knobs"]),
+        Image(
+            "sweep.png",
+            f"The whole sweep: each run's {_objective_name(objective)} (top) and "
+            f"{SPLIT_NAMES[analysis.split]} error rate (bottom) against each setting the sweep "
+            "varied (against the seed when nothing varied); the best configuration's runs in "
+            "orange.",
+        ),
+    ]
+
+
+def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list[Block]:
+    best = analysis.best
+    name = best.get("tags.mlflow.runName") or best["run_id"]
+    blocks: list[Block] = [
+        Heading(2, "Best run"),
+        Paragraph(
+            f"Run `{name}` (`{best['run_id']}`), seed {best['seed']}: of the best "
+            f"configuration's runs, the one with the best {_objective_name(analysis.objective)}."
+        ),
+    ]
+    if details.confusion is None:
+        blocks.append(Paragraph("**Missing**: the run has no `confusion_matrix.csv` artifact."))
+        return blocks
+    split = "test" if analysis.split == "test" else "validation"
+    matrix = details.confusion
+    figure = plots.confusion_matrix(
+        matrix.to_numpy(), list(matrix.columns), f"{_best_run_title(analysis)}: {split} split"
+    )
+    images["confusion_matrix.png"] = figures.png(figure)
+    blocks.append(
+        Image(
+            "confusion_matrix.png",
+            f"Confusion matrix of the best run's final model on the {split} split: true "
+            "classes as rows, predicted classes as columns, counts of images.",
+        )
+    )
+    return blocks
+
+
+def _best_run_title(analysis: Analysis) -> str:
+    seed = f"seed {analysis.best['seed']}"
+    if analysis.configuration == ONE_CONFIGURATION:
+        return f"Best run ({seed})"
+    return f"Best run ({analysis.configuration}, {seed})"
+
+
+def _exclusions(analysis: Analysis) -> str:
+    excluded = analysis.selection.excluded
+    return ", ".join(f"{n} {reason}" for reason, n in excluded.items()) or "none"
+
+
+def _test_split_note(analysis: Analysis) -> str:
+    notes = column(analysis.selection.runs, "tags.test_split").dropna().unique()
+    if not len(notes):
+        return " The test split is used for reporting only."
+    return (
+        f" No test split ({notes[0]}): error rates and accuracies are on the validation split, "
+        "which also chose the configuration and the early-stopping epoch, so they are optimistic."
+    )
+
+
+def _objective_name(objective: str, unit: bool = False) -> str:
+    """`val_accuracy` as "validation accuracy", or as a column header "Validation accuracy (%)"."""
+    split, _, name = objective.partition("_")
+    text = f"{SPLIT_NAMES[split]} {name.replace('_', ' ')}"
+    if not unit:
+        return text
+    return text.capitalize() + ("" if _raw(objective) else " (%)")
+
+
+def _objective_cell(objective: str, mean: float, std: float) -> str:
+    if _raw(objective):
+        return _mean_std(mean, std, 4)
+    return _mean_std(100 * mean, 100 * std, 2)
+
+
+def _raw(objective: str) -> bool:
+    """Whether the objective is a loss, shown as is, rather than a fraction shown in percent."""
+    return objective.endswith("_loss")
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if mean is None or math.isnan(mean):
+        return DASH
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _interval(low: float, high: float) -> str:
+    if math.isnan(low):
+        return DASH
+    return f"[{low:.2f}, {high:.2f}]"
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None or math.isnan(value):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def _signed(value: float) -> str:
+    return DASH if math.isnan(value) else f"{value:+.2f}"
+
+
+def _p(value: float, equals: bool = False) -> str:
+    if value < 0.001:
+        return "< 0.001"
+    return f"= {value:.3f}" if equals else f"{value:.3f}"
+
+
+def _timing(row: dict, name: str) -> str:
+    median = row.get(name, math.nan)
+    if median is None or math.isnan(median):
+        return DASH
+    q1, q3 = row.get(f"{name}_q1", math.nan), row.get(f"{name}_q3", math.nan)
+    quartiles = "" if math.isnan(q1) else f" ({q1:.1f}–{q3:.1f})"
+    return f"{median:.1f}{quartiles}"
+
+
+def _machine(row: dict) -> str:
+    machine = row.get("machine")
+    return f"{machine}, {row['image_size']} px" if isinstance(machine, str) else DASH
+
+
+def _millions(value: float) -> str:
+    return DASH if math.isnan(value) else f"{value / 1e6:.2f} M"
+
+
+def _count(value: float) -> str:
+    return DASH if math.isnan(value) else f"{int(value):,}"
+
+
+def _listing(values: pd.Series, code: bool = False) -> str:
+    found = sorted(str(v) for v in values.dropna().unique())
+    if not found:
+        return "not recorded"
+    shown = [f"`{v}`" if code else v for v in found]
+    return shown[0] if len(shown) == 1 else "several: " + ", ".join(shown)
+
+
+def _range_text(counts: pd.Series) -> str:
+    low, high = int(counts.min()), int(counts.max())
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 120 else line[:117] + "..."

@@ -1,0 +1,98 @@
+"""The report's own figures (learning curves and confusion matrices come from `study.plots`),
+and PNG encoding that gives the same bytes for the same figure. Figures are made without
+pyplot, so nothing is left open and no backend is chosen."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from study.report.selection import metric, param, value_order
+
+DPI = 100
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, free of anything that changes between runs."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def activation_errors(
+    runs: pd.DataFrame, table: pd.DataFrame, split: str, paper_label: str
+) -> Figure:
+    """Error rate per activation: each seed as a dot, the mean with its 95% interval, and the
+    paper's figure as a cross."""
+    shown = table[table["n"] > 0].reset_index(drop=True)
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    activation = param(runs, "activation")
+    errors = 100 * metric(runs, f"{split}_error_rate")
+    for x, row in shown.iterrows():
+        values = errors[activation == row["activation"]].dropna().to_numpy()
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else 0.0
+        axis.plot(x + offsets, values, "o", color="tab:blue", alpha=0.45, markersize=5)
+        low, high = row["error_pct_ci_low"], row["error_pct_ci_high"]
+        mean = row["error_pct_mean"]
+        bar = None if np.isnan(low) else [[mean - low], [high - mean]]
+        axis.errorbar(x + 0.25, mean, yerr=bar, fmt="s", color="tab:blue", capsize=5)
+        if not np.isnan(row["paper_error_pct"]):
+            axis.plot(x - 0.25, row["paper_error_pct"], "x", color="tab:red", markersize=9, mew=2)
+    axis.plot([], [], "o", color="tab:blue", alpha=0.45, label="one seed")
+    axis.errorbar([], [], yerr=[], fmt="s", color="tab:blue", capsize=5, label="mean, 95% CI")
+    axis.plot([], [], "x", color="tab:red", mew=2, label=f"{paper_label} (other models)")
+    labels = [f"{name}\nn={n}" for name, n in zip(shown["activation"], shown["n"], strict=True)]
+    axis.set_xticks(range(len(shown)), labels)
+    axis.set_xlim(-0.6, len(shown) - 0.4)
+    axis.set_ylabel(f"{_split_name(split)} error rate (%)")
+    axis.set_title(f"{_split_name(split).capitalize()} error rate by activation, same model")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend()
+    return figure
+
+
+def sweep_overview(
+    runs: pd.DataFrame, knobs: list[str], objective: str, split: str, best: str
+) -> Figure:
+    """Every run of the sweep: the objective (top) and the error rate (bottom) against each
+    setting the sweep varied, one dot per run (the best configuration's in orange) and a bar
+    at the mean per value."""
+    knobs = knobs or ["seed"]
+    stage, _, name = objective.partition("_")
+    rows = (
+        (metric(runs, objective), f"{_split_name(stage)} {name.replace('_', ' ')}"),
+        (100 * metric(runs, f"{split}_error_rate"), f"{_split_name(split)} error rate (%)"),
+    )
+    colours = np.where(runs["configuration"] == best, "tab:orange", "tab:blue")
+    figure = Figure(figsize=(3.4 * len(knobs) + 0.6, 6), layout="constrained")
+    axes = figure.subplots(2, len(knobs), squeeze=False)
+    for column_index, knob in enumerate(knobs):
+        values = (runs["seed"] if knob == "seed" else param(runs, knob)).astype(str)
+        order = sorted(values.unique(), key=value_order)
+        for row_index, (scores, label) in enumerate(rows):
+            axis = axes[row_index][column_index]
+            for x, value in enumerate(order):
+                chosen = (values == value).to_numpy() & scores.notna().to_numpy()
+                if not chosen.any():
+                    continue
+                points = scores[chosen].to_numpy()
+                offsets = np.linspace(-0.15, 0.15, len(points)) if len(points) > 1 else 0.0
+                axis.scatter(x + offsets, points, c=colours[chosen], alpha=0.6, s=25)
+                axis.plot([x - 0.3, x + 0.3], [points.mean()] * 2, color="black", linewidth=2)
+            axis.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0)
+            axis.set_xlim(-0.6, len(order) - 0.4)
+            axis.grid(axis="y", alpha=0.3)
+            if row_index == 1:
+                axis.set_xlabel(knob.replace("_", " "))
+            if column_index == 0:
+                axis.set_ylabel(label)
+    figure.suptitle("The whole sweep: one dot per run (best configuration in orange), bar = mean")
+    return figure
+
+
+def _split_name(split: str) -> str:
+    return {"val": "validation", "train": "training"}.get(split, split)
