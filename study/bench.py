@@ -19,6 +19,7 @@ import numpy as np
 
 import study
 from study.config import StudyConfig
+from study.errors import StudyError
 from study.model import (
     Weights,
     build_backbone,
@@ -101,8 +102,11 @@ def measure(
     repeats: int = 20,
 ) -> Benchmark:
     """Time inference steps of the full classifier at each batch size on random images."""
-    if warmup < 1 or repeats < 1:
-        raise ValueError("warmup and repeats must be at least 1")
+    if warmup < 1 or repeats < 1 or min(batch_sizes) < 1:
+        raise StudyError(
+            f"bench: warmup, repeats and batch sizes must be at least 1 "
+            f"(got warmup {warmup}, repeats {repeats}, batch sizes {list(batch_sizes)})"
+        )
     head = build_head(n_classes, activation, dropout, head_width, seed=0)
     model = build_classifier(build_backbone(image_size, weights), head)
     images = np.random.default_rng(0).uniform(-1, 1, (max(batch_sizes), image_size, image_size, 3))

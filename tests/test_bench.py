@@ -7,6 +7,7 @@ import mlflow
 import pytest
 
 from study import bench, config
+from study.errors import StudyError
 from study.model import resolve_weights
 from study.tracking import Store
 
@@ -55,5 +56,5 @@ def test_bench_measures_both_batch_sizes_and_logs_a_bench_run(tmp_path):
 
 
 def test_bench_refuses_no_repeats():
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(StudyError, match="at least 1"):
         bench.measure(32, resolve_weights("none"), repeats=0)

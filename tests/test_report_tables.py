@@ -344,19 +344,22 @@ def test_inference_table_puts_our_timings_beside_the_paper():
     bench = pd.DataFrame(
         [
             {
-                "run_id": "bench-1",
+                "run_id": f"bench-{number}",
                 "status": "FINISHED",
+                "start_time": pd.Timestamp("2025-01-02", tz="UTC") - pd.Timedelta(hours=number),
                 "tags.run_type": "bench",
                 "tags.machine": "Test CPU, 2 cores, no GPU",
                 "params.image_size": "224",
-                "metrics.batch32_ms_per_step": 640.0,
+                "metrics.batch32_ms_per_step": 640.0 + number,
                 "metrics.batch32_ms_per_image": 20.0,
                 "metrics.batch1_ms_per_step": 45.0,
             }
+            for number in range(3)  # newest first, as MLflow lists them
         ]
     )
     table = tables.inference_table(runs, tables.benchmarks(bench), "test", "elu", PAPER)
     assert list(table["source"]) == [PAPER.short] * 4 + ["ours"]
+    assert table["bench_run_id"].iloc[4] == "bench-0"  # the latest of one machine and size
     nasnet = table.iloc[3]
     assert nasnet["batch32_ms_per_image"] == pytest.approx(27.5 / 32)
     assert math.isnan(table.iloc[0]["batch32_ms_per_image"])

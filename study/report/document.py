@@ -244,8 +244,8 @@ def _scores(
         return [
             Heading(2, title),
             Paragraph(
-                f"**Missing**: no run of the best configuration has a {tables.STAGES[stage]} "
-                f"phase (`{stage}.epochs` = 0, or the phase logged no scores), so Table {number} "
+                f"**Missing**: no run of the best configuration has {PHASES[stage]} "
+                f"(`{stage}.epochs` = 0, or the phase logged no scores), so Table {number} "
                 "cannot be rebuilt."
             ),
         ]

@@ -37,6 +37,12 @@ ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid")  # the paper's, reference first
 REFERENCE_ACTIVATION = "elu"
 BENCH_BATCHES = (32, 1)
 LOSS = "sparse categorical crossentropy (categorical crossentropy on integer labels)"
+INFERENCE_COLUMNS = [
+    "method", "source", "split", "n", "accuracy", "accuracy_std", "parameters",
+    *(f"batch{batch}_{name}" for batch in BENCH_BATCHES for name in (
+        "ms_per_step", "ms_per_step_q1", "ms_per_step_q3", "ms_per_image")),
+    "data_size", "image_size", "machine", "bench_run_id",
+]  # fmt: skip
 
 
 def error_split(runs: pd.DataFrame) -> str:
@@ -128,9 +134,10 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
 
 
 def benchmarks(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished `study bench` runs, the latest per machine and image size."""
+    """Finished `study bench` runs, the latest per machine and image size, oldest first."""
     finished = column(runs, "status") == "FINISHED"
     bench = runs[(column(runs, "tags.run_type") == "bench") & finished]
+    bench = bench.sort_values(["start_time", "run_id"], kind="stable")
     keys = pd.DataFrame(
         {"machine": column(bench, "tags.machine"), "size": param(bench, "image_size")}
     )
@@ -189,7 +196,7 @@ def inference_table(
                 "bench_run_id": run["run_id"],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).reindex(columns=INFERENCE_COLUMNS)
 
 
 def activation_table(runs: pd.DataFrame, split: str, paper: Paper) -> pd.DataFrame:
