@@ -60,8 +60,8 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
             Heading(2, "Results"),
             Paragraph(
                 "**No finished runs**: there is nothing to tabulate. The tables need at least "
-                "one FINISHED trial or train run in scope; the runs above are all the "
-                "experiment holds."
+                "one FINISHED trial or train run in scope; every run in scope is counted above "
+                "and listed in `runs.csv`."
             ),
         ]
     else:
@@ -94,8 +94,9 @@ def _summary(analysis: Analysis) -> list[Block]:
         f"Best configuration, chosen on {_objective_name(analysis.objective)}: "
         f"**{best['configuration']}**, {split} error rate "
         f"{_mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
-        f"(95% CI {_interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}"
-        f", n = {best['n']})."
+        f"({CONFIDENCE:.0%} CI "
+        f"{_interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}, "
+        f"n = {best['n']})."
     ]
     activations = analysis.tables["activations"]
     measured = activations[activations["n"] > 0]
@@ -275,8 +276,12 @@ def _scores(
             f"{CONFIDENCE:.0%} intervals in the CSV. Precision, recall and AUC are Keras's "
             "metrics on one-hot targets at threshold 0.5, as the paper reports them; the macro "
             "rows are class averages the paper does not give. The paper has no test split: its "
-            "validation split also chose the early-stopping epoch, as ours does, so only our "
-            "test column is free of selection."
+            "validation split also chose the early-stopping epoch, as ours does, so "
+            + (
+                "only our test column is free of selection."
+                if analysis.split == "test"
+                else "these runs, which have no test split either, have no unbiased column."
+            )
         ),
         Table(pd.DataFrame(rows), TABLE_FILES[stage]),
     ]
@@ -460,7 +465,7 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     )
     images["sweep.png"] = figures.png(figure)
     return [
-        Heading(2, "Optimizer, dropout, head width and decay rate"),
+        Heading(2, "Knobs: activation, optimizer, dropout, head width, decay rate"),
         Paragraph(
             "Each value of each knob over every included run that has it, whatever the other "
             "settings were: the spread includes the other settings' effect. (best) marks the "

@@ -121,12 +121,6 @@ def configuration_labels(runs: pd.DataFrame, swept: list[str]) -> pd.Series:
     return labels.astype(object)
 
 
-def settings(runs: pd.DataFrame, keys: list[str]) -> dict[str, str]:
-    """The values of `keys` in the first of `runs` (which share them)."""
-    first = runs.iloc[0]
-    return {key: first.get(f"params.{key}") for key in keys}
-
-
 def matching(runs: pd.DataFrame, fixed: dict[str, str]) -> pd.DataFrame:
     """The runs whose params equal every value in `fixed`."""
     mask = np.ones(len(runs), dtype=bool)

@@ -37,12 +37,23 @@ ACTIVATIONS = ("elu", "relu", "tanh", "sigmoid")  # the paper's, reference first
 REFERENCE_ACTIVATION = "elu"
 BENCH_BATCHES = (32, 1)
 LOSS = "sparse categorical crossentropy (categorical crossentropy on integer labels)"
+# What `study bench` logs per batch size: the median step, its quartiles, the median per image.
+TIMINGS = [
+    f"batch{batch}_{name}"
+    for batch in BENCH_BATCHES
+    for name in ("ms_per_step", "ms_per_step_q1", "ms_per_step_q3", "ms_per_image")
+]
 INFERENCE_COLUMNS = [
-    "method", "source", "split", "n", "accuracy", "accuracy_std", "parameters",
-    *(f"batch{batch}_{name}" for batch in BENCH_BATCHES for name in (
-        "ms_per_step", "ms_per_step_q1", "ms_per_step_q3", "ms_per_image")),
-    "data_size", "image_size", "machine", "bench_run_id",
-]  # fmt: skip
+    *("method", "source", "split", "n", "accuracy", "accuracy_std", "parameters"),
+    *TIMINGS,
+    *("data_size", "image_size", "machine", "bench_run_id"),
+]
+ACTIVATION_COLUMNS = [
+    *("activation", "n", "seeds"),
+    *("error_pct_mean", "error_pct_std", "error_pct_ci_low", "error_pct_ci_high"),
+    *("pairs", "difference_vs_elu_pct", "t_statistic", "p_value"),
+    *("paper_method", "paper_error_pct"),
+]
 
 
 def error_split(runs: pd.DataFrame) -> str:
@@ -177,16 +188,7 @@ def inference_table(
     if bench.empty:
         rows.append(ours)
     for _, run in bench.iterrows():
-        timings = {
-            name: run.get(f"metrics.{name}", math.nan)
-            for batch in BENCH_BATCHES
-            for name in (
-                f"batch{batch}_ms_per_step",
-                f"batch{batch}_ms_per_step_q1",
-                f"batch{batch}_ms_per_step_q3",
-                f"batch{batch}_ms_per_image",
-            )
-        }
+        timings = {name: run.get(f"metrics.{name}", math.nan) for name in TIMINGS}
         rows.append(
             {
                 **ours,
@@ -237,12 +239,7 @@ def activation_table(runs: pd.DataFrame, split: str, paper: Paper) -> pd.DataFra
             "paper_error_pct": published.get(name, {}).get("error_rate", math.nan),
         }
         rows.append(row)
-    columns = [
-        "activation", "n", "seeds", "error_pct_mean", "error_pct_std", "error_pct_ci_low",
-        "error_pct_ci_high", "pairs", "difference_vs_elu_pct", "t_statistic", "p_value",
-        "paper_method", "paper_error_pct",
-    ]  # fmt: skip
-    return pd.DataFrame(rows).reindex(columns=columns)
+    return pd.DataFrame(rows).reindex(columns=ACTIVATION_COLUMNS)
 
 
 def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str) -> pd.DataFrame:
