@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -15,6 +16,7 @@ from study.errors import StudyError
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = _parser().parse_args(argv)
     _quiet_libraries()
     signal.signal(signal.SIGTERM, _interrupt)
@@ -53,6 +55,7 @@ def train(args: argparse.Namespace) -> int:
             store,
             experiment_id,
             run_name=f"{config.name}-seed{config.seed}",
+            tags={"run_type": "train"},
             verbose=0 if args.quiet else 2,
         )
     except TrainingFailed as error:
@@ -66,6 +69,55 @@ def train(args: argparse.Namespace) -> int:
     say(f"run {run_id} FINISHED: {scores} ({times})")
     say("browse the runs with: study ui")
     return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from study import config as study_config
+    from study.sweep import Sweep
+    from study.tracking import Store
+
+    config = study_config.load(args.config, args.set)
+    store = Store(args.tracking_uri)
+    say = _printer(args.quiet)
+    say(f"sweep {config.name}: {config.tuner.oracle} search, tracking in {store.display_uri}")
+    summary = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet).run(
+        fresh=args.fresh
+    )
+    print(
+        f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
+        f"(parent run {summary.parent_run_id})"
+    )
+    if summary.best_values is not None:
+        values = " ".join(f"{k}={v}" for k, v in summary.best_values.items()) or "(no knobs)"
+        print(
+            f"best configuration: {values}, mean {config.tuner.objective} "
+            f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
+        )
+    return 1 if summary.statuses and not summary.completed else 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from study.tracking import Store
+
+    store = Store(args.tracking_uri)
+    store.check()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host}: the runs become visible to the network",
+            file=sys.stderr,
+        )
+    print(f"MLflow UI for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
+    server = subprocess.Popen(command)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,6 +154,23 @@ def _parser() -> argparse.ArgumentParser:
         "train", parents=[study_args], help="train one configuration as one MLflow run"
     )
     command.set_defaults(command=train)
+
+    command = commands.add_parser(
+        "sweep",
+        parents=[study_args],
+        help="run (or resume) a Keras Tuner search; one MLflow child run per trial",
+    )
+    command.add_argument(
+        "--fresh", action="store_true", help="start a new sweep instead of resuming"
+    )
+    command.set_defaults(command=sweep)
+
+    command = commands.add_parser("ui", parents=[common], help="browse the runs in the MLflow UI")
+    command.add_argument("--port", type=int, default=5000)
+    command.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+    )
+    command.set_defaults(command=ui)
     return parser
 
 

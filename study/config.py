@@ -179,7 +179,9 @@ class Tuner(Strict):
         None, ge=1, description="configurations to try; each runs once per seed (grid: all)"
     )
     objective: str = "val_accuracy"
-    seed: int = Field(0, ge=0, description="the oracle's own random seed")
+    seed: int = Field(
+        1, ge=1, description="the oracle's own random seed (Keras Tuner reads 0 as none)"
+    )
     num_initial_points: int | None = Field(None, ge=1, description="bayesian only")
     factor: int = Field(3, ge=2, description="hyperband only")
     hyperband_iterations: int = Field(1, ge=1, description="hyperband only")
@@ -308,15 +310,29 @@ def _parse_override(text: str) -> tuple[str, Any]:
 def _apply(raw: dict[str, Any], assignments) -> dict[str, Any]:
     result = copy.deepcopy(raw)
     for key, value in assignments:
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
+        node, path = result, _split_key(result, key)
+        for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: {part} holds a value, not a section")
             node = child
-        node[leaf] = value
+        node[path[-1]] = value
     return result
+
+
+def _split_key(raw: dict[str, Any], key: str) -> list[str]:
+    """Dotted key to path. Under `hyperparameters` the names themselves hold dots, so the
+    longest name already there wins (`hyperparameters.model.dropout.max` -> model.dropout,
+    max), and a new name takes the whole rest."""
+    parts = key.split(".")
+    if parts[0] != "hyperparameters" or len(parts) < 2:
+        return parts
+    names = raw.get("hyperparameters") or {}
+    for end in range(len(parts), 1, -1):
+        name = ".".join(parts[1:end])
+        if name in names:
+            return ["hyperparameters", name, *parts[end:]]
+    return ["hyperparameters", ".".join(parts[1:])]
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -64,7 +64,7 @@ def execute(
     """Train one configuration and log it as one MLflow run; returns (run id, result)."""
     dataset = prepared.dataset
     split = data.split(dataset, config.data.split, config.seed)
-    run_tags = {**describe(config, prepared, split), **(tags or {})}
+    run_tags = {**describe(prepared, split), **(tags or {})}
     with store.run(experiment_id, run_name, run_tags, parent_run_id) as run_id:
         store.log(run_id, params=run_params(config, dataset, split))
         result = training.train(
@@ -83,7 +83,7 @@ def execute(
     return run_id, result
 
 
-def describe(config: StudyConfig, prepared: Prepared, split: dict[str, np.ndarray]) -> dict:
+def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> dict:
     """Tags that say where a run's numbers come from."""
     dataset, weights = prepared.dataset, prepared.weights
     tags = {
@@ -92,12 +92,13 @@ def describe(config: StudyConfig, prepared: Prepared, split: dict[str, np.ndarra
         "weights": weights.label,
         "weights_source": weights.source,
         "weights_id": weights.identity,
-        "split": " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS),
         "skipped_files": str(len(dataset.skipped)),
         "feature_cache": prepared.features.key if prepared.features else "off",
     }
-    if len(split["test"]) == 0:
-        tags["test_split"] = "none: model selection and reporting share the validation split"
+    if split is not None:
+        tags["split"] = " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS)
+        if len(split["test"]) == 0:
+            tags["test_split"] = "none: model selection and reporting share the validation split"
     return tags
 
 

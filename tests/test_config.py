@@ -112,3 +112,18 @@ def test_missing_and_malformed_files(tmp_path):
         config.load(write(tmp_path, "name: [unclosed\n"))
     with pytest.raises(ConfigError, match="must hold a mapping"):
         config.load(write(tmp_path, "- a list\n"))
+
+
+def test_overrides_reach_into_dotted_hyperparameter_names(tmp_path):
+    path = write(
+        tmp_path, "name: t\nhyperparameters:\n  model.activation: {type: choice, values: [elu]}\n"
+    )
+    loaded = config.load(
+        path,
+        [
+            "hyperparameters.model.activation.values=[elu, tanh]",
+            "hyperparameters.model.dropout={type: float, min: 0.1, max: 0.3, step: 0.1}",
+        ],
+    )
+    assert loaded.hyperparameters["model.activation"].values == ["elu", "tanh"]
+    assert loaded.hyperparameters["model.dropout"].max == 0.3

@@ -1,0 +1,291 @@
+"""A sweep: Keras Tuner searches a study's space; every trial is one MLflow child run of the
+sweep's parent run.
+
+The Keras Tuner project (oracle and trial states) lives in `<state-dir>/tuner/<study>/` beside a
+`sweep.json` naming the parent run, so running the same command again resumes the sweep. MLflow
+is checked before a trial runs: a trial that already has a finished run is not run again, and
+a run left RUNNING by a killed process is closed as KILLED before the trial runs anew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras_tuner as kt
+import numpy as np
+import yaml
+
+from study import runs, tuner
+from study.config import StudyConfig
+from study.errors import ConfigError, SweepStateError
+from study.files import atomic_write_text
+from study.tracking import PARENT_TAG, Store
+from study.training import TrainingFailed
+
+STATE_FILE = "sweep.json"
+
+
+@dataclass
+class SweepSummary:
+    parent_run_id: str
+    experiment_id: str
+    statuses: dict[str, str] = field(default_factory=dict)  # trial id -> Keras Tuner status
+    best_values: dict | None = None  # the best configuration, chosen on the mean objective
+    best_score: float | None = None
+    best_config_path: Path | None = None
+
+    @property
+    def completed(self) -> int:
+        return sum(status == "COMPLETED" for status in self.statuses.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(status == "FAILED" for status in self.statuses.values())
+
+
+class Sweep:
+    """One study's search, resumable, tracked as a parent run with a child run per trial."""
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        store: Store,
+        state_dir: Path,
+        say: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
+        self.config, self.store, self.say, self.progress = config, store, say, progress
+        self.state_dir = Path(state_dir)
+        self.project_name = re.sub(r"[^\w.-]+", "_", config.name)
+        self.project = self.state_dir / "tuner" / self.project_name
+        self.planned = tuner.planned_trials(config)
+        self._started: dict[str, float] = {}
+        self._durations: list[float] = []
+
+    def run(self, fresh: bool = False) -> SweepSummary:
+        oracle = tuner.make_oracle(self.config)  # checks the search space before any work
+        prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
+        self.prepared = prepared
+        if fresh:
+            self._abandon()
+        self.experiment_id = self.store.experiment(self.config.name)
+        self.parent_run_id = self._parent_run(self._identity(prepared))
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading..."
+            study_tuner = tuner.StudyTuner(
+                oracle,
+                run=self._run_trial,
+                on_end=self._report_trial,
+                directory=str(self.state_dir / "tuner"),
+                project_name=self.project_name,
+                overwrite=False,
+            )
+        self._ended = sum(
+            trial.status in ("COMPLETED", "FAILED")
+            for trial in getattr(study_tuner.oracle, "trials", {}).values()
+        )
+        self.sweep_started = time.monotonic()
+        try:
+            study_tuner.search(verbose=0)
+        except (KeyboardInterrupt, SystemExit):
+            self.store.end_run(self.parent_run_id, "KILLED", "interrupted; run again to resume")
+            raise
+        summary = self._summarise(study_tuner.oracle)
+        status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
+        self.store.end_run(self.parent_run_id, status)
+        return summary
+
+    # -- the parent run and the state beside the Keras Tuner project ------------------------
+
+    def _identity(self, prepared: runs.Prepared) -> str:
+        """What must not change while a sweep resumes: the config, the data, the weights."""
+        body = self.config.model_dump()
+        body["data"]["root"] = prepared.dataset.fingerprint
+        body["model"]["weights"] = prepared.weights.identity
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def _parent_run(self, identity: str) -> str:
+        state_path = self.project / STATE_FILE
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            if state["identity"] != identity or state["tracking_uri"] != self.store.display_uri:
+                raise SweepStateError(
+                    f"the sweep state in {self.project} belongs to another config, data set or "
+                    f"store ({state['tracking_uri']}); run with --fresh to start a new sweep, "
+                    "or use another --state-dir"
+                )
+            run_id = state["parent_run_id"]
+            if self.store.client.get_run(run_id).info.lifecycle_stage == "deleted":
+                raise SweepStateError(f"the sweep's parent run {run_id} was deleted; use --fresh")
+            self.store.client.update_run(run_id, status="RUNNING")
+            self.say(f"resuming sweep {self.config.name} (parent run {run_id})")
+            return run_id
+        if self.project.exists():  # a Keras Tuner project without a parent run: start over
+            shutil.rmtree(self.project)
+        run_id = self.store.create_run(
+            self.experiment_id, f"{self.config.name}-sweep", {"run_type": "sweep"}
+        )
+        space = {key: spec.model_dump() for key, spec in self.config.hyperparameters.items()}
+        self.store.log(
+            run_id,
+            params={
+                **self.config.flat(),
+                **{f"tuner.{k}": v for k, v in self.config.tuner.model_dump().items()},
+                "seeds": self.config.sweep_seeds,
+                "hyperparameters": json.dumps(space, sort_keys=True),
+                "planned_trials": self.planned,
+            },
+            tags=runs.describe(self.prepared),
+        )
+        self.store.client.log_text(run_id, self.config.to_yaml(), "search_space.yaml")
+        self.project.mkdir(parents=True, exist_ok=True)
+        state = {
+            "identity": identity,
+            "tracking_uri": self.store.display_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": run_id,
+        }
+        atomic_write_text(state_path, json.dumps(state, indent=2))
+        self.say(f"new sweep {self.config.name} (parent run {run_id})")
+        return run_id
+
+    def _abandon(self) -> None:
+        state_path = self.project / STATE_FILE
+        if state_path.is_file():
+            old = json.loads(state_path.read_text())["parent_run_id"]
+            try:
+                if self.store.client.get_run(old).info.status == "RUNNING":
+                    self.store.end_run(old, "KILLED", "abandoned: a fresh sweep was started")
+            except Exception:  # noqa: BLE001 - the old run may live in another store
+                pass
+        shutil.rmtree(self.project, ignore_errors=True)
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def child_runs(self, trial_id: str) -> list:
+        query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
+        return self.store.client.search_runs([self.experiment_id], query)
+
+    def _run_trial(self, trial) -> dict[str, float]:
+        trial_id = trial.trial_id
+        self._started[trial_id] = time.monotonic()
+        existing = self.child_runs(trial_id)
+        for run in existing:
+            if run.info.status == "FINISHED":
+                return _scores(run.data.metrics)
+            if run.info.status == "FAILED":
+                raise kt.errors.FailedTrialError(run.data.tags.get("error", "failed earlier"))
+        for run in existing:
+            if run.info.status == "RUNNING":
+                self.store.end_run(run.info.run_id, "KILLED", "interrupted: the sweep stopped")
+        values = tuner.trial_values(trial)
+        if "tuner/epochs" in trial.hyperparameters.values:
+            values["frozen.epochs"] = trial.hyperparameters.values["tuner/epochs"]
+        try:
+            trial_config = self.config.with_values(values)
+        except ConfigError as error:
+            raise kt.errors.FailedTrialError(str(error)) from None
+        try:
+            _, result = runs.execute(
+                trial_config,
+                self.prepared,
+                self.store,
+                self.experiment_id,
+                run_name=f"trial-{trial_id}",
+                tags={"run_type": "trial", "trial_id": trial_id, "seed": str(trial_config.seed)},
+                parent_run_id=self.parent_run_id,
+                time_budget_s=self.config.tuner.trial_timeout_s,
+            )
+        except TrainingFailed as error:
+            raise kt.errors.FailedTrialError(str(error)) from None
+        final = result.evaluations[result.final_stage]
+        return {
+            f"{split}_{key}": value
+            for split, evaluation in final.items()
+            for key, value in evaluation.metrics.items()
+        }
+
+    def _report_trial(self, trial) -> None:
+        took = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
+        self._durations.append(took)
+        self._ended += 1
+        if trial.status == "COMPLETED":
+            outcome = f"{self.config.tuner.objective} {trial.score:.4f}"
+        else:
+            outcome = (trial.message or "").strip().splitlines()[-1:] or ["no message"]
+            outcome = f"FAILED: {outcome[0]}"
+        values = " ".join(f"{k}={v}" for k, v in tuner.trial_values(trial).items())
+        elapsed = time.monotonic() - self.sweep_started
+        total = f"/{self.planned}" if self.planned else ""
+        eta = ""
+        if self.planned:
+            remaining = max(self.planned - self._ended, 0)
+            eta = f", ETA {_clock(remaining * float(np.mean(self._durations)))}"
+        self.say(
+            f"[{self._ended:>3}{total}] trial {trial.trial_id} {outcome} | {values} | "
+            f"{took:.1f} s | elapsed {_clock(elapsed)}{eta}"
+        )
+
+    # -- the outcome ---------------------------------------------------------------------------
+
+    def _summarise(self, oracle) -> SweepSummary:
+        summary = SweepSummary(self.parent_run_id, self.experiment_id)
+        trials = oracle.trials.values() if hasattr(oracle, "trials") else []
+        scores: dict[str, list[float]] = {}
+        configs: dict[str, dict] = {}
+        for trial in trials:
+            summary.statuses[trial.trial_id] = str(trial.status)
+            if trial.status == "COMPLETED" and trial.score is not None:
+                values = {k: v for k, v in tuner.trial_values(trial).items() if k != tuner.SEED}
+                key = json.dumps(values, sort_keys=True, default=str)
+                scores.setdefault(key, []).append(trial.score)
+                configs[key] = values
+        if scores:
+            pick = max if self.config.tuner.direction == "max" else min
+            best = pick(scores, key=lambda key: float(np.mean(scores[key])))
+            summary.best_values = configs[best]
+            summary.best_score = float(np.mean(scores[best]))
+            summary.best_config_path = self._write_best_config(summary)
+        self.store.log(
+            self.parent_run_id,
+            metrics=[
+                ("trials_completed", summary.completed, 0),
+                ("trials_failed", summary.failed, 0),
+                *(
+                    [(f"best_mean_{self.config.tuner.objective}", summary.best_score, 0)]
+                    if summary.best_score is not None
+                    else []
+                ),
+            ],
+        )
+        return summary
+
+    def _write_best_config(self, summary: SweepSummary) -> Path:
+        best = self.config.with_values(summary.best_values)
+        body = best.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
+        body["name"] = f"{self.config.name}-best"
+        body["description"] = (
+            f"Best configuration of sweep {self.config.name} (parent run {self.parent_run_id}): "
+            f"mean {self.config.tuner.objective} {summary.best_score:.4f} over its seeds."
+        )
+        path = self.project / "best_config.yaml"
+        atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
+        self.store.client.log_artifact(self.parent_run_id, str(path))
+        return path
+
+
+def _scores(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if re.match(r"^(train|val|test)_", k)}
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

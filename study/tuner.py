@@ -1,0 +1,215 @@
+"""Keras Tuner, configured from the study YAML: the search space, the oracle, and the tuner.
+
+The oracles are Keras Tuner's own, with two additions: their state files are written
+atomically and checked on reload (a kill at any moment leaves a project that resumes), and
+the random and Bayesian oracles run every configuration they propose once per seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Callable
+
+import keras_tuner as kt
+from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.tuners.gridsearch import LinkedList
+
+from study.config import StudyConfig
+from study.errors import ConfigError
+from study.files import atomic_write_text
+
+SEED = "seed"
+RUNNING = trial_module.TrialStatus.RUNNING
+STOPPED = trial_module.TrialStatus.STOPPED
+
+
+def search_space(config: StudyConfig) -> kt.HyperParameters:
+    """The config's `hyperparameters:` as Keras Tuner hyperparameters, plus the seed."""
+    space = kt.HyperParameters()
+    for key, spec in config.hyperparameters.items():
+        if config.tuner.oracle == "grid" and spec.type in ("int", "float") and spec.step is None:
+            raise ConfigError(
+                f"hyperparameters.{key}: grid search needs a step for a {spec.type} range "
+                "(or use type: choice)"
+            )
+        try:
+            if spec.type == "choice":
+                space.Choice(key, spec.values)
+            elif spec.type == "int":
+                space.Int(key, spec.min, spec.max, step=spec.step, sampling=spec.sampling)
+            elif spec.type == "float":
+                space.Float(key, spec.min, spec.max, step=spec.step, sampling=spec.sampling)
+            else:
+                space.Fixed(key, spec.value)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"hyperparameters.{key}: {error}") from None
+    space.Choice(SEED, config.sweep_seeds)
+    return space
+
+
+def planned_trials(config: StudyConfig) -> int | None:
+    """How many trials the sweep will run, when that is known in advance."""
+    tuner = config.tuner
+    if tuner.oracle == "hyperband":
+        return None
+    seeds = len(config.sweep_seeds)
+    if tuner.oracle != "grid":
+        return tuner.max_configs * seeds
+    grid = math.prod(_grid_size(spec) for spec in config.hyperparameters.values())
+    return min(grid, tuner.max_configs or grid) * seeds
+
+
+def _grid_size(spec) -> int:
+    if spec.type == "choice":
+        return len(spec.values)
+    if spec.type == "fixed":
+        return 1
+    if spec.sampling == "linear":
+        return math.floor((spec.max - spec.min) / spec.step + 1e-9) + 1
+    return math.floor(math.log(spec.max / spec.min) / math.log(spec.step) + 1e-9) + 1
+
+
+class DurableStates:
+    """Atomic state files, and a reload that repairs what a kill can leave behind."""
+
+    def save(self) -> None:
+        atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+    def _save_trial(self, trial) -> None:
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        atomic_write_text(path, json.dumps(trial.get_state()))
+
+    def reload(self) -> None:
+        super().reload()
+        # A kill between writing a new trial's file and the oracle's leaves a trial the oracle
+        # never handed out; forget it, and its id is handed out again.
+        for trial_id in set(self.trials) - set(self.start_order):
+            del self.trials[trial_id]
+        # Keras Tuner records an ended trial as ongoing until the next trial starts; a kill in
+        # between would make it run the ended trial again.
+        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
+
+
+class SeedRepeats:
+    """Runs each configuration the oracle proposes once per seed, as consecutive trials."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._repeats: list[dict] = []
+
+    def populate_space(self, trial_id):
+        if self._repeats:
+            return {"status": RUNNING, "values": self._repeats.pop(0)}
+        seeds = next(hp.values for hp in self.hyperparameters.space if hp.name == SEED)
+        for _ in range(self._max_collisions):
+            response = super().populate_space(trial_id)
+            if response["status"] != RUNNING:
+                return response
+            repeats = [{**response["values"], SEED: seed} for seed in seeds]
+            if not self._duplicate(repeats[0]):
+                self._repeats = repeats[1:]
+                return {"status": RUNNING, "values": repeats[0]}
+        return {"status": STOPPED, "values": None}
+
+    def get_state(self):
+        return {**super().get_state(), "seed_repeats": self._repeats}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._repeats = state.get("seed_repeats", [])
+
+
+class GridOracle(DurableStates, kt.oracles.GridSearchOracle):
+    """Keras Tuner's grid oracle keeps its walk through the grid in memory only, so a reloaded
+    grid search stops early or fails. The walk follows from the trials: rebuild it."""
+
+    def set_state(self, state):
+        super().set_state(state)
+        by_grid_order = functools.cmp_to_key(
+            lambda a, b: self._compare(
+                self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values
+            )
+        )
+        ordered = sorted(self.start_order, key=by_grid_order)
+        self._ordered_ids = LinkedList()
+        for trial_id in ordered:
+            self._ordered_ids.insert(trial_id)
+        # Every ended trial may have a successor still to create; the oracle skips the ones
+        # that already exist.
+        self._populate_next = [t for t in ordered if t in self.end_order]
+
+
+class RandomOracle(DurableStates, SeedRepeats, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianOracle(DurableStates, SeedRepeats, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class HyperbandOracle(DurableStates, kt.oracles.HyperbandOracle):
+    pass
+
+
+def make_oracle(config: StudyConfig) -> kt.Oracle:
+    tuner = config.tuner
+    common = {
+        "objective": kt.Objective(tuner.objective, tuner.direction),
+        "hyperparameters": search_space(config),
+        "seed": tuner.seed,
+        "allow_new_entries": False,
+        "tune_new_entries": False,
+        "max_retries_per_trial": 0,
+        # A failed trial is recorded and the sweep goes on, however many fail in a row.
+        "max_consecutive_failed_trials": None,
+    }
+    if tuner.oracle == "hyperband":
+        return HyperbandOracle(
+            max_epochs=config.frozen.epochs,
+            factor=tuner.factor,
+            hyperband_iterations=tuner.hyperband_iterations,
+            **common,
+        )
+    max_trials = planned_trials(config)
+    if tuner.oracle == "grid":
+        return GridOracle(max_trials=max_trials, **common)
+    if tuner.oracle == "random":
+        return RandomOracle(max_trials=max_trials, **common)
+    return BayesianOracle(
+        max_trials=max_trials, num_initial_points=tuner.num_initial_points, **common
+    )
+
+
+TrialRunner = Callable[[kt.engine.trial.Trial], dict[str, float]]
+
+
+class StudyTuner(kt.engine.base_tuner.BaseTuner):
+    """A Keras Tuner whose trials are whole training runs, handed to `run`."""
+
+    def __init__(self, oracle: kt.Oracle, run: TrialRunner, on_end, **kwargs):
+        self._run, self._on_end = run, on_end
+        super().__init__(oracle, **kwargs)
+
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
+        return self._run(trial)
+
+    def on_trial_end(self, trial) -> None:
+        super().on_trial_end(trial)
+        self._on_end(trial)
+
+    def save(self) -> None:
+        if not self._is_worker():
+            self.oracle.save()
+        atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
+
+
+def trial_values(trial) -> dict:
+    """The config overrides of a trial: its hyperparameters without Keras Tuner's own."""
+    return {
+        key: value
+        for key, value in trial.hyperparameters.values.items()
+        if not key.startswith("tuner/")
+    }
