@@ -104,7 +104,9 @@ def ui(args: argparse.Namespace) -> int:
     store = Store(args.tracking_uri)
     store.check()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.uri]
-    command += ["--host", args.host, "--port", str(args.port)]
+    command += ["--host", args.host, "--port", str(args.port), "--workers", "1"]
+    if args.allowed_hosts:
+        command += ["--allowed-hosts", args.allowed_hosts]
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: serving on {args.host}: the runs become visible to the network",
@@ -169,6 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--port", type=int, default=5000)
     command.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+    )
+    command.add_argument(
+        "--allowed-hosts",
+        help="Host headers MLflow accepts when serving beyond this machine, e.g. myhost:5000",
     )
     command.set_defaults(command=ui)
     return parser
