@@ -5,21 +5,20 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
 import warnings
 from pathlib import Path
 
 from study.errors import StudyError
+from study.server import LOOPBACK
+from study.tracking import sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = _parser().parse_args(argv)
-    _quiet_libraries()
-    signal.signal(signal.SIGTERM, _interrupt)
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    sigterm_as_interrupt()
     try:
         return args.command(args)
     except StudyError as error:
@@ -79,10 +78,20 @@ def sweep(args: argparse.Namespace) -> int:
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)
     say = _printer(args.quiet)
+    runner = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet)
+    if args.worker:
+        if not args.oracle:
+            raise StudyError("--worker needs --oracle HOST:PORT, the address of the chief")
+        say(f"worker {args.worker} of sweep {config.name}, chief at {args.oracle}")
+        runner.work(args.oracle, args.worker)
+        return 0
     say(f"sweep {config.name}: {config.tuner.oracle} search, tracking in {store.display_uri}")
-    summary = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet).run(
-        fresh=args.fresh
-    )
+    if args.serve_oracle and not args.serve_oracle.startswith(LOOPBACK):
+        print(
+            f"warning: the oracle at {args.serve_oracle} takes requests from the network",
+            file=sys.stderr,
+        )
+    summary = runner.run(fresh=args.fresh, workers=args.workers, oracle_address=args.serve_oracle)
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -97,29 +106,74 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def ui(args: argparse.Namespace) -> int:
+    return _serve("ui", args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    return _serve("server", args)
+
+
+def _serve(kind: str, args: argparse.Namespace) -> int:
     import subprocess
 
+    from study import server
     from study.tracking import Store
 
     store = Store(args.tracking_uri)
     store.check()
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store.uri]
-    command += ["--host", args.host, "--port", str(args.port), "--workers", "1"]
-    if args.allowed_hosts:
-        command += ["--allowed-hosts", args.allowed_hosts]
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if not server.is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: the runs become visible to the network",
             file=sys.stderr,
         )
-    print(f"MLflow UI for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
-    server = subprocess.Popen(command)
+    artifacts = getattr(args, "artifacts_destination", None)
+    line = server.command(kind, store.uri, args.host, args.port, args.allowed_hosts, artifacts)
+    what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
+    print(f"{what} for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
+    process = subprocess.Popen(line)
     try:
-        return server.wait()
+        return process.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait()
+        server.stop(process)
         return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from study.report import build_report
+    from study.tracking import Store
+
+    store = Store(args.tracking_uri)
+    folder = build_report(
+        args.experiment, store, args.out, sweep_run_id=args.sweep, objective=args.objective
+    )
+    print(f"report: {folder / 'report.md'} (also report.html, one CSV per table, PNG figures)")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from study import bench as timing
+    from study import config as study_config
+    from study.tracking import Store
+
+    config = study_config.load(args.config, args.set)
+    store = Store(args.tracking_uri)
+    store.check()
+    say = _printer(args.quiet)
+    say(f"timing NASNet-Mobile inference at {config.data.image_size} px on this machine")
+    result = timing.measure_config(
+        config,
+        n_classes=args.classes,
+        batch_sizes=tuple(args.batch_sizes),
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    run_id = timing.log(result, store, config.name)
+    print(timing.summary(result))
+    say(
+        f"logged as run {run_id} in experiment {config.name}; "
+        f"`study report {config.name}` puts it in Table 5"
+    )
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,18 +219,80 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--fresh", action="store_true", help="start a new sweep instead of resuming"
     )
-    command.set_defaults(command=sweep)
-
-    command = commands.add_parser("ui", parents=[common], help="browse the runs in the MLflow UI")
-    command.add_argument("--port", type=int, default=5000)
     command.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the trials in N local worker processes (Keras Tuner chief/worker)",
     )
     command.add_argument(
+        "--serve-oracle",
+        metavar="HOST:PORT",
+        help="be the chief and serve the oracle at HOST:PORT to workers on other machines",
+    )
+    command.add_argument(
+        "--worker", metavar="ID", help="be a worker with this id (unique per worker)"
+    )
+    command.add_argument("--oracle", metavar="HOST:PORT", help="the chief a worker asks")
+    command.set_defaults(command=sweep)
+
+    server_args = argparse.ArgumentParser(add_help=False, parents=[common])
+    server_args.add_argument("--port", type=int, default=5000)
+    server_args.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)"
+    )
+    server_args.add_argument(
         "--allowed-hosts",
         help="Host headers MLflow accepts when serving beyond this machine, e.g. myhost:5000",
     )
+    command = commands.add_parser(
+        "ui", parents=[server_args], help="browse the runs in the MLflow UI"
+    )
     command.set_defaults(command=ui)
+    command = commands.add_parser(
+        "server",
+        parents=[server_args],
+        help="an MLflow tracking server over the store, for workers on several machines",
+    )
+    command.add_argument(
+        "--artifacts-destination",
+        type=Path,
+        help="where the server keeps artifacts (default: artifacts/ beside a SQLite store)",
+    )
+    command.set_defaults(command=serve)
+
+    command = commands.add_parser(
+        "report",
+        parents=[common],
+        help="rebuild the paper's tables from an experiment's runs, beside the paper's figures",
+    )
+    command.add_argument("experiment", help="MLflow experiment name (the study's name)")
+    command.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports"),
+        help="folder for <experiment>/report.md, report.html, CSVs and PNGs (default: reports)",
+    )
+    command.add_argument(
+        "--sweep", metavar="RUN_ID", help="the sweep's parent run (default: the latest sweep)"
+    )
+    command.add_argument(
+        "--objective",
+        help="metric that ranks configurations, e.g. val_loss (default: the sweep's objective)",
+    )
+    command.set_defaults(command=report)
+
+    command = commands.add_parser(
+        "bench",
+        parents=[study_args],
+        help="time inference of the full classifier on this machine, logged for the report",
+    )
+    command.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1], metavar="N")
+    command.add_argument("--repeats", type=int, default=20, help="timed steps per batch size")
+    command.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    command.add_argument("--classes", type=int, default=6, help="output classes (NEU: 6)")
+    command.set_defaults(command=bench)
     return parser
 
 
@@ -186,17 +302,6 @@ def _printer(quiet: bool):
             print(message, flush=True)
 
     return say
-
-
-def _quiet_libraries() -> None:
-    for name in ("mlflow", "tensorflow", "absl", "alembic", "keras_tuner"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -30,6 +30,19 @@ OBJECTIVES = {
     "val_auc_ovr_macro": "max",
 }
 
+# A sweep shares one data set, backbone and feature cache among its trials, so these stay fixed.
+NOT_SWEEPABLE = (
+    "name",
+    "seed",
+    "data.root",
+    "data.image_size",
+    "data.skip_bad_files",
+    "data.augmentation",
+    "model.weights",
+    "model.init_seed",
+    "features",
+)
+
 # Config keys that the paper's design varies; each run logs them under these short names too.
 KNOBS = {
     "activation": "model.activation",
@@ -279,6 +292,12 @@ def _check_search_space(config: StudyConfig, where: str) -> None:
     leaves = config.flat()
     body = config.model_dump()
     for key, spec in config.hyperparameters.items():
+        if key.startswith(NOT_SWEEPABLE):
+            hint = "list them under seeds:" if key == "seed" else "run one sweep per value"
+            raise ConfigError(
+                f"{where}hyperparameters.{key}: the trials of a sweep share their data, "
+                f"backbone weights and feature cache, so this key cannot vary; {hint}"
+            )
         if key not in leaves:
             raise ConfigError(
                 f"{where}hyperparameters.{key}: not a config key; sweepable keys look like "

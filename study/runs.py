@@ -30,14 +30,17 @@ class Prepared:
     features: features.FeatureCache | None
 
 
-def prepare(config: StudyConfig, store: Store, state_dir: Path, progress: bool = True) -> Prepared:
-    """Load and check every input, then build or load the feature cache."""
+def prepare(
+    config: StudyConfig, store: Store, state_dir: Path, progress: bool = True, cache: bool = True
+) -> Prepared:
+    """Load and check every input, then build or load the feature cache (unless `cache` is
+    false: a process that runs no trial needs none)."""
     dataset = data.load(config.data.root, config.data.image_size, config.data.skip_bad_files)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     store.check()
-    cache = None
-    if config.features.cache and config.frozen.epochs:
-        cache = features.load_or_build(
+    features_cache = None
+    if cache and config.features.cache and config.frozen.epochs:
+        features_cache = features.load_or_build(
             dataset,
             weights,
             config.data.image_size,
@@ -47,7 +50,7 @@ def prepare(config: StudyConfig, store: Store, state_dir: Path, progress: bool =
             Path(state_dir) / "features",
             progress=progress,
         )
-    return Prepared(dataset, weights, cache)
+    return Prepared(dataset, weights, features_cache)
 
 
 def execute(

@@ -5,16 +5,25 @@ The Keras Tuner project (oracle and trial states) lives in `<state-dir>/tuner/<s
 `sweep.json` naming the parent run, so running the same command again resumes the sweep. MLflow
 is checked before a trial runs: a trial that already has a finished run is not run again, and
 a run left RUNNING by a killed process is closed as KILLED before the trial runs anew.
+
+Distributed, this process is Keras Tuner's chief: it owns the oracle and serves it over gRPC,
+while worker processes (started here, or on other machines) ask it for trials and log them to a
+shared MLflow tracking server. A worker that dies is started again under the same id, and the
+chief hands it back the trial it had.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
+import multiprocessing
+import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,14 +33,20 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
-from study import runs, tuner
+from study import runs, server, tuner
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError
 from study.files import atomic_write_text
-from study.tracking import PARENT_TAG, Store
+from study.tracking import PARENT_TAG, Store, sigterm_as_interrupt
 from study.training import TrainingFailed
 
 STATE_FILE = "sweep.json"
+# Keras Tuner's distribution settings, read from the environment.
+TUNER_ID, ORACLE_IP, ORACLE_PORT = (
+    "KERASTUNER_TUNER_ID",
+    "KERASTUNER_ORACLE_IP",
+    "KERASTUNER_ORACLE_PORT",
+)
 
 
 @dataclass
@@ -69,18 +84,73 @@ class Sweep:
         self.project = self.state_dir / "tuner" / self.project_name
         self.planned = tuner.planned_trials(config)
         self._started: dict[str, float] = {}
+        self._scores: dict[str, dict[str, float]] = {}  # trial id -> what run_trial returned
         self._durations: list[float] = []
 
-    def run(self, fresh: bool = False) -> SweepSummary:
+    def run(
+        self, fresh: bool = False, workers: int = 0, oracle_address: str | None = None
+    ) -> SweepSummary:
+        """Run or resume the sweep: in this process, or as the chief of `workers` local
+        worker processes and of any remote workers that reach `oracle_address` (host:port)."""
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
-        prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
-        self.prepared = prepared
+        distributed = workers > 0 or oracle_address is not None
+        self.prepared = runs.prepare(
+            self.config,
+            self.store,
+            self.state_dir,
+            self.progress,
+            cache=workers > 0 or not distributed,
+        )
         if fresh:
             self._abandon()
         self.experiment_id = self.store.experiment(self.config.name)
-        self.parent_run_id = self._parent_run(self._identity(prepared))
+        self.parent_run_id = self._parent_run(self._identity(self.prepared))
+        pool = None
+        if distributed:
+            host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
+            os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
+            if workers:
+                pool = WorkerPool(
+                    self, workers, "127.0.0.1" if host in ("0.0.0.0", "::") else host, port
+                )
+        study_tuner = self._tuner(oracle)
+        self._ended = sum(
+            trial.status in ("COMPLETED", "FAILED") for trial in study_tuner.oracle.trials.values()
+        )
+        self.sweep_started = time.monotonic()
+        try:
+            if pool:
+                pool.start()
+            study_tuner.search(verbose=0)
+        except (KeyboardInterrupt, SystemExit):
+            self.store.end_run(self.parent_run_id, "KILLED", "interrupted; run again to resume")
+            raise
+        finally:
+            if pool:
+                pool.stop()
+            for name in (ORACLE_IP, ORACLE_PORT, TUNER_ID):
+                os.environ.pop(name, None)
+        summary = self._summarise(study_tuner.oracle)
+        status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
+        self.store.end_run(self.parent_run_id, status)
+        return summary
+
+    def work(self, oracle_address: str, worker_id: str) -> None:
+        """Run trials handed out by the chief at `oracle_address` until the sweep is done."""
+        oracle = tuner.make_oracle(self.config)
+        host, _, port = oracle_address.rpartition(":")
+        os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: worker_id})
+        self.prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
+        self.experiment_id = self.store.experiment(self.config.name)
+        self.parent_run_id = self._find_parent(self._identity(self.prepared))
+        study_tuner = self._tuner(oracle)
+        # A worker sees only its own trials: it counts them, the sweep's total is the chief's.
+        self._ended, self.sweep_started, self.planned = 0, time.monotonic(), None
+        study_tuner.search(verbose=0)
+
+    def _tuner(self, oracle) -> tuner.StudyTuner:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading..."
-            study_tuner = tuner.StudyTuner(
+            return tuner.StudyTuner(
                 oracle,
                 run=self._run_trial,
                 on_end=self._report_trial,
@@ -88,20 +158,6 @@ class Sweep:
                 project_name=self.project_name,
                 overwrite=False,
             )
-        self._ended = sum(
-            trial.status in ("COMPLETED", "FAILED")
-            for trial in getattr(study_tuner.oracle, "trials", {}).values()
-        )
-        self.sweep_started = time.monotonic()
-        try:
-            study_tuner.search(verbose=0)
-        except (KeyboardInterrupt, SystemExit):
-            self.store.end_run(self.parent_run_id, "KILLED", "interrupted; run again to resume")
-            raise
-        summary = self._summarise(study_tuner.oracle)
-        status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
-        self.store.end_run(self.parent_run_id, status)
-        return summary
 
     # -- the parent run and the state beside the Keras Tuner project ------------------------
 
@@ -131,7 +187,9 @@ class Sweep:
         if self.project.exists():  # a Keras Tuner project without a parent run: start over
             shutil.rmtree(self.project)
         run_id = self.store.create_run(
-            self.experiment_id, f"{self.config.name}-sweep", {"run_type": "sweep"}
+            self.experiment_id,
+            f"{self.config.name}-sweep",
+            {"run_type": "sweep", "sweep_identity": identity},
         )
         space = {key: spec.model_dump() for key, spec in self.config.hyperparameters.items()}
         self.store.log(
@@ -157,6 +215,26 @@ class Sweep:
         self.say(f"new sweep {self.config.name} (parent run {run_id})")
         return run_id
 
+    def _find_parent(self, identity: str, wait_s: float = 600.0) -> str:
+        """The running parent run of this sweep, created by its chief."""
+        query = (
+            f"tags.run_type = 'sweep' and tags.sweep_identity = '{identity}' "
+            "and attributes.status = 'RUNNING'"
+        )
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = self.store.client.search_runs(
+                [self.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+            )
+            if found:
+                return found[0].info.run_id
+            if time.monotonic() > deadline:
+                raise SweepStateError(
+                    f"no running sweep of this config in {self.store.display_uri} after "
+                    f"{wait_s:.0f} s: start the chief first, with the same config, data and store"
+                )
+            time.sleep(2)
+
     def _abandon(self) -> None:
         state_path = self.project / STATE_FILE
         if state_path.is_file():
@@ -180,7 +258,8 @@ class Sweep:
         existing = self.child_runs(trial_id)
         for run in existing:
             if run.info.status == "FINISHED":
-                return _scores(run.data.metrics)
+                self._scores[trial_id] = _scores(run.data.metrics)
+                return self._scores[trial_id]
             if run.info.status == "FAILED":
                 raise kt.errors.FailedTrialError(run.data.tags.get("error", "failed earlier"))
         for run in existing:
@@ -200,25 +279,33 @@ class Sweep:
                 self.store,
                 self.experiment_id,
                 run_name=f"trial-{trial_id}",
-                tags={"run_type": "trial", "trial_id": trial_id, "seed": str(trial_config.seed)},
+                tags={
+                    "run_type": "trial",
+                    "trial_id": trial_id,
+                    "seed": str(trial_config.seed),
+                    "worker": os.environ.get(TUNER_ID, "tuner0"),
+                    "pid": str(os.getpid()),
+                },
                 parent_run_id=self.parent_run_id,
                 time_budget_s=self.config.tuner.trial_timeout_s,
             )
         except TrainingFailed as error:
             raise kt.errors.FailedTrialError(str(error)) from None
         final = result.evaluations[result.final_stage]
-        return {
+        self._scores[trial_id] = {
             f"{split}_{key}": value
             for split, evaluation in final.items()
             for key, value in evaluation.metrics.items()
         }
+        return self._scores[trial_id]
 
     def _report_trial(self, trial) -> None:
         took = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         self._durations.append(took)
         self._ended += 1
+        objective = self.config.tuner.objective
         if trial.status == "COMPLETED":
-            outcome = f"{self.config.tuner.objective} {trial.score:.4f}"
+            outcome = f"{objective} {self._scores[trial.trial_id][objective]:.4f}"
         else:
             outcome = (trial.message or "").strip().splitlines()[-1:] or ["no message"]
             outcome = f"FAILED: {outcome[0]}"
@@ -289,3 +376,95 @@ def _scores(metrics: dict[str, float]) -> dict[str, float]:
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class WorkerPool:
+    """Local worker processes for a chief; a worker that dies is started again under the same
+    id, so the chief hands it back the trial it was running."""
+
+    MAX_RESTARTS = 3
+
+    def __init__(self, sweep: Sweep, count: int, host: str, port: str):
+        self.sweep, self.count, self.address = sweep, count, f"{host}:{port}"
+        self.threads = max(1, (os.cpu_count() or 1) // count)
+        self.tracker = None
+        self.tracking_uri = sweep.store.uri
+        if sweep.store.uri.startswith("sqlite:"):  # several writers: go through a server
+            line = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
+            self.tracker = server.start(line, log=sweep.project / "tracking-server.log")
+            self.tracking_uri = f"http://127.0.0.1:{line[line.index('--port') + 1]}"
+        self.processes: dict[str, multiprocessing.Process] = {}
+        self.restarts: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        for number in range(1, self.count + 1):
+            self._spawn(f"worker{number}")
+        self._watcher.start()
+        self.sweep.say(
+            f"chief at {self.address} with {self.count} workers ({self.threads} threads each), "
+            f"tracking through {self.tracking_uri}"
+        )
+
+    def _spawn(self, worker_id: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(
+            target=work,
+            args=(
+                self.sweep.config,
+                self.tracking_uri,
+                str(self.sweep.state_dir),
+                self.address,
+                worker_id,
+                self.threads,
+                self.sweep.progress,
+            ),
+            name=worker_id,
+        )
+        process.start()
+        self.processes[worker_id] = process
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for worker_id, process in list(self.processes.items()):
+                if process.is_alive() or process.exitcode == 0:
+                    continue
+                restarts = self.restarts.get(worker_id, 0)
+                if restarts >= self.MAX_RESTARTS:
+                    continue
+                self.restarts[worker_id] = restarts + 1
+                self.sweep.say(
+                    f"{worker_id} died (exit code {process.exitcode}); starting it again"
+                )
+                self._spawn(worker_id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for process in self.processes.values():
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        if self.tracker is not None:
+            server.stop(self.tracker)
+
+
+def work(
+    config: StudyConfig,
+    tracking_uri: str,
+    state_dir: str,
+    oracle_address: str,
+    worker_id: str,
+    threads: int,
+    progress: bool,
+) -> None:
+    """A worker process: its share of the cores, then trials until the chief says stop."""
+    sigterm_as_interrupt()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    say = functools.partial(print, f"[{worker_id}]", flush=True)
+    sweep = Sweep(config, Store(tracking_uri), Path(state_dir), say=say, progress=progress)
+    sweep.work(oracle_address, worker_id)

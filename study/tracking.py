@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,15 @@ DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM end this process like Ctrl-C, so its runs end KILLED, not RUNNING."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def default_uri() -> str:

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 
 import keras_tuner as kt
@@ -24,6 +25,7 @@ from study.files import atomic_write_text
 SEED = "seed"
 RUNNING = trial_module.TrialStatus.RUNNING
 STOPPED = trial_module.TrialStatus.STOPPED
+IDLE = trial_module.TrialStatus.IDLE
 
 
 def search_space(config: StudyConfig) -> kt.HyperParameters:
@@ -192,6 +194,16 @@ class StudyTuner(kt.engine.base_tuner.BaseTuner):
     def __init__(self, oracle: kt.Oracle, run: TrialRunner, on_end, **kwargs):
         self._run, self._on_end = run, on_end
         super().__init__(oracle, **kwargs)
+        if self._is_worker():
+            ask = self.oracle.create_trial
+
+            def create_trial(tuner_id):
+                trial = ask(tuner_id)
+                if trial.status == IDLE:  # others' trials must end first; don't spin
+                    time.sleep(1.0)
+                return trial
+
+            self.oracle.create_trial = create_trial
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         return self._run(trial)

@@ -1,0 +1,137 @@
+"""Keras Tuner chief and workers on localhost, logging to a real MLflow tracking server."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from study import server
+
+from .conftest import REPO, run_study
+
+SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
+
+
+def trial_runs(uri: str):
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.search_runs(experiment_names=["smoke"])
+    return found[found["tags.run_type"] == "trial"], found[found["tags.run_type"] == "sweep"]
+
+
+def test_tracking_server_chief_and_two_workers_run_each_trial_once(tmp_path):
+    port = server.free_port()
+    tracking = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "study.cli",
+            "server",
+            "--port",
+            str(port),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/server.db",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                MlflowClient(uri).search_experiments()
+                break
+            except Exception:
+                assert time.monotonic() < deadline and tracking.poll() is None
+                time.sleep(1)
+        done = run_study(
+            "sweep",
+            SMOKE,
+            "--workers",
+            "2",
+            "--tracking-uri",
+            uri,
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "seeds=[0, 1, 2]",
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "with 2 workers" in done.stdout
+        trials, parents = trial_runs(uri)
+    finally:
+        os.killpg(tracking.pid, signal.SIGTERM)
+        tracking.wait(timeout=60)
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    assert len(trials) == 6 and set(trials["status"]) == {"FINISHED"}
+    assert trials["tags.trial_id"].is_unique
+    assert set(trials["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    assert set(trials["tags.worker"]) <= {"worker1", "worker2"}
+    # artifacts went through the server
+    client = MlflowClient(uri)
+    assert "split.csv" in {a.path for a in client.list_artifacts(trials.iloc[0]["run_id"])}
+
+
+def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "study.cli",
+            "sweep",
+            SMOKE,
+            "--workers",
+            "2",
+            "-q",
+            "--tracking-uri",
+            uri,
+            "--set",
+            "data.image_size=32",
+            "--set",
+            "frozen.epochs=60",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    client = MlflowClient(uri)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.5)
+        try:
+            experiment = client.get_experiment_by_name("smoke")
+            running = (
+                client.search_runs(
+                    [experiment.experiment_id],
+                    "tags.run_type = 'trial' and attributes.status = 'RUNNING'",
+                )
+                if experiment
+                else []
+            )
+        except Exception:  # the store is still being created
+            continue
+        if running:
+            killed = running[0]
+            os.kill(int(killed.data.tags["pid"]), signal.SIGKILL)
+    assert killed is not None, "no trial was seen running"
+    output = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 0, output
+    assert f"{killed.data.tags['worker']} died" in output
+
+    trials, _ = trial_runs(uri)
+    finished = trials[trials["status"] == "FINISHED"]
+    assert len(finished) == 4 and finished["tags.trial_id"].is_unique
+    assert client.get_run(killed.info.run_id).info.status == "KILLED"
+    assert killed.data.tags["trial_id"] in set(finished["tags.trial_id"])
+    assert "RUNNING" not in set(trials["status"])
