@@ -8,6 +8,7 @@ probabilities to the host. The median step is the figure; the quartiles are its 
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -65,6 +66,7 @@ class Benchmark:
     machine: dict[str, str]
 
 
+@functools.cache
 def machine() -> dict[str, str]:
     """What the timings were measured on: CPU model and cores, GPU if any, library versions."""
     import tensorflow as tf

@@ -29,7 +29,7 @@ from study.files import atomic_file
 from study.model import Weights, build_backbone
 
 FORMAT_VERSION = 1
-_CHUNK = 64
+_CHUNK = 32
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import study
-from study import data, features, plots, training
+from study import bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
 from study.tracking import Store
@@ -97,6 +97,7 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         "weights_id": weights.identity,
         "skipped_files": str(len(dataset.skipped)),
         "feature_cache": prepared.features.key if prepared.features else "off",
+        "machine": bench.machine()["machine"],
     }
     if split is not None:
         tags["split"] = " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS)
@@ -107,10 +108,11 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
 
 def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict:
     params = {**config.flat(), **config.knob_values()}
-    params["data.root"] = str(dataset.root)
-    params["data.images"] = len(dataset)
-    params["data.classes"] = ",".join(dataset.class_names)
-    params.update({f"data.{name}_images": len(split[name]) for name in data.SPLITS})
+    # Facts of the data as loaded, under `dataset.`: not config keys, so never a configuration.
+    params["dataset.root"] = str(dataset.root)
+    params["dataset.images"] = len(dataset)
+    params["dataset.classes"] = ",".join(dataset.class_names)
+    params.update({f"dataset.{name}_images": len(split[name]) for name in data.SPLITS})
     return params
 
 

@@ -39,12 +39,12 @@ def run(
     )
     params = {**study.flat(), **study.knob_values()}
     params |= {
-        "data.root": "/data/neu",
-        "data.images": 1800,
-        "data.classes": "crazing,inclusion,patches,pitted_surface,rolled-in_scale,scratches",
-        "data.train_images": 1080,
-        "data.val_images": 360,
-        "data.test_images": 360 if test else 0,
+        "dataset.root": "/data/neu",
+        "dataset.images": 1800,
+        "dataset.classes": "crazing,inclusion,patches,pitted_surface,rolled-in_scale,scratches",
+        "dataset.train_images": 1080,
+        "dataset.val_images": 360,
+        "dataset.test_images": 360 if test else 0,
     }
     # A wobble per seed and setting that differs between settings, so pairs are informative.
     wobble = ((seed * 7 + len(activation) * 3 + int(100 * study.model.dropout)) % 11 - 5) / 1000
@@ -178,6 +178,16 @@ def test_a_repeated_configuration_and_seed_keeps_the_latest_run():
     assert selection.excluded == {"repeat of a configuration and seed: the latest run is kept": 1}
     assert selection.swept == []
     assert set(selection.runs["configuration"]) == {ONE_CONFIGURATION}
+
+
+def test_split_sizes_that_vary_with_the_seed_do_not_split_a_configuration():
+    # NEU's duplicate pair makes a seed's split 1079/361 or 1080/360: still one configuration.
+    specs = [run(0), run(1), run(2)]
+    specs[1]["params"] |= {"dataset.train_images": 1079, "dataset.val_images": 361}
+    specs[2]["params"]["dataset.root"] = "/elsewhere/neu"
+    selection = select(frame(specs))
+    assert selection.swept == []
+    assert len(selection.runs) == 3 and set(selection.runs["configuration"]) == {ONE_CONFIGURATION}
 
 
 def test_without_a_sweep_run_the_train_runs_are_used():

@@ -70,7 +70,7 @@ def test_train_logs_one_complete_run(neu_slice, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 72
     for name in ("train", "val", "test"):
-        assert sum(r["split"] == name for r in rows) == int(run[f"params.data.{name}_images"])
+        assert sum(r["split"] == name for r in rows) == int(run[f"params.dataset.{name}_images"])
 
 
 @pytest.mark.parametrize(

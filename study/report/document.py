@@ -148,8 +148,8 @@ def _provenance(analysis: Analysis) -> list[Block]:
         items += [
             "Data: fingerprint "
             + _listing(column(runs, "tags.data_fingerprint"), code=True)
-            + f"; {_listing(param(runs, 'data.images'))} images in classes "
-            + _listing(param(runs, "data.classes").str.replace(",", ", "))
+            + f"; {_listing(param(runs, 'dataset.images'))} images in classes "
+            + _listing(param(runs, "dataset.classes").str.replace(",", ", "))
             + f"; unreadable files skipped: {_listing(column(runs, 'tags.skipped_files'))}.",
             f"Split (images): {_listing(column(runs, 'tags.split'))}." + _test_split_note(analysis),
             f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",

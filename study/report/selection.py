@@ -18,8 +18,10 @@ from study.errors import StudyError
 from study.tracking import ERROR_TAG, PARENT_TAG
 
 MODEL_RUN_TYPES = ("trial", "train")
-# Params that differ between runs of one configuration: the seed, and where the data lay.
+# Params that differ between runs of one configuration: the seed, where the data lay, and the
+# facts of the data as loaded (`dataset.*`: image counts per split vary with the seed's split).
 NOT_CONFIGURATION = ("seed", "data.root")
+DATA_FACTS = "dataset."
 ONE_CONFIGURATION = "one configuration"
 
 
@@ -150,7 +152,12 @@ def _seeds(runs: pd.DataFrame) -> pd.Series:
 
 
 def _is_configuration_param(name: str) -> bool:
-    return name.startswith("params.") and name.removeprefix("params.") not in NOT_CONFIGURATION
+    key = name.removeprefix("params.")
+    return (
+        name.startswith("params.")
+        and key not in NOT_CONFIGURATION
+        and not key.startswith(DATA_FACTS)
+    )
 
 
 def _identity(runs: pd.DataFrame, identity: list[str]) -> pd.Series:

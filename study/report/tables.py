@@ -183,7 +183,7 @@ def inference_table(
         "n": accuracy.n,
         "split": split,
         "parameters": _single(metric(best, "parameters_total")),
-        "data_size": _single(pd.to_numeric(param(best, "data.images"), errors="coerce")),
+        "data_size": _single(pd.to_numeric(param(best, "dataset.images"), errors="coerce")),
     }
     if bench.empty:
         rows.append(ours)
@@ -296,7 +296,7 @@ def _our_setting(runs: pd.DataFrame, key: str, stage: str) -> str:
     if key in _PHASE_PARAMS:
         return _distinct(param(runs, f"{stage}.{_PHASE_PARAMS[key]}"))
     if key == "steps_per_epoch":
-        images = pd.to_numeric(param(runs, "data.train_images"), errors="coerce")
+        images = pd.to_numeric(param(runs, "dataset.train_images"), errors="coerce")
         batch = pd.to_numeric(param(runs, f"{stage}.batch_size"), errors="coerce")
         return _distinct(np.ceil(images / batch).astype("Int64"))
     if key == "trainable_parameters":
