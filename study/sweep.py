@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -434,8 +435,10 @@ class WorkerPool:
                 if restarts >= self.MAX_RESTARTS:
                     continue
                 self.restarts[worker_id] = restarts + 1
-                self.sweep.say(
-                    f"{worker_id} died (exit code {process.exitcode}); starting it again"
+                print(
+                    f"{worker_id} died (exit code {process.exitcode}); starting it again",
+                    file=sys.stderr,
+                    flush=True,
                 )
                 self._spawn(worker_id)
 
