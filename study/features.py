@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from study.config import Augmentation
 from study.data import Dataset, augment, to_model_input
-from study.files import atomic_file
+from study.files import atomic_file, remove_stale_partials
 from study.model import Weights, build_backbone
 
 FORMAT_VERSION = 1
@@ -78,6 +78,7 @@ def load_or_build(
     path = Path(directory) / f"{key}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(path.with_suffix(".lock")):
+        remove_stale_partials(path)  # what a builder killed while writing left behind
         cache = _read(path, key, len(dataset), views)
         if cache is None:
             cache = _build(dataset, weights, image_size, augmentation, views, seed, progress)

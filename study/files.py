@@ -27,3 +27,23 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_file(path) as handle:
         handle.write(text.encode())
+
+
+def remove_stale_partials(path: str | Path) -> None:
+    """Delete the temporary files that killed writers of `path` left behind (their process is
+    gone); a live writer's file is left alone."""
+    path = Path(path)
+    for partial in path.parent.glob(f".{path.name}.*.partial"):
+        pid = partial.name.removeprefix(f".{path.name}.").removesuffix(".partial")
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

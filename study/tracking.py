@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from study.errors import TrackingError
+from study.files import remove_stale_partials
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -57,6 +58,36 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///"))
 
 
+def create_sqlite_store(database: Path) -> None:
+    """Create a new SQLite store so that it appears whole or not at all.
+
+    MLflow creates its tables and then migrates them in many steps; a process killed in
+    between leaves a file that MLflow refuses to open ever again. So the store is made in a
+    temporary file beside `database` and linked under its name only when complete (a link never
+    replaces a store that another process created meanwhile)."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(database)
+    partial = database.with_name(f".{database.name}.{os.getpid()}.partial")
+    partial.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{partial}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    try:
+        os.link(partial, database)
+    except FileExistsError:
+        pass  # another process made it first; use theirs
+    except OSError:  # a file system without hard links
+        if not database.exists():
+            os.replace(partial, database)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 class Store:
     """One MLflow tracking store. Nothing is written to it before `experiment()` is called."""
 
@@ -74,8 +105,8 @@ class Store:
             from mlflow.tracking import MlflowClient
 
             database = sqlite_path(self.uri)
-            if database is not None:
-                database.parent.mkdir(parents=True, exist_ok=True)
+            if database is not None and not database.exists():
+                create_sqlite_store(database)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
