@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -42,6 +43,7 @@ from study.tracking import PARENT_TAG, Store, sigterm_as_interrupt
 from study.training import TrainingFailed
 
 STATE_FILE = "sweep.json"
+STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
 # Keras Tuner's distribution settings, read from the environment.
 TUNER_ID, ORACLE_IP, ORACLE_PORT = (
     "KERASTUNER_TUNER_ID",
@@ -187,11 +189,18 @@ class Sweep:
             return run_id
         if self.project.exists():  # a Keras Tuner project without a parent run: start over
             shutil.rmtree(self.project)
+        orphans = self._orphan_parents()
         run_id = self.store.create_run(
             self.experiment_id,
             f"{self.config.name}-sweep",
-            {"run_type": "sweep", "sweep_identity": identity},
+            {"run_type": "sweep", "sweep_identity": identity, STATE_TAG: self._state_label()},
         )
+        for orphan in orphans:
+            self.store.end_run(
+                orphan,
+                "KILLED",
+                f"the sweep was stopped before its state was saved; run {run_id} replaces it",
+            )
         space = {key: spec.model_dump() for key, spec in self.config.hyperparameters.items()}
         self.store.log(
             run_id,
@@ -215,6 +224,23 @@ class Sweep:
         atomic_write_text(state_path, json.dumps(state, indent=2))
         self.say(f"new sweep {self.config.name} (parent run {run_id})")
         return run_id
+
+    def _state_label(self) -> str:
+        return f"{socket.gethostname()}:{self.project.resolve()}"
+
+    def _orphan_parents(self) -> list[str]:
+        """Parent runs of this state folder that a kill stopped between creating the run and
+        saving sweep.json: still RUNNING, never resumable, and without trials."""
+        query = "tags.run_type = 'sweep' and attributes.status = 'RUNNING'"
+        label = self._state_label()
+        orphans = []
+        for run in self.store.client.search_runs([self.experiment_id], query):
+            if run.data.tags.get(STATE_TAG) != label:
+                continue
+            children = f"tags.`{PARENT_TAG}` = '{run.info.run_id}'"
+            if not self.store.client.search_runs([self.experiment_id], children, max_results=1):
+                orphans.append(run.info.run_id)
+        return orphans
 
     def _find_parent(self, identity: str, wait_s: float = 600.0) -> str:
         """The running parent run of this sweep, created by its chief."""
