@@ -371,7 +371,12 @@ def _first_problem(error: ValidationError) -> str:
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] == "extra_forbidden":
         message = "unknown key; valid keys here: " + ", ".join(_keys_at(problem["loc"][:-1]))
-    elif "input" in problem and problem["type"] not in ("missing",):
+    elif (
+        "input" in problem
+        and problem["type"] != "missing"
+        and "(got " not in message
+        and not isinstance(problem["input"], dict)  # a section: the message says what is wrong
+    ):
         message += f" (got {problem['input']!r})"
     return f"{location}: {message}" if location else message
 

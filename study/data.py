@@ -26,6 +26,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MIN_SOURCE_SIZE = 32
 SPLITS = ("train", "val", "test")
 _FLAT_NAME = re.compile(r"^(?P<label>.+)_(?P<number>\d+)$")
+_FIX = "remove the file, or set data.skip_bad_files: true to leave such files out"
 
 
 def sample_root() -> Path:
@@ -68,7 +69,10 @@ def discover(root: str | Path) -> list[ImageFile]:
     """Find the images under root and their classes; raises DataError for unusable layouts."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist or is not a folder")
+        raise DataError(
+            f"data root {root} does not exist or is not a folder; set data.root to a folder "
+            "with one subfolder of images per class (or null for the embedded sample)"
+        )
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = _images_in(root)
     if class_dirs and loose:
@@ -83,7 +87,7 @@ def discover(root: str | Path) -> list[ImageFile]:
             if not images:
                 raise DataError(
                     f"class folder {folder} contains no images "
-                    f"(looked for {', '.join(IMAGE_EXTENSIONS)})"
+                    f"(looked for {', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
                 )
             found += [ImageFile(path, folder.name) for path in images]
     else:
@@ -103,7 +107,8 @@ def discover(root: str | Path) -> list[ImageFile]:
     classes = {item.label for item in found}
     if len(classes) < 2:
         raise DataError(
-            f"data root {root} has only one class ({classes.pop()}); a classifier needs at least 2"
+            f"data root {root} has only one class ({classes.pop()}); a classifier needs images "
+            "of at least 2 classes (one folder per class)"
         )
     return sorted(found, key=lambda item: (item.label, _natural_key(item.path.name)))
 
@@ -148,13 +153,17 @@ def decode(raw: bytes, image_size: int, path: Path) -> np.ndarray:
         with Image.open(BytesIO(raw)) as image:
             image.load()
             pixels = _to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = "empty file" if not raw else f"cannot be decoded as an image ({error})"
-        raise DataError(f"{path}: {reason}; remove it or set data.skip_bad_files: true") from None
+    except UnidentifiedImageError:
+        reason = "empty file" if not raw else "cannot be decoded: its bytes are in no image format"
+        raise DataError(f"{path}: {reason}; {_FIX}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        problem = "the file is truncated" if "truncated" in str(error) else f"damaged ({error})"
+        raise DataError(f"{path}: cannot be decoded as an image, {problem}; {_FIX}") from None
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SOURCE_SIZE:
         raise DataError(
-            f"{path}: image is {width}x{height} px, smaller than the {MIN_SOURCE_SIZE} px minimum"
+            f"{path}: image is {width}x{height} px, smaller than the {MIN_SOURCE_SIZE} px "
+            f"minimum on each side; {_FIX}"
         )
     resized = Image.fromarray(pixels).resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)

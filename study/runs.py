@@ -35,9 +35,9 @@ def prepare(
 ) -> Prepared:
     """Load and check every input, then build or load the feature cache (unless `cache` is
     false: a process that runs no trial needs none)."""
-    dataset = data.load(config.data.root, config.data.image_size, config.data.skip_bad_files)
+    store.check()  # first: it takes a moment, where loading the data can take minutes
     weights = resolve_weights(config.model.weights, config.model.init_seed)
-    store.check()
+    dataset = data.load(config.data.root, config.data.image_size, config.data.skip_bad_files)
     features_cache = None
     if cache and config.features.cache and config.frozen.epochs:
         features_cache = features.load_or_build(

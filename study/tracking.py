@@ -23,6 +23,8 @@ DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+# (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
+HEALTH_TIMEOUT_S = (5, 10)
 
 
 def sigterm_as_interrupt() -> None:
@@ -117,13 +119,25 @@ class Store:
             import requests
 
             try:
-                requests.get(self.uri.rstrip("/") + "/health", timeout=10)
+                answer = requests.get(self.uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S)
             except requests.RequestException as error:
                 raise TrackingError(
                     f"tracking server {self.display_uri} cannot be reached "
-                    f"({type(error).__name__}); start it with `study server`, or pass another "
-                    "--tracking-uri"
+                    f"({type(error).__name__}); start it with `study server`, or pass the "
+                    "http(s)://HOST:PORT of a running MLflow tracking server as --tracking-uri"
                 ) from None
+            if answer.status_code in (401, 403):
+                raise TrackingError(
+                    f"tracking server {self.display_uri} refused the request (HTTP "
+                    f"{answer.status_code}); give valid credentials (MLFLOW_TRACKING_USERNAME "
+                    "and MLFLOW_TRACKING_PASSWORD) or another --tracking-uri"
+                )
+            if answer.status_code != 200:
+                raise TrackingError(
+                    f"{self.display_uri} does not answer like an MLflow tracking server (GET "
+                    f"/health gave HTTP {answer.status_code}); pass the http(s)://HOST:PORT of "
+                    "an MLflow tracking server as --tracking-uri"
+                )
         elif scheme == "sqlite":
             database = sqlite_path(self.uri)
             if database is None:

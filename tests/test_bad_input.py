@@ -1,0 +1,216 @@
+"""Bad input stops `study train` and `study sweep` before any work is done: one line on stderr
+naming the file or key and what would be valid, exit code 2, and the MLflow store and the
+state folder exactly as they were (a fresh store is not even created).
+
+In-process through `cli.main`, so each case takes well under a second once TensorFlow is
+imported. The README's troubleshooting section lists the same cases."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from study import cli, server
+from study.tracking import Store
+
+from .conftest import REPO
+
+SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
+
+CASES = [
+    "missing data root",
+    "empty data root",
+    "class folder with no images",
+    "only one class",
+    "zero-byte image",
+    "truncated JPEG",
+    "JPEG header then garbage",
+    "text file named .jpg",
+    "image smaller than 32 px",
+    "unknown YAML key",
+    "wrong type",
+    "empty choice list",
+    "range with min > max",
+    "split fractions sum to 1",
+    "split fractions sum above 1",
+    "tracking server unreachable",
+    "tracking URI not an MLflow server",
+    "tracking URI a plain folder",
+    "weights file missing",
+    "config file missing",
+]
+
+
+def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], str | None, list]:
+    """(config file, --set overrides, tracking URI or None for the test's stores, texts the
+    error line must contain)."""
+    config, sets, uri = SMOKE, [f"data.root={root}", "data.image_size=32"], None
+    sample = root / "crazing" / "crazing_1.jpg"
+    if name == "missing data root":
+        sets[0] = f"data.root={tmp_path / 'nowhere'}"
+        expected = [f"data root {tmp_path / 'nowhere'} does not exist", "set data.root to a"]
+    elif name == "empty data root":
+        (tmp_path / "empty").mkdir()
+        sets[0] = f"data.root={tmp_path / 'empty'}"
+        expected = [f"{tmp_path / 'empty'} contains no images", "one folder per class"]
+    elif name == "class folder with no images":
+        (root / "oil spots").mkdir()
+        expected = [f"class folder {root / 'oil spots'} contains no images", "add images or"]
+    elif name == "only one class":
+        for folder in root.iterdir():
+            if folder.name != "crazing":
+                shutil.rmtree(folder)
+        expected = [f"{root} has only one class (crazing)", "at least 2 classes"]
+    elif name == "zero-byte image":
+        (root / "patches" / "zero.jpg").write_bytes(b"")
+        expected = [f"{root / 'patches' / 'zero.jpg'}: empty file", "data.skip_bad_files: true"]
+    elif name == "truncated JPEG":
+        (root / "patches" / "cut.jpg").write_bytes(sample.read_bytes()[:1500])
+        expected = [f"{root / 'patches' / 'cut.jpg'}: cannot be decoded", "truncated"]
+        expected.append("data.skip_bad_files: true")
+    elif name == "JPEG header then garbage":
+        (root / "patches" / "patches_1.jpg").write_bytes(b"\xff\xd8\xff garbage")
+        expected = [f"{root / 'patches' / 'patches_1.jpg'}: cannot be decoded"]
+        expected.append("data.skip_bad_files: true")
+    elif name == "text file named .jpg":
+        (root / "patches" / "notes.jpg").write_text("not a picture")
+        expected = [f"{root / 'patches' / 'notes.jpg'}: cannot be decoded", "no image format"]
+        expected.append("data.skip_bad_files: true")
+    elif name == "image smaller than 32 px":
+        Image.new("L", (20, 40)).save(root / "patches" / "tiny.png")
+        expected = [f"{root / 'patches' / 'tiny.png'}: image is 20x40 px", "32 px minimum"]
+        expected.append("data.skip_bad_files: true")
+    elif name == "unknown YAML key":
+        config = str(tmp_path / "study.yaml")
+        Path(config).write_text(
+            Path(SMOKE).read_text().replace("  dropout:", "  colour: blue\n  dropout:")
+        )
+        expected = [f"{config}: model.colour: unknown key", "valid keys here: activation"]
+    elif name == "wrong type":
+        config = str(tmp_path / "study.yaml")
+        Path(config).write_text(Path(SMOKE).read_text().replace("epochs: 10", "epochs: ten"))
+        expected = [f"{config}: frozen.epochs: Input should be a valid integer", "(got 'ten')"]
+    elif name == "empty choice list":
+        sets.append("hyperparameters.model.activation.values=[]")
+        expected = ["hyperparameters.model.activation.values: List should have at least 1 item"]
+    elif name == "range with min > max":
+        sets.append("hyperparameters={model.dropout: {type: float, min: 0.5, max: 0.1, step: 0.1}}")
+        expected = ["hyperparameters.model.dropout: min (0.5) must be below max (0.1)"]
+    elif name == "split fractions sum to 1":
+        sets += ["data.split.val=0.5", "data.split.test=0.5"]
+        expected = ["data.split: val + test must sum below 1", "(got 0.5 + 0.5 = 1)"]
+    elif name == "split fractions sum above 1":
+        sets += ["data.split.val=0.6", "data.split.test=0.7"]
+        expected = ["data.split: val + test must sum below 1", "(got 0.6 + 0.7 = 1.3)"]
+    elif name == "tracking server unreachable":
+        uri = f"http://127.0.0.1:{server.free_port()}"  # nothing listens there
+        expected = [f"tracking server {uri} cannot be reached", "--tracking-uri"]
+        expected.append("http(s)://HOST:PORT of a running MLflow tracking server")
+    elif name == "tracking URI not an MLflow server":
+        uri = not_mlflow_server()
+        expected = [f"{uri} does not answer like an MLflow tracking server", "HTTP 404"]
+    elif name == "tracking URI a plain folder":
+        uri = str(tmp_path / "runs")
+        expected = [f"tracking URI {uri}: MLflow 3 does not accept a plain folder"]
+        expected.append("use sqlite:///PATH/mlflow.db or an http(s):// tracking server")
+    elif name == "weights file missing":
+        sets.append(f"model.weights={tmp_path / 'nasnet.h5'}")
+        expected = [f"model.weights: file {tmp_path / 'nasnet.h5'} does not exist"]
+        expected.append("give imagenet, none, or the path of a NASNet-Mobile")
+    elif name == "config file missing":
+        config = str(tmp_path / "absent.yaml")
+        expected = [f"config file {config} does not exist"]
+    else:
+        raise AssertionError(name)
+    return config, sets, uri, expected
+
+
+def not_mlflow_server() -> str:
+    """An HTTP server that answers 404 to everything, in a daemon thread."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def existing_store(tmp_path_factory) -> tuple[str, Path]:
+    """A store that already holds the smoke experiment with one FINISHED run."""
+    database = tmp_path_factory.mktemp("existing") / "mlflow.db"
+    store = Store(f"sqlite:///{database}")
+    experiment = store.experiment("smoke")
+    with store.run(experiment, "earlier", {"run_type": "train"}) as run_id:
+        store.log(run_id, metrics=[("test_accuracy", 0.9, 0)])
+    return store.uri, database
+
+
+def snapshot(uri: str, database: Path) -> tuple[str, list[tuple[str, str]]]:
+    runs = MlflowClient(uri).search_runs(
+        [e.experiment_id for e in MlflowClient(uri).search_experiments()]
+    )
+    return hashlib.sha256(database.read_bytes()).hexdigest(), sorted(
+        (r.info.run_id, r.info.status) for r in runs
+    )
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_stops_with_one_line_exit_2_and_the_store_untouched(
+    name, command, tmp_path, neu_slice, existing_store, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a default store created by mistake would appear here
+    config, sets, uri, expected = make_case(name, tmp_path, neu_slice)
+    existing_uri, existing_db = existing_store
+    fresh_db = tmp_path / "fresh" / "mlflow.db"
+    state = tmp_path / "state"
+    before = snapshot(existing_uri, existing_db)
+    assert [status for _, status in before[1]] == ["FINISHED"]
+    targets = [uri] if uri else [f"sqlite:///{fresh_db}", existing_uri]
+    for target in targets:
+        args = [command, config, "--tracking-uri", target, "--state-dir", str(state)]
+        for item in sets:
+            args += ["--set", item]
+        started = time.monotonic()
+        assert cli.main(args) == 2
+        took = time.monotonic() - started
+        error = capsys.readouterr().err
+        assert error.startswith("error: ") and error.count("\n") == 1, error
+        for text in expected:
+            assert text in error, (text, error)
+        assert took < 10, f"{took:.1f} s to refuse bad input"
+        assert not fresh_db.exists() and not fresh_db.parent.exists()
+        assert not state.exists() and not (tmp_path / "mlruns").exists()
+        assert snapshot(existing_uri, existing_db) == before
+
+
+def test_rgba_and_16_bit_pngs_are_used_not_refused(neu_slice, tmp_path, capsys):
+    rgba = np.zeros((48, 48, 4), dtype=np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 100
+    Image.fromarray(rgba, "RGBA").save(neu_slice / "patches" / "rgba.png")
+    deep = (np.arange(48 * 48, dtype=np.uint32).reshape(48, 48) * 28).astype(np.uint16)
+    Image.fromarray(deep).save(neu_slice / "scratches" / "deep.png")
+    uri = f"sqlite:///{tmp_path}/m.db"
+    args = ["train", SMOKE, "--tracking-uri", uri, "--state-dir", str(tmp_path / "s"), "-q"]
+    for item in (f"data.root={neu_slice}", "data.image_size=32", "frozen.epochs=1"):
+        args += ["--set", item]
+    assert cli.main([*args, "--set", "fine_tune.epochs=0"]) == 0, capsys.readouterr().err
+    (run,) = MlflowClient(uri).search_runs(["1"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["dataset.images"] == "74"
+    assert run.data.tags["skipped_files"] == "0"
