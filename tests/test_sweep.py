@@ -1,15 +1,10 @@
 """`study sweep`: Keras Tuner searches logged as MLflow parent and child runs, resumable."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
+import random
 
 import mlflow
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from study import config as study_config
 from study import features, runs, training
@@ -17,6 +12,7 @@ from study.sweep import Sweep
 from study.tracking import Store
 
 from .conftest import REPO, run_study
+from .kill_harness import SweepUnderTest, audit
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -58,60 +54,38 @@ def test_smoke_sweep_then_rerun_adds_no_run(tmp_path):
     assert len(trials_after) == 4 and len(parents_after) == 1
 
 
-def test_sigkill_midway_then_resume_runs_every_trial_once(tmp_path):
-    uri = f"sqlite:///{tmp_path}/m.db"
-    args = [
-        "sweep",
-        SMOKE,
-        "--tracking-uri",
-        uri,
-        "-q",
-        "--set",
+def test_sigkill_at_four_moments_then_resume_logs_every_trial_once(tmp_path):
+    """kill -9 while the feature cache is built, while the store and the parent run are
+    created, while a trial logs its results and just after a trial finished; each time the
+    same command resumes. The 8 trials end with one FINISHED run each, the runs that were
+    RUNNING at a kill end KILLED, and MLflow, Keras Tuner and the feature cache agree
+    (benchmarks/kill_resume.py does the same with more kills)."""
+    overrides = [
         "data.image_size=32",
-        "--set",
-        "frozen.epochs=40",
-        "--set",
+        "frozen.epochs=5",
         "hyperparameters.model.activation.values=[elu, relu, tanh, sigmoid]",
     ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", *args],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = MlflowClient(uri)
-    deadline = time.monotonic() + 300
-    killed_run = None
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.5)
-        try:
-            experiment = client.get_experiment_by_name("smoke")
-            found = (
-                client.search_runs([experiment.experiment_id], "tags.run_type = 'trial'")
-                if experiment
-                else []
-            )
-        except Exception:  # the store is being created
-            continue
-        running = [r for r in found if r.info.status == "RUNNING"]
-        if len(found) >= 3 and running:
-            os.killpg(process.pid, signal.SIGKILL)
-            killed_run = running[0].info.run_id
-            break
-    process.wait()
-    assert killed_run is not None, "the sweep ended before it could be killed"
-    assert client.get_run(killed_run).info.status == "RUNNING"
+    database, state = tmp_path / "store" / "mlflow.db", tmp_path / "state"
+    command = ["sweep", SMOKE, "--tracking-uri", f"sqlite:///{database}", "-q"]
+    command += ["--state-dir", str(state)]
+    for item in overrides:
+        command += ["--set", item]
+    sweep = SweepUnderTest(command, tmp_path, database, state, tmp_path / "sweep.log")
+    rng = random.Random(0)
+    for moment in ("cache", "store", "logging", "between"):
+        kill = sweep.kill_at(moment, rng, timeout_s=300)
+        assert kill is not None, f"the sweep ended before the {moment} kill: {sweep.log}"
+    assert sweep.exit_codes == []  # every launch ran until it was killed
+    cache_kill, _, logging_kill, _ = sweep.kills
+    assert cache_kill.seen == "feature cache being built (no .npz yet)"
+    assert logging_kill.running_runs, logging_kill.seen
 
-    resumed = run_study(*args, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    trials, parents = children(uri, "smoke")
-    finished = trials[trials["status"] == "FINISHED"]
-    assert len(finished) == 8
-    assert finished["tags.trial_id"].is_unique
-    assert client.get_run(killed_run).info.status == "KILLED"
-    assert set(trials["status"]) <= {"FINISHED", "KILLED"} and len(trials) == 9
-    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    assert sweep.run_to_end() == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    killed = [run for kill in sweep.kills for run in kill.running_runs]
+    config = study_config.load(SMOKE, overrides)
+    result = audit(config, f"sqlite:///{database}", state, killed)
+    assert result.problems == [], result.problems
+    assert (result.finished, result.duplicates, result.lost) == (8, 0, 0)
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):

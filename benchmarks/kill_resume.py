@@ -1,0 +1,134 @@
+"""Does a sweep survive `kill -9`? Five SIGKILLs at moments drawn by a seeded RNG, a resume
+after each, and an audit of what the finished sweep left.
+
+    python benchmarks/kill_resume.py [--seed 6] [--epochs 20] [--keep DIR]
+
+An 8-trial grid sweep (4 activations x 2 seeds) on the embedded NEU sample at 32 px, with its
+own SQLite store and --state-dir in a temporary folder. The first kill lands while the feature
+cache is built, the second while the MLflow store and the sweep's parent run are created and
+logged; the other three land during a trial, while a trial logs its results, and just after a
+trial finished, in an order and with delays the RNG picks. Each time the same command runs
+again (resumes) and is killed at the next moment; the last one runs to the end. Then:
+
+- exactly 8 FINISHED child runs, one per trial and per configuration, none RUNNING, every run
+  that was RUNNING at a kill now KILLED (or FAILED);
+- one parent run, FINISHED (a parent run a kill left without state is KILLED);
+- the Keras Tuner state, reloaded, agrees with MLflow: the same trials, all COMPLETED, with the
+  values and scores the runs logged;
+- the feature cache is one complete, valid file (checked after every kill too: a half-written
+  cache file never appears under its name).
+
+Prints one line per kill and `kills survived: N/5, duplicate runs: D, lost trials: L`; exits 1
+unless all 5 kills were survived with 0 duplicates, 0 lost trials and no other problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.kill_harness import SweepUnderTest, audit, check_feature_cache  # noqa: E402
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=6, help="seeds the kill moments and delays")
+    parser.add_argument("--epochs", type=int, default=20, help="frozen epochs per trial")
+    parser.add_argument("--keep", type=Path, help="work here (kept) instead of a temp folder")
+    args = parser.parse_args()
+
+    from study import config as study_config
+
+    overrides = [
+        "data.image_size=32",
+        f"frozen.epochs={args.epochs}",
+        "hyperparameters.model.activation.values=[elu, relu, tanh, sigmoid]",
+    ]
+    config = study_config.load(SMOKE, overrides)
+    rng = random.Random(args.seed)
+    moments = ["cache", "store", *rng.sample(["trial", "logging", "between"], 3)]
+
+    with tempfile.TemporaryDirectory(prefix="kill-resume-") as scratch:
+        work = args.keep or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        database, state = work / "store" / "mlflow.db", work / "state"
+        command = ["sweep", str(SMOKE), "--tracking-uri", f"sqlite:///{database}"]
+        command += ["--state-dir", str(state)]
+        for item in overrides:
+            command += ["--set", item]
+        sweep = SweepUnderTest(command, work, database, state, work / "sweep.log")
+        print(f"8-trial sweep in {work}; kill moments (seed {args.seed}): {', '.join(moments)}")
+        started = time.monotonic()
+
+        outcomes: list[str | int] = []  # per launch: "killed", or the exit code it ended with
+        killed_runs, cache_problems = [], []
+        for number, moment in enumerate(moments, 1):
+            kill = sweep.kill_at(moment, rng)
+            outcomes.append("killed" if kill else sweep.exit_codes[-1])
+            if kill is None:
+                print(
+                    f"kill {number} ({moment}): missed, the process ended first with exit code "
+                    f"{sweep.exit_codes[-1]}"
+                )
+                continue
+            killed_runs += kill.running_runs
+            cache = _cache_state(config, state)
+            if cache.startswith("INVALID"):
+                cache_problems.append(f"after kill {number}: {cache}")
+            print(
+                f"kill {number} ({moment}): SIGKILL {kill.after_s:5.1f} s after start | "
+                f"{kill.seen} | runs left RUNNING: {len(kill.running_runs)} | cache: {cache}"
+            )
+        final_code = sweep.run_to_end()
+        outcomes.append(final_code)
+        # A kill is survived when the launch after it resumed: it ran until the next kill, or
+        # to a clean end.
+        survived = sum(
+            this == "killed" and after in ("killed", 0)
+            for this, after in zip(outcomes, outcomes[1:], strict=False)
+        )
+        print(f"final run: exit code {final_code}, {time.monotonic() - started:.0f} s in all")
+
+        result = audit(config, f"sqlite:///{database}", state, killed_runs)
+        result.problems += cache_problems
+        print(result.line())
+        for problem in result.problems:
+            print(f"  problem: {problem}")
+        print(
+            f"kills survived: {survived}/{len(moments)}, duplicate runs: {result.duplicates}, "
+            f"lost trials: {result.lost}"
+        )
+        ok = survived == len(moments) and not result.problems
+        if not ok:
+            print(f"sweep output: {work / 'sweep.log'}" if args.keep else _tail(work / "sweep.log"))
+        return 0 if ok else 1
+
+
+def _cache_state(config, state: Path) -> str:
+    """The feature cache right after a kill: absent (rebuilt on resume) or complete and
+    valid; anything else under the final name is a bug."""
+    folder = state / "features"
+    if not folder.is_dir() or not list(folder.glob("*.npz")):
+        partials = len(list(folder.glob(".*.partial"))) if folder.is_dir() else 0
+        return "absent" + (f" ({partials} partial file left, never read)" if partials else "")
+    problem = check_feature_cache(config, state)
+    if problem and "folder holds" in problem and list(folder.glob(".*.partial")):
+        return "complete and valid (a partial file beside it, never read)"
+    return f"INVALID: {problem}" if problem else "complete and valid"
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
