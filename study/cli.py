@@ -121,16 +121,19 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
+    _ = store.client  # a new SQLite store is created here, whole, not by MLflow's server
     if not server.is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: the runs become visible to the network",
             file=sys.stderr,
         )
     artifacts = getattr(args, "artifacts_destination", None)
-    line = server.command(kind, store.uri, args.host, args.port, args.allowed_hosts, artifacts)
+    process_spec = server.command(
+        kind, store.uri, args.host, args.port, args.allowed_hosts, artifacts
+    )
     what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
     print(f"{what} for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
-    process = subprocess.Popen(line)
+    process = subprocess.Popen(process_spec.line, env=process_spec.env)
     try:
         return process.wait()
     except KeyboardInterrupt:

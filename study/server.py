@@ -3,11 +3,13 @@ several sweep workers (on one machine or many) log to."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from study.tracking import sqlite_path
@@ -25,6 +27,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Command:
+    """An `mlflow ui` or `mlflow server` process to start. The store URI travels in its
+    environment, not on its command line, where any user of the machine could read a password
+    in it with `ps`."""
+
+    line: list[str]
+    env: dict[str, str]
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        reachable = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{reachable}:{self.port}"
+
+
 def command(
     kind: str,
     store_uri: str,
@@ -32,13 +51,13 @@ def command(
     port: int,
     allowed_hosts: str | None = None,
     artifacts: Path | None = None,
-) -> list[str]:
-    """The `mlflow ui` or `mlflow server` command line for a store.
+) -> Command:
+    """The `mlflow ui` or `mlflow server` process for a store.
 
     A server stores the artifacts that clients send it under `artifacts` (for a SQLite store,
     by default `artifacts/` beside the database), so workers on other machines need no shared
     folder."""
-    line = [sys.executable, "-m", "mlflow", kind, "--backend-store-uri", store_uri]
+    line = [sys.executable, "-m", "mlflow", kind]
     line += ["--host", host, "--port", str(port), "--workers", "1"]
     if kind == "server":
         database = sqlite_path(store_uri)
@@ -48,28 +67,28 @@ def command(
             line += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     if allowed_hosts:
         line += ["--allowed-hosts", allowed_hosts]
-    return line
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store_uri}
+    return Command(line, env, host, port)
 
 
-def start(line: list[str], log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
+def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
     """Start a server, its output to `log` (else this terminal), and return once it answers
     on its /health endpoint."""
-    host, port = line[line.index("--host") + 1], line[line.index("--port") + 1]
-    address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/health"
     output = open(log, "ab") if log else None  # noqa: SIM115 - the server process owns it
-    process = subprocess.Popen(line, stdout=output, stderr=output)
+    process = subprocess.Popen(server.line, stdout=output, stderr=output, env=server.env)
+    kind = server.line[3]
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             where = f"; see {log}" if log else ""
-            raise RuntimeError(f"mlflow {line[3]} exited with code {process.returncode}{where}")
+            raise RuntimeError(f"mlflow {kind} exited with code {process.returncode}{where}")
         try:
-            urllib.request.urlopen(address, timeout=2)
+            urllib.request.urlopen(f"{server.url}/health", timeout=2)
             return process
         except OSError:
             time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"mlflow {line[3]} did not answer on {address} within {wait_s:.0f} s")
+    raise RuntimeError(f"mlflow {kind} did not answer on {server.url} within {wait_s:.0f} s")
 
 
 def stop(process: subprocess.Popen) -> None:

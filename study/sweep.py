@@ -39,7 +39,7 @@ from study import runs, server, tuner
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError
 from study.files import atomic_write_text
-from study.tracking import PARENT_TAG, Store, sigterm_as_interrupt
+from study.tracking import PARENT_TAG, Store, redact, sigterm_as_interrupt
 from study.training import TrainingFailed
 
 STATE_FILE = "sweep.json"
@@ -417,9 +417,9 @@ class WorkerPool:
         self.tracker = None
         self.tracking_uri = sweep.store.uri
         if sweep.store.uri.startswith("sqlite:"):  # several writers: go through a server
-            line = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
-            self.tracker = server.start(line, log=sweep.project / "tracking-server.log")
-            self.tracking_uri = f"http://127.0.0.1:{line[line.index('--port') + 1]}"
+            tracking = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
+            self.tracker = server.start(tracking, log=sweep.project / "tracking-server.log")
+            self.tracking_uri = tracking.url
         self.processes: dict[str, multiprocessing.Process] = {}
         self.restarts: dict[str, int] = {}
         self._stopping = threading.Event()
@@ -431,7 +431,7 @@ class WorkerPool:
         self._watcher.start()
         self.sweep.say(
             f"chief at {self.address} with {self.count} workers ({self.threads} threads each), "
-            f"tracking through {self.tracking_uri}"
+            f"tracking through {redact(self.tracking_uri)}"
         )
 
     def _spawn(self, worker_id: str) -> None:

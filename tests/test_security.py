@@ -25,10 +25,12 @@ SECRET = "s3cret-Pa55"
 @pytest.mark.parametrize("kind", ["ui", "server"])
 def test_servers_bind_loopback_and_warn_when_told_otherwise(kind, tmp_path, monkeypatch, capsys):
     started: list[list[str]] = []
+    environments: list[dict] = []
 
     class Started:
         def __init__(self, line, *args, **kwargs):
             started.append(line)
+            environments.append(kwargs.get("env") or {})
 
         def wait(self):
             return 0
@@ -40,6 +42,8 @@ def test_servers_bind_loopback_and_warn_when_told_otherwise(kind, tmp_path, monk
     line = started[-1]
     assert line[line.index("--host") + 1] == "127.0.0.1"
     assert "http://127.0.0.1:5000" in out and "warning" not in err
+    # the store URI (which may hold a password) is passed in the environment, not in `ps`
+    assert uri not in line and environments[-1]["MLFLOW_BACKEND_STORE_URI"] == uri
 
     assert cli.main([kind, "--tracking-uri", uri, "--host", "0.0.0.0", "--port", "5001"]) == 0
     out, err = capsys.readouterr()
