@@ -53,13 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         cache = features.load_or_build(
-            dataset,
-            weights,
-            config.data.image_size,
-            config.data.augmentation,
-            config.features.views,
-            config.features.seed,
-            Path(folder),
+            dataset, weights, **features.settings(config), directory=Path(folder)
         )
         build_s = time.perf_counter() - started
         print(f"feature cache build ({config.features.views} views + 1 clean): {build_s:.1f} s")

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from study.config import Augmentation
+from study.config import Augmentation, StudyConfig
 from study.data import Dataset, augment, to_model_input
 from study.files import atomic_file, remove_stale_partials
 from study.model import Weights, build_backbone
@@ -39,6 +39,16 @@ class FeatureCache:
     clean: np.ndarray  # (N, FEATURE_WIDTH) float32, one per dataset image
     views: np.ndarray  # (N, views, FEATURE_WIDTH) float32, augmented
     backbone_parameters: int
+
+
+def settings(config: StudyConfig) -> dict:
+    """The arguments of `cache_key` and `load_or_build` that a study config fixes."""
+    return {
+        "image_size": config.data.image_size,
+        "augmentation": config.data.augmentation,
+        "views": config.features.views,
+        "seed": config.features.seed,
+    }
 
 
 def cache_key(

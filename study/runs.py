@@ -43,11 +43,8 @@ def prepare(
         features_cache = features.load_or_build(
             dataset,
             weights,
-            config.data.image_size,
-            config.data.augmentation,
-            config.features.views,
-            config.features.seed,
-            Path(state_dir) / "features",
+            **features.settings(config),
+            directory=Path(state_dir) / "features",
             progress=progress,
         )
     return Prepared(dataset, weights, features_cache)

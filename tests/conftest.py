@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from study import server
 
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO.parent / "shared" / "data" / "neu"
@@ -47,3 +52,32 @@ def run_study(*args: str, cwd: Path, env: dict | None = None, timeout: float = 6
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A real `study server` on a free port of 127.0.0.1, over its own SQLite store."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+    port = server.free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "server", "--port", str(port), "--tracking-uri"]
+        + [f"sqlite:///{folder}/mlflow.db"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.5)
+        yield port, folder
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)

@@ -340,14 +340,7 @@ def check_feature_cache(config, state_dir: Path) -> str | None:
 
     dataset = data.load(config.data.root, config.data.image_size)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
-    key = features.cache_key(
-        dataset,
-        weights,
-        config.data.image_size,
-        config.data.augmentation,
-        config.features.views,
-        config.features.seed,
-    )
+    key = features.cache_key(dataset, weights, **features.settings(config))
     folder = Path(state_dir) / "features"
     files = sorted(p.name for p in folder.iterdir())
     if files != [f"{key}.lock", f"{key}.npz"]:

@@ -5,12 +5,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import mlflow
 from mlflow.tracking import MlflowClient
-
-from study import server
 
 from .conftest import REPO, run_study
 
@@ -23,60 +20,32 @@ def trial_runs(uri: str):
     return found[found["tags.run_type"] == "trial"], found[found["tags.run_type"] == "sweep"]
 
 
-def test_tracking_server_chief_and_two_workers_run_each_trial_once(tmp_path):
-    port = server.free_port()
-    tracking = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "study.cli",
-            "server",
-            "--port",
-            str(port),
-            "--tracking-uri",
-            f"sqlite:///{tmp_path}/server.db",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def test_tracking_server_chief_and_two_workers_run_each_trial_once(tracking_server, tmp_path):
+    port, _ = tracking_server
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and tracking.poll() is None
-                time.sleep(1)
-        done = run_study(
-            "sweep",
-            SMOKE,
-            "--workers",
-            "2",
-            "--tracking-uri",
-            uri,
-            "--set",
-            "data.image_size=32",
-            "--set",
-            "seeds=[0, 1, 2]",
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr
-        assert "with 2 workers" in done.stdout
-        trials, parents = trial_runs(uri)
-        # the artifacts went to the server's store
-        artifacts = MlflowClient(uri).list_artifacts(trials.iloc[0]["run_id"])
-    finally:
-        os.killpg(tracking.pid, signal.SIGTERM)
-        tracking.wait(timeout=60)
+    done = run_study(
+        "sweep",
+        SMOKE,
+        "--workers",
+        "2",
+        "--tracking-uri",
+        uri,
+        "--set",
+        "data.image_size=32",
+        "--set",
+        "seeds=[0, 1, 2]",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "with 2 workers" in done.stdout
+    trials, parents = trial_runs(uri)
     assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
     assert len(trials) == 6 and set(trials["status"]) == {"FINISHED"}
     assert trials["tags.trial_id"].is_unique
     assert set(trials["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
     assert set(trials["tags.worker"]) <= {"worker1", "worker2"}
+    # the artifacts went to the server's store
+    artifacts = MlflowClient(uri).list_artifacts(trials.iloc[0]["run_id"])
     assert "split.csv" in {a.path for a in artifacts}
 
 

@@ -4,17 +4,12 @@ URI never reach params, tags, state files, terminal output, logs or reports."""
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study import cli, server
+from study import cli
 
 from .conftest import REPO
 
@@ -50,35 +45,6 @@ def test_servers_bind_loopback_and_warn_when_told_otherwise(kind, tmp_path, monk
     line = started[-1]
     assert line[line.index("--host") + 1] == "0.0.0.0"
     assert "warning: serving on 0.0.0.0: the runs become visible to the network" in err
-
-
-@pytest.fixture
-def tracking_server(tmp_path):
-    """A real `study server` on a free port of 127.0.0.1, over its own SQLite store."""
-    folder = tmp_path / "server"
-    folder.mkdir()
-    port = server.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "server", "--port", str(port), "--tracking-uri"]
-        + [f"sqlite:///{folder}/mlflow.db"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
-        yield port, folder
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
 
 
 def test_credentials_in_the_tracking_uri_are_never_written(
