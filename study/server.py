@@ -67,7 +67,10 @@ def command(
             line += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     if allowed_hosts:
         line += ["--allowed-hosts", allowed_hosts]
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": store_uri}
+    # MLflow's job runner (GenAI scorers and evaluations, none of which a study uses) keeps
+    # eight polling processes busy beside the server: off, unless the environment asks for it.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    env["MLFLOW_BACKEND_STORE_URI"] = store_uri
     return Command(line, env, host, port)
 
 

@@ -125,17 +125,35 @@ class SeedRepeats:
 
 
 class GridOracle(DurableStates, kt.oracles.GridSearchOracle):
-    """Keras Tuner's grid oracle keeps its walk through the grid in memory only, so a reloaded
-    grid search stops early or fails. The walk follows from the trials: rebuild it."""
+    """Keras Tuner's grid oracle, with two repairs.
 
-    def set_state(self, state):
-        super().set_state(state)
-        by_grid_order = functools.cmp_to_key(
+    It keeps its walk through the grid in memory only, so a reloaded grid search stops early
+    or fails; the walk follows from the trials, so it is rebuilt. And it proposes the next
+    combination only when a trial ends, in case that trial added hyperparameters: with several
+    workers, all but one then wait. A study's search space is fixed, so nothing can be added:
+    a worker asking for a trial gets the combination after the last one handed out."""
+
+    def _grid_order(self):
+        return functools.cmp_to_key(
             lambda a, b: self._compare(
                 self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values
             )
         )
-        ordered = sorted(self.start_order, key=by_grid_order)
+
+    def populate_space(self, trial_id):
+        response = super().populate_space(trial_id)
+        if response["status"] != IDLE:
+            return response
+        last = max(self.start_order, key=self._grid_order())
+        values = self._get_next_combination(self.trials[last].hyperparameters.values)
+        if values is None:  # the grid is done once the running trials end
+            return response
+        self._ordered_ids.insert(trial_id, last)
+        return {"status": RUNNING, "values": values}
+
+    def set_state(self, state):
+        super().set_state(state)
+        ordered = sorted(self.start_order, key=self._grid_order())
         self._ordered_ids = LinkedList()
         for trial_id in ordered:
             self._ordered_ids.insert(trial_id)

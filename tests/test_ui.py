@@ -3,19 +3,23 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+from study import server
+from study.server import free_port
 from study.tracking import Store
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def test_mlflow_job_runner_is_off_unless_the_environment_asks(monkeypatch):
+    # its eight polling processes would take CPU from the trials beside the server
+    flag = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+    monkeypatch.delenv(flag, raising=False)
+    assert server.command("server", "sqlite:///m.db", "127.0.0.1", 5000).env[flag] == "false"
+    monkeypatch.setenv(flag, "true")
+    assert server.command("ui", "sqlite:///m.db", "127.0.0.1", 5000).env[flag] == "true"
 
 
 def test_ui_serves_the_page_and_the_runs_api(tmp_path):
