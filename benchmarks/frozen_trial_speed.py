@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import activation_sweep
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "neu"))
-    parser.add_argument("--image-size", type=int, default=224)
+    activation_sweep.add_options(parser)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--weights", default="none")
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
 
@@ -41,7 +37,7 @@ def main() -> None:
         f"frozen.epochs={args.epochs}",
         "frozen.early_stopping.patience=null",
     ]
-    config = study_config.load(REPO / "search_spaces" / "activation.yaml", overrides)
+    config = study_config.load(activation_sweep.SPACE, overrides)
     print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
 
     started = time.perf_counter()
@@ -78,27 +74,7 @@ def main() -> None:
 
     if not args.skip_sweep:
         with tempfile.TemporaryDirectory() as folder:
-            command = [
-                sys.executable,
-                "-m",
-                "study.cli",
-                "sweep",
-                str(REPO / "search_spaces" / "activation.yaml"),
-                "--set",
-                f"data.root={args.data}",
-                "--set",
-                f"model.weights={args.weights}",
-                "--set",
-                f"data.image_size={args.image_size}",
-                "--tracking-uri",
-                f"sqlite:///{folder}/m.db",
-                "--state-dir",
-                folder,
-                "--quiet",
-            ]
-            started = time.perf_counter()
-            subprocess.run(command, check=True)
-            sweep_s = time.perf_counter() - started
+            sweep_s = activation_sweep.run(args, f"sqlite:///{folder}/m.db", folder)
         print(
             f"activation sweep (20 trials, cold cache): {sweep_s:.0f} s = {sweep_s / 60:.1f} min "
             "(target <= 10 min)"

@@ -12,57 +12,33 @@ commands' wall times are printed too. Target: >= 1.8x with 2 workers on 2 cores.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "search_spaces" / "activation.yaml"
+import activation_sweep
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "neu"))
-    parser.add_argument("--weights", default="none")
-    parser.add_argument("--image-size", type=int, default=224)
+    activation_sweep.add_options(parser)
     parser.add_argument(
         "--state-dir", type=Path, help="reuse the feature cache kept here (default: a temp dir)"
     )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
-        state = args.state_dir or Path(scratch) / "state"
-        overrides = [
-            "--set",
-            f"data.root={args.data}",
-            "--set",
-            f"model.weights={args.weights}",
-            "--set",
-            f"data.image_size={args.image_size}",
-        ]
+        # The sweeps' Keras Tuner state stays in scratch (--fresh would discard a real sweep's);
+        # only the feature cache of --state-dir is shared.
+        state = Path(scratch) / "state"
+        if args.state_dir:
+            kept = (args.state_dir / "features").resolve()
+            kept.mkdir(parents=True, exist_ok=True)
+            state.mkdir()
+            (state / "features").symlink_to(kept)
 
         def sweep(workers: int, store: str) -> float:
-            command = [
-                sys.executable,
-                "-m",
-                "study.cli",
-                "sweep",
-                str(SPACE),
-                *overrides,
-                "--tracking-uri",
-                store,
-                "--state-dir",
-                str(state),
-                "--fresh",
-                "--quiet",
-            ]
-            if workers:
-                command += ["--workers", str(workers)]
-            started = time.perf_counter()
-            subprocess.run(command, check=True)
-            return time.perf_counter() - started
+            options = ["--fresh"] + (["--workers", str(workers)] if workers else [])
+            return activation_sweep.run(args, store, str(state), *options)
 
         warm = sweep(0, f"sqlite:///{scratch}/warm.db")  # builds (or finds) the feature cache
         print(f"cache build or load + one in-process sweep: {warm:.0f} s")

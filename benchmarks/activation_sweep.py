@@ -1,0 +1,45 @@
+"""The full-NEU activation sweep that the benchmarks time: their shared options and command."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "search_spaces" / "activation.yaml"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--data, --weights and --image-size, as every benchmark takes them."""
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "neu"))
+    parser.add_argument("--weights", default="none")
+    parser.add_argument("--image-size", type=int, default=224)
+
+
+def run(args: argparse.Namespace, tracking_uri: str, state_dir: str, *options: str) -> float:
+    """Run `study sweep activation.yaml` quietly on the benchmark's data; its wall time in s."""
+    command = [
+        sys.executable,
+        "-m",
+        "study.cli",
+        "sweep",
+        str(SPACE),
+        "--set",
+        f"data.root={args.data}",
+        "--set",
+        f"model.weights={args.weights}",
+        "--set",
+        f"data.image_size={args.image_size}",
+        "--tracking-uri",
+        tracking_uri,
+        "--state-dir",
+        state_dir,
+        "--quiet",
+        *options,
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
