@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 from study.errors import StudyError
-from study.server import LOOPBACK
 from study.tracking import sigterm_as_interrupt
 
 
@@ -72,6 +71,7 @@ def train(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
+    from study import server
     from study.sweep import Sweep
     from study.tracking import Store
 
@@ -86,7 +86,7 @@ def sweep(args: argparse.Namespace) -> int:
         runner.work(args.oracle, args.worker)
         return 0
     say(f"sweep {config.name}: {config.tuner.oracle} search, tracking in {store.display_uri}")
-    if args.serve_oracle and not args.serve_oracle.startswith(LOOPBACK):
+    if args.serve_oracle and not server.is_loopback(args.serve_oracle.rpartition(":")[0]):
         print(
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,

@@ -21,6 +21,11 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK
 
 
+def reachable(host: str) -> str:
+    """The address to reach a process bound to `host`: a wildcard bind is reached locally."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -40,8 +45,7 @@ class Command:
 
     @property
     def url(self) -> str:
-        reachable = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{reachable}:{self.port}"
+        return f"http://{reachable(self.host)}:{self.port}"
 
 
 def command(

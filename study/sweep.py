@@ -113,9 +113,7 @@ class Sweep:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
             os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
             if workers:
-                pool = WorkerPool(
-                    self, workers, "127.0.0.1" if host in ("0.0.0.0", "::") else host, port
-                )
+                pool = WorkerPool(self, workers, server.reachable(host), port)
         study_tuner = self._tuner(oracle)
         self._ended = sum(
             trial.status in ("COMPLETED", "FAILED") for trial in study_tuner.oracle.trials.values()
