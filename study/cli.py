@@ -96,6 +96,8 @@ def sweep(args: argparse.Namespace) -> int:
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
     )
+    if summary.stop_reason:
+        print(f"the search stopped before its planned trials: {summary.stop_reason}")
     if summary.best_values is not None:
         values = " ".join(f"{k}={v}" for k, v in summary.best_values.items()) or "(no knobs)"
         print(

@@ -58,10 +58,18 @@ class Strict(BaseModel):
 
 
 class Split(Strict):
-    """Fractions of each class held out; the training split gets the rest."""
+    """Fractions of each class held out; the training split gets the rest.
+
+    The test split is drawn once, from `test_seed`, and is the same for every run seed; each
+    run's seed re-draws only train and validation from the other images (or, with `folds`,
+    picks one fold of a repeated stratified k-fold over them)."""
 
     val: float = Field(0.2, gt=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
+    test_seed: int = Field(0, ge=0, description="draws the test split, once for every seed")
+    folds: int | None = Field(
+        None, ge=2, le=50, description="k: seed s validates on fold s mod k of repeat s // k"
+    )
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> Split:
@@ -128,6 +136,11 @@ class FineTunePhase(Phase):
     learning_rate: float = Field(1e-4, gt=0, le=10)
     decay_rate: float = Field(0.05, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
     early_stopping: EarlyStopping = EarlyStopping(patience=3)
+    keep_frozen_if_better: bool = Field(
+        True,
+        description="keep phase 1's model unless a fine-tuning epoch beats it on the early-"
+        "stopping monitor; false: always keep the fine-tuned model (the paper)",
+    )
 
 
 class Features(Strict):

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from study.config import Augmentation, Split
 from study.errors import DataError
@@ -185,7 +185,12 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def split(dataset: Dataset, fractions: Split, seed: int) -> dict[str, np.ndarray]:
-    """Stratified train/val/test indices; files with identical bytes share a split."""
+    """Stratified train/val/test indices; files with identical bytes share a split.
+
+    The test split depends on `fractions.test_seed` only, so no run seed ever trains or selects
+    on a test image; `seed` re-draws train and validation from the other images (with
+    `fractions.folds` = k: validation is fold `seed % k` of a stratified k-fold shuffled by
+    `seed // k`)."""
     groups: dict[str, list[int]] = {}
     for i, digest in enumerate(dataset.content_hashes):
         groups.setdefault(digest, []).append(i)
@@ -196,20 +201,30 @@ def split(dataset: Dataset, fractions: Split, seed: int) -> dict[str, np.ndarray
     try:
         if fractions.test > 0:
             parts["train"], parts["test"] = train_test_split(
-                positions, test_size=fractions.test, stratify=group_labels, random_state=seed
+                positions,
+                test_size=fractions.test,
+                stratify=group_labels,
+                random_state=fractions.test_seed,
             )
-        val_share = fractions.val / (1 - fractions.test)
-        parts["train"], parts["val"] = train_test_split(
-            parts["train"],
-            test_size=val_share,
-            stratify=group_labels[parts["train"]],
-            random_state=seed,
-        )
+        rest = np.sort(parts["train"])
+        if fractions.folds:
+            folds = StratifiedKFold(
+                fractions.folds, shuffle=True, random_state=seed // fractions.folds
+            )
+            train, val = list(folds.split(rest, group_labels[rest]))[seed % fractions.folds]
+            parts["train"], parts["val"] = rest[train], rest[val]
+        else:
+            parts["train"], parts["val"] = train_test_split(
+                rest,
+                test_size=fractions.val / (1 - fractions.test),
+                stratify=group_labels[rest],
+                random_state=seed,
+            )
     except ValueError as error:
         raise DataError(
             f"cannot split {len(dataset)} images of {len(dataset.class_names)} classes into "
-            f"val {fractions.val} / test {fractions.test} with every class in every split "
-            f"({error}); add images or change data.split"
+            f"val {fractions.val} / test {fractions.test} (folds {fractions.folds}) with every "
+            f"class in every split ({error}); add images or change data.split"
         ) from None
     return {
         name: np.sort(np.array([i for g in parts[name] for i in members[g]], dtype=np.int64))

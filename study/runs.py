@@ -18,7 +18,7 @@ import study
 from study import bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
-from study.tracking import Store
+from study.tracking import PREDICTIONS, Store
 
 
 @dataclass
@@ -76,7 +76,7 @@ def execute(
             verbose=verbose,
             time_budget_s=time_budget_s,
         )
-        store.log(run_id, metrics=run_metrics(result))
+        store.log(run_id, metrics=run_metrics(result), tags={"kept_model": result.final_stage})
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, prepared, split, result)
             store.log_artifacts(run_id, Path(folder))
@@ -124,6 +124,7 @@ def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]
             (f"{phase.name}_wall_time_s", phase.wall_time_s, 0),
             (f"{phase.name}_epochs_run", phase.epochs_run, 0),
             (f"{phase.name}_best_epoch", phase.best_epoch, 0),
+            *((f"{phase.name}_initial_{key}", v, 0) for key, v in phase.initial.items()),
         ]
     for stage, scores in result.evaluations.items():
         for split_name, evaluation in scores.items():
@@ -148,9 +149,26 @@ def write_artifacts(
     with open(folder / "split.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "class", "split"])
-        for i, path in enumerate(dataset.files):
+        for i in range(len(dataset)):
             name = dataset.class_names[dataset.labels[i]]
-            writer.writerow([path.relative_to(dataset.root).as_posix(), name, split_of[i]])
+            writer.writerow([_relative(dataset, i), name, split_of[i]])
+    final = result.evaluations[result.final_stage]
+    with open(folder / PREDICTIONS, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "split", "class", "predicted", "correct"])
+        for split_name, evaluation in final.items():
+            for i, guess in zip(split[split_name], evaluation.predicted, strict=True):
+                truth = int(dataset.labels[i])
+                names = dataset.class_names
+                writer.writerow(
+                    [
+                        _relative(dataset, i),
+                        split_name,
+                        names[truth],
+                        names[guess],
+                        int(truth == guess),
+                    ]
+                )
     if dataset.skipped:
         lines = [f"{path}\t{reason}" for path, reason in dataset.skipped]
         (folder / "skipped_files.txt").write_text("\n".join(lines) + "\n")
@@ -168,7 +186,6 @@ def write_artifacts(
                 for name, row in evaluation.per_class.items():
                     writer.writerow([stage, split_name, name, *row.values()])
 
-    final = result.evaluations[result.final_stage]
     shown = "test" if "test" in final else "val"
     matrix = final[shown].confusion
     with open(folder / "confusion_matrix.csv", "w", newline="") as handle:
@@ -186,3 +203,7 @@ def write_artifacts(
             build_backbone(config.data.image_size, prepared.weights), result.head
         )
         model.save(folder / "model.keras")
+
+
+def _relative(dataset: data.Dataset, index: int) -> str:
+    return dataset.files[index].relative_to(dataset.root).as_posix()

@@ -60,6 +60,7 @@ class SweepSummary:
     best_values: dict | None = None  # the best configuration, chosen on the mean objective
     best_score: float | None = None
     best_config_path: Path | None = None
+    stop_reason: str | None = None  # why the oracle stopped before the planned trials
 
     @property
     def completed(self) -> int:
@@ -132,6 +133,7 @@ class Sweep:
             for name in (ORACLE_IP, ORACLE_PORT, TUNER_ID):
                 os.environ.pop(name, None)
         summary = self._summarise(study_tuner.oracle)
+        summary.stop_reason = getattr(study_tuner.oracle, "stop_reason", None)
         status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
         self.store.end_run(self.parent_run_id, status)
         return summary
@@ -349,22 +351,35 @@ class Sweep:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _summarise(self, oracle) -> SweepSummary:
+        """Statuses, and the best configuration as the report ranks them: by the mean objective
+        over the seeds every configuration finished (its own seeds when they share none), and
+        for Hyperband over the trials of the final budget only."""
         summary = SweepSummary(self.parent_run_id, self.experiment_id)
-        trials = oracle.trials.values() if hasattr(oracle, "trials") else []
-        scores: dict[str, list[float]] = {}
+        trials = list(oracle.trials.values()) if hasattr(oracle, "trials") else []
+        completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
+        budget = max((_budget(t) for t in completed), default=0)
+        scores: dict[str, dict] = {}
         configs: dict[str, dict] = {}
         for trial in trials:
             summary.statuses[trial.trial_id] = str(trial.status)
-            if trial.status == "COMPLETED" and trial.score is not None:
-                values = {k: v for k, v in tuner.trial_values(trial).items() if k != tuner.SEED}
-                key = json.dumps(values, sort_keys=True, default=str)
-                scores.setdefault(key, []).append(trial.score)
-                configs[key] = values
+        for trial in completed:
+            if _budget(trial) != budget:
+                continue
+            values = tuner.configuration(trial)
+            key = json.dumps(values, sort_keys=True, default=str)
+            scores.setdefault(key, {})[trial.hyperparameters.values.get(tuner.SEED)] = trial.score
+            configs[key] = values
         if scores:
+            shared = set.intersection(*(set(found) for found in scores.values()))
+
+            def mean(key: str) -> float:
+                found = scores[key]
+                return float(np.mean([found[s] for s in (shared or found)]))
+
             pick = max if self.config.tuner.direction == "max" else min
-            best = pick(scores, key=lambda key: float(np.mean(scores[key])))
+            best = pick(sorted(scores), key=mean)
             summary.best_values = configs[best]
-            summary.best_score = float(np.mean(scores[best]))
+            summary.best_score = mean(best)
             summary.best_config_path = self._write_best_config(summary)
         self.store.log(
             self.parent_run_id,
@@ -392,6 +407,11 @@ class Sweep:
         atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
         self.store.client.log_artifact(self.parent_run_id, str(path))
         return path
+
+
+def _budget(trial) -> int:
+    """The epochs Hyperband gave a trial (0 for other oracles)."""
+    return int(trial.hyperparameters.values.get("tuner/epochs", 0))
 
 
 def _scores(metrics: dict[str, float]) -> dict[str, float]:

@@ -22,6 +22,7 @@ from study.files import remove_stale_partials
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
+PREDICTIONS = "predictions.csv"  # artifact: the final model's prediction for each image
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)

@@ -61,6 +61,14 @@ class PhaseResult:
     history: dict[str, list[float]]  # per epoch: loss, accuracy, val_loss, val_accuracy, lr
     best_epoch: int  # 0-based epoch whose weights were kept
     wall_time_s: float
+    initial: dict[str, float]  # val_loss and val_accuracy before the phase's first epoch
+    monitor: str  # the early-stopping monitor, which chose best_epoch
+
+    @property
+    def improved(self) -> bool:
+        """Whether the kept epoch beats the model the phase started from on its monitor."""
+        best, start = self.history[self.monitor][self.best_epoch], self.initial[self.monitor]
+        return best > start if "accuracy" in self.monitor else best < start
 
     @property
     def epochs_run(self) -> int:
@@ -74,6 +82,7 @@ class Evaluation:
     metrics: dict[str, float]
     confusion: np.ndarray  # rows: true class, columns: predicted class
     per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
+    predicted: np.ndarray  # the predicted class index of each image, in the split's order
 
 
 @dataclass
@@ -84,10 +93,11 @@ class TrainingResult:
     parameters: dict[str, int] = field(default_factory=dict)
     head: keras.Model | None = None
     model: keras.Model | None = None  # the full model, when one was built
+    kept: str | None = None  # the stage whose model is the final one
 
     @property
     def final_stage(self) -> str:
-        return self.phases[-1].name
+        return self.kept or self.phases[-1].name
 
 
 def train(
@@ -147,11 +157,15 @@ def train(
 
     if config.fine_tune.epochs:
         backbone.trainable = True
+        before = model.get_weights()
         validation = (clean_images(split["val"]), labels[split["val"]])
         batches = image_batches(config.fine_tune, config.seed + 1)
         phase = _fit("fine_tune", model, batches, validation, config.fine_tune, deadline, verbose)
         result.phases.append(phase)
         result.evaluations["fine_tune"] = _evaluate_splits(model, clean_images, split, dataset)
+        if config.fine_tune.keep_frozen_if_better and config.frozen.epochs and not phase.improved:
+            model.set_weights(before)  # fine-tuning made it no better on validation
+            result.kept = "frozen"
 
     if model is None:
         head_total, head_trainable = parameter_counts(head)
@@ -173,12 +187,15 @@ def train(
 
 
 class CachedViews(keras.utils.PyDataset):
-    """Shuffled batches of cached features; each epoch draws one augmented view per image."""
+    """Shuffled batches of cached features. Each image goes through its cached augmented views
+    in an order of its own, drawn from the run's seed, and uses every view once before any
+    repeats: runs with different seeds train on different views of each image."""
 
     def __init__(self, views: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
         super().__init__()
         self.views, self.labels, self.batch_size = views, labels, batch_size
         self.rng = np.random.default_rng(seed)
+        self.epoch = -1
         self.on_epoch_end()
 
     def __len__(self) -> int:
@@ -189,8 +206,12 @@ class CachedViews(keras.utils.PyDataset):
         return self.views[chosen, self.view_of[chosen]], self.labels[chosen]
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.views))
-        self.view_of = self.rng.integers(self.views.shape[1], size=len(self.views))
+        self.epoch += 1
+        count, pool = self.views.shape[:2]
+        if self.epoch % pool == 0:
+            self.view_order = self.rng.permuted(np.tile(np.arange(pool), (count, 1)), axis=1)
+        self.order = self.rng.permutation(count)
+        self.view_of = self.view_order[:, self.epoch % pool]
 
 
 def _fit(
@@ -224,7 +245,12 @@ def _fit(
     # second time, which for the whole network costs about a minute on a CPU: create the
     # optimizer's and the metrics' variables first.
     model.optimizer.build(model.trainable_variables)
-    model.evaluate(validation[0][:1], validation[1][:1], verbose=0)
+    initial = model.evaluate(
+        *validation,
+        batch_size=len(validation[0]) if whole_epochs else phase.batch_size,
+        verbose=0,
+        return_dict=True,
+    )
     stopping = phase.early_stopping
     early_stop = keras.callbacks.EarlyStopping(
         monitor=stopping.monitor,
@@ -250,6 +276,8 @@ def _fit(
         history=history,
         best_epoch=int(best) if stopping.restore_best else len(monitored) - 1,
         wall_time_s=time.perf_counter() - started,
+        initial={f"val_{key}": float(value) for key, value in initial.items()},
+        monitor=stopping.monitor,
     )
 
 
@@ -321,6 +349,7 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[st
         metrics={key: float(value) for key, value in metrics.items()},
         confusion=confusion_matrix(labels, predicted, labels=classes),
         per_class=per_class,
+        predicted=predicted,
     )
 
 

@@ -96,25 +96,76 @@ class DurableStates:
 
 
 class SeedRepeats:
-    """Runs each configuration the oracle proposes once per seed, as consecutive trials."""
+    """Runs each configuration once per seed, as consecutive trials, and proposes
+    configurations, not trials: the proposing oracle (`proposer`, one of Keras Tuner's) works on
+    the search space without the seed and sees one point per configuration, scored by its mean
+    over the seeds that finished. So `num_initial_points` counts configurations, and the seed is
+    no dimension of the Bayesian model. A proposal of a configuration already tried falls back to
+    an untried one at random; when none is left, the oracle stops and says why (`stop_reason`)."""
+
+    proposer: type[kt.Oracle]
+    FALLBACK_DRAWS = 1000
 
     def __init__(self, *args, **kwargs):
+        self._proposer_options = {
+            key: kwargs.pop(key) for key in ("num_initial_points",) if key in kwargs
+        }
         super().__init__(*args, **kwargs)
         self._repeats: list[dict] = []
+        self.stop_reason: str | None = None
 
     def populate_space(self, trial_id):
         if self._repeats:
             return {"status": RUNNING, "values": self._repeats.pop(0)}
-        seeds = next(hp.values for hp in self.hyperparameters.space if hp.name == SEED)
-        for _ in range(self._max_collisions):
-            response = super().populate_space(trial_id)
-            if response["status"] != RUNNING:
-                return response
-            repeats = [{**response["values"], SEED: seed} for seed in seeds]
-            if not self._duplicate(repeats[0]):
-                self._repeats = repeats[1:]
-                return {"status": RUNNING, "values": repeats[0]}
-        return {"status": STOPPED, "values": None}
+        values = self._propose()
+        if values is None:
+            return {"status": STOPPED, "values": None}
+        repeats = [{**values, SEED: seed} for seed in self._seeds()]
+        self._repeats = repeats[1:]
+        return {"status": RUNNING, "values": repeats[0]}
+
+    def _seeds(self) -> list:
+        return next(hp.values for hp in self.hyperparameters.space if hp.name == SEED)
+
+    def _propose(self) -> dict | None:
+        space = kt.HyperParameters()
+        for hp in self.hyperparameters.space:
+            if hp.name != SEED:
+                space.merge([hp])
+        scores: dict[str, list[float]] = {}
+        configurations: dict[str, dict] = {}
+        for trial in self.trials.values():
+            values = configuration(trial)
+            key = self._compute_values_hash(values)
+            configurations[key] = values
+            scores.setdefault(key, [])
+            if trial.status == "COMPLETED" and trial.score is not None:
+                scores[key].append(trial.score)
+        proposer = self.proposer(
+            objective=self.objective,
+            hyperparameters=space,
+            seed=self.seed + 7919 * len(configurations),
+            **self._proposer_options,
+        )
+        for number, (key, found) in enumerate(scores.items()):
+            proposer._tried_so_far.add(key)
+            if not found:  # running, or every seed failed: tried, but nothing to learn
+                continue
+            point = trial_module.Trial(space.copy(), trial_id=str(number), status="COMPLETED")
+            point.hyperparameters.values.update(configurations[key])
+            point.score = sum(found) / len(found)
+            proposer.trials[point.trial_id] = point
+        response = proposer.populate_space("next")
+        values = response["values"] if response["status"] == RUNNING else None
+        if values is None or proposer._duplicate(values):
+            proposer._max_collisions = self.FALLBACK_DRAWS
+            values = proposer._random_values()
+        if values is None:
+            self.stop_reason = (
+                f"no untried configuration found in {self.FALLBACK_DRAWS} random draws after "
+                f"{len(configurations)} configurations: the search space is used up"
+            )
+        return values
 
     def get_state(self):
         return {**super().get_state(), "seed_repeats": self._repeats}
@@ -162,12 +213,12 @@ class GridOracle(DurableStates, kt.oracles.GridSearchOracle):
         self._populate_next = [t for t in ordered if t in self.end_order]
 
 
-class RandomOracle(DurableStates, SeedRepeats, kt.oracles.RandomSearchOracle):
-    pass
+class RandomOracle(DurableStates, SeedRepeats, kt.Oracle):
+    proposer = kt.oracles.RandomSearchOracle
 
 
-class BayesianOracle(DurableStates, SeedRepeats, kt.oracles.BayesianOptimizationOracle):
-    pass
+class BayesianOracle(DurableStates, SeedRepeats, kt.Oracle):
+    proposer = kt.oracles.BayesianOptimizationOracle
 
 
 class HyperbandOracle(DurableStates, kt.oracles.HyperbandOracle):
@@ -234,6 +285,11 @@ class StudyTuner(kt.engine.base_tuner.BaseTuner):
         if not self._is_worker():
             self.oracle.save()
         atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
+
+
+def configuration(trial) -> dict:
+    """A trial's values without the seed: what its runs over several seeds share."""
+    return {key: value for key, value in trial_values(trial).items() if key != SEED}
 
 
 def trial_values(trial) -> dict:

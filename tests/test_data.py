@@ -67,7 +67,34 @@ def test_split_is_stratified_disjoint_complete_and_seeded(neu_slice):
     again = data.split(dataset, Split(val=0.25, test=0.25), seed=3)
     other = data.split(dataset, Split(val=0.25, test=0.25), seed=4)
     assert all(np.array_equal(parts[k], again[k]) for k in parts)
-    assert not np.array_equal(parts["test"], other["test"])
+    assert not np.array_equal(parts["val"], other["val"])
+    moved = data.split(dataset, Split(val=0.25, test=0.25, test_seed=1), seed=3)
+    assert not np.array_equal(parts["test"], moved["test"])
+
+
+def test_no_seed_ever_trains_or_validates_on_a_test_image(neu_slice):
+    dataset = data.load(neu_slice, 32)
+    fractions = Split(val=0.25, test=0.25)
+    test = data.split(dataset, fractions, seed=0)["test"]
+    for seed in range(30):
+        parts = data.split(dataset, fractions, seed)
+        assert np.array_equal(parts["test"], test)
+        assert not set(parts["train"]) & set(test) and not set(parts["val"]) & set(test)
+
+
+def test_folds_validate_on_each_non_test_image_once_per_repeat(neu_slice):
+    dataset = data.load(neu_slice, 32)
+    fractions = Split(test=0.25, folds=3)
+    test = data.split(dataset, fractions, seed=0)["test"]
+    for repeat in range(2):
+        folds = [data.split(dataset, fractions, 3 * repeat + fold) for fold in range(3)]
+        validated = np.concatenate([parts["val"] for parts in folds])
+        assert sorted(validated) == sorted(set(range(len(dataset))) - set(test))
+        for parts in folds:
+            assert np.array_equal(parts["test"], test)
+            assert np.bincount(dataset.labels[parts["val"]], minlength=6).tolist() == [3] * 6
+    first, second = (data.split(dataset, fractions, seed)["val"] for seed in (0, 3))
+    assert not np.array_equal(first, second)  # another repeat shuffles the folds anew
 
 
 def test_no_test_split(neu_slice):

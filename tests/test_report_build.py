@@ -61,10 +61,26 @@ def populate(store: Store, name: str, specs: list[dict], sweep: bool = True) -> 
             for row, label in enumerate(CLASSES):
                 writer.writerow([label, *(10 if row == col else number % 2 for col in range(6))])
             store.client.log_text(run_id, matrix.getvalue(), "confusion_matrix.csv")
+            store.client.log_text(run_id, predictions(spec, number), "predictions.csv")
         store.end_run(run_id, spec["status"], spec["tags"].get("error"))
     if parent:
         store.end_run(parent, "FINISHED")
     return parent
+
+
+def predictions(spec: dict, number: int) -> str:
+    """A predictions.csv whose test rows miss as many of 60 images as the run's error rate."""
+    wrong = (
+        round(60 * spec["metrics"]["test_error_rate"])
+        if "test_error_rate" in spec["metrics"]
+        else 0
+    )
+    lines = ["file,split,class,predicted,correct"]
+    for image in range(60):
+        missed = (image + number) % 60 < wrong
+        guess = "patches" if missed else "crazing"
+        lines.append(f"crazing/{image}.jpg,test,crazing,{guess},{int(not missed)}")
+    return "\n".join(lines) + "\n"
 
 
 def bench_run(store: Store, name: str) -> None:
@@ -118,13 +134,18 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
 
     report = first["report.md"].decode()
     assert "1 failed, 1 killed" in report
-    assert "Paired t-test" in report and "0.029" in report
+    assert "Corrected t-test" in report and "Holm" in report and "McNemar" in report
+    assert "0.029" in report and "Other data" in report  # fixture data is not NEU
+    assert "added up over its 3 seeds" in report and "median" in report
     assert "Test CPU, 2 cores, 224 px" in report
     html = first["report.html"].decode()
     assert html.count("data:image/png;base64,") == 5 and '<img src="activation' not in html
 
     activations = pd.read_csv(folder / "table6_activation_error.csv").set_index("activation")
     assert list(activations["n"]) == [3, 3, 3, 3]
+    assert activations.loc[["relu", "tanh", "sigmoid"], "mcnemar_p"].notna().all()
+    assert (activations["error_pct_ci_low"] >= 0).all()
+    assert {"p_holm", "p_corrected", "difference_ci_low"} <= set(activations.columns)
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 14 and runs["included"].sum() == 12
 

@@ -64,8 +64,21 @@ def test_report_of_the_smoke_sweep_matches_the_logged_runs(tmp_path):
     elu = trials[trials["params.model.activation"] == "elu"].set_index("params.seed")
     relu = trials[trials["params.model.activation"] == "relu"].set_index("params.seed")
     difference = 100 * (relu["metrics.test_error_rate"] - elu["metrics.test_error_rate"])
-    assert table.loc["relu", "difference_vs_elu_pct"] == pytest.approx(difference.mean(), abs=1e-9)
+    assert table.loc["relu", "difference_pct"] == pytest.approx(difference.mean(), abs=1e-9)
     assert not np.isnan(table.loc["elu", "error_pct_mean"])
+    assert table.loc["relu", "mcnemar_images"] > 0 and not np.isnan(table.loc["relu", "p_holm"])
+    assert 0 <= table.loc["elu", "error_pct_ci_low"] <= table.loc["elu", "error_pct_ci_high"] <= 100
+
+    # one test split for every seed, and no seed trains or validates on a test image
+    splits = [
+        pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="split.csv"))
+        for run_id in trials["run_id"]
+    ]
+    tests = [set(split.loc[split["split"] == "test", "file"]) for split in splits]
+    assert tests[0] and all(test == tests[0] for test in tests)
+    for split in splits:
+        assert not set(split.loc[split["split"] != "test", "file"]) & tests[0]
+    assert len({tuple(split.loc[split["split"] == "val", "file"]) for split in splits}) == 3
 
     # a second build gives the same files, byte for byte
     again = run_study(

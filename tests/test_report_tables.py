@@ -139,15 +139,80 @@ def test_spread_of_one_value_has_no_std_and_none_of_no_values():
     assert stats.spread([]).n == 0 and math.isnan(stats.spread([]).mean)
 
 
-def test_paired_test_is_scipy_ttest_rel_and_needs_two_varying_pairs():
-    a, b = np.array([0.05, 0.06, 0.04, 0.07]), np.array([0.03, 0.035, 0.03, 0.04])
-    found = stats.paired(a, b)
-    expected = scipy_stats.ttest_rel(a, b)
-    assert found.n == 4
-    assert found.mean_difference == pytest.approx((a - b).mean())
-    assert found.p_value == pytest.approx(expected.pvalue)
-    assert math.isnan(stats.paired([0.1], [0.2]).p_value)
-    assert math.isnan(stats.paired([0.1, 0.2], [0.0, 0.1]).p_value)  # constant difference
+def wilson(p: float, n: float) -> tuple[float, float]:
+    """The Wilson score interval, written out."""
+    z = scipy_stats.norm.ppf(0.975)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_corrected_t_test_inflates_the_variance_by_the_resampling_ratio():
+    a, b = np.array([5.0, 6.0, 4.0, 7.0, 6.5]), np.array([3.0, 3.5, 3.0, 4.0, 4.5])
+    differences, ratio = a - b, 360 / 1080
+    scale = math.sqrt((1 / 5 + ratio) * differences.var(ddof=1))
+    t = differences.mean() / scale
+    found = stats.corrected_comparison(a, b, ratio)
+    assert found.n == 5 and found.ratio == ratio
+    assert found.statistic == pytest.approx(t)
+    assert found.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), 4))
+    half = scipy_stats.t.ppf(0.975, 4) * scale
+    assert (found.ci_low, found.ci_high) == pytest.approx(
+        (differences.mean() - half, differences.mean() + half)
+    )
+    assert found.effect_size == pytest.approx(differences.mean() / differences.std(ddof=1))
+    paired = scipy_stats.ttest_rel(a, b).pvalue  # no overlap to allow for: the plain test
+    assert stats.corrected_comparison(a, b, 0.0).p_value == pytest.approx(paired)
+    assert found.p_value > paired
+    assert math.isnan(stats.corrected_comparison([0.1], [0.2], ratio).p_value)
+    constant = stats.corrected_comparison([0.1, 0.2], [0.0, 0.1], ratio)
+    assert math.isnan(constant.p_value) and constant.mean_difference == pytest.approx(0.1)
+
+
+def test_holm_multiplies_the_sorted_p_values_and_keeps_them_monotone():
+    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[3])
+
+
+def test_mcnemar_counts_the_images_each_setting_got_right_in_more_seeds():
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 40)) < 0.9).astype(int)
+    b = (rng.random((3, 40)) < 0.6).astype(int)
+    wins_a, wins_b = a.sum(axis=0), b.sum(axis=0)
+    better, worse = int((wins_a > wins_b).sum()), int((wins_b > wins_a).sum())
+    found = stats.mcnemar_test(a, b)
+    assert (found.images, found.a_better, found.b_better) == (40, better, worse)
+    expected = scipy_stats.binomtest(min(better, worse), better + worse, 0.5).pvalue
+    assert found.p_value == pytest.approx(expected)
+
+
+def test_rate_intervals_are_wilson_on_one_splits_images_and_stay_inside_0_1():
+    perfect = stats.rate_spread([0.0] * 5, [360] * 5)
+    assert perfect.ci_low == 0 and perfect.ci_high == pytest.approx(wilson(0.0, 360)[1])
+    assert perfect.ci_high > 0  # every seed agrees, yet the interval keeps a width
+    close = stats.rate_spread([0.10, 0.12, 0.11], [360] * 3)
+    assert (close.ci_low, close.ci_high) == pytest.approx(wilson(0.11, 360))
+    rates = np.array([0.01, 0.30, 0.15])  # seeds disagree more than 360 images explain
+    spread_out = stats.rate_spread(rates, [360] * 3)
+    n_eff = rates.mean() * (1 - rates.mean()) / (rates.var(ddof=1) / 3)
+    assert n_eff < 360
+    assert (spread_out.ci_low, spread_out.ci_high) == pytest.approx(wilson(rates.mean(), n_eff))
+
+
+def test_pooled_outcomes_count_an_image_once_when_the_seeds_agree_on_it():
+    rng = np.random.default_rng(1)
+    errors = (rng.random(200) < 0.1).astype(float)
+    p = errors.mean()
+    one = stats.pooled_rate_spread(errors[None, :])
+    assert (one.ci_low, one.ci_high) == pytest.approx(wilson(p, 200))
+    same = stats.pooled_rate_spread(np.tile(errors, (5, 1)))  # five seeds, identical errors
+    assert (same.ci_low, same.ci_high) == pytest.approx(wilson(p, 199), rel=1e-6)
+    independent = stats.pooled_rate_spread((rng.random((5, 200)) < p).astype(float))
+    assert independent.ci_high - independent.ci_low < one.ci_high - one.ci_low
+    none = stats.pooled_rate_spread(np.zeros((5, 200)))
+    assert none.ci_low == 0 and none.ci_high == pytest.approx(wilson(0.0, 200)[1])
 
 
 # Selection
@@ -219,8 +284,44 @@ def test_configurations_rank_on_validation_and_report_test_error():
     assert top["objective_mean"] == pytest.approx(values(chosen, "val_accuracy").mean())
     assert top["error_rate_mean"] == pytest.approx(errors.mean())
     assert top["error_rate_std"] == pytest.approx(errors.std(ddof=1))
-    best = chosen.loc[chosen["metrics.val_accuracy"].idxmax()]
-    assert top["best_run_id"] == best["run_id"]
+    median = chosen.sort_values("metrics.val_accuracy", ascending=False).iloc[1]
+    assert top["median_run_id"] == median["run_id"]  # of 4 seeds: the second best
+    assert 0 <= top["error_rate_ci_low"] < top["error_rate_mean"] < top["error_rate_ci_high"]
+    assert math.isnan(top["p_corrected"])
+    others = ranking.iloc[1:]
+    assert (others["pairs"] == 4).all()
+    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_corrected"]))
+    second = runs[runs["configuration"] == others["configuration"].iloc[0]]
+    difference = 100 * (values(second, "test_error_rate") - errors)  # seeds in the same order
+    assert others["difference_pct"].iloc[0] == pytest.approx(difference.mean())
+
+
+def test_configurations_rank_on_the_seeds_they_share_and_mark_missing_ones():
+    specs = activation_sweep(seeds=(0, 1, 2))
+    specs = [
+        s for s in specs if not (s["params"]["activation"] == "sigmoid" and s["params"]["seed"] > 0)
+    ]
+    runs = select(frame(specs)).runs
+    ranking = tables.configurations(runs, ["activation"], "val_accuracy", "test").set_index(
+        "configuration"
+    )
+    assert ranking.loc["activation=sigmoid", "missing_seeds"] == "1 2"
+    assert ranking.loc["activation=elu", "missing_seeds"] == ""
+    elu = runs[(runs["params.activation"] == "elu") & (runs["seed"] == 0)]
+    assert ranking.loc["activation=elu", "ranked_on_seeds"] == "0"
+    assert ranking.loc["activation=elu", "objective_mean"] == pytest.approx(
+        values(elu, "val_accuracy").mean()
+    )
+
+
+def test_hyperband_runs_below_the_final_budget_are_left_out():
+    specs = [run(0, "elu", **{"frozen.epochs": 2}), run(0, "relu", **{"frozen.epochs": 2})]
+    specs += [run(0, "relu", **{"frozen.epochs": 6})]
+    table = frame(specs)
+    table.loc[table["run_id"] == "sweep-1", "params.tuner.oracle"] = "hyperband"
+    selection = select(table)
+    assert list(selection.runs["params.activation"]) == ["relu"]
+    assert selection.excluded == {"a lower Hyperband budget (final: 6 epochs)": 2}
 
 
 def test_minimised_objective_ranks_lowest_first():
@@ -235,15 +336,22 @@ def test_scores_table_is_mean_std_and_interval_beside_the_paper():
     assert len(table) == len(tables.SCORES) * 3
     row = table[(table["metric"] == "precision_keras") & (table["split"] == "val")].iloc[0]
     data = values(runs, "fine_tune_val_precision_keras")
-    low, high = scipy_stats.t.interval(
-        0.95, 2, loc=data.mean(), scale=data.std(ddof=1) / math.sqrt(3)
-    )
     assert (row["n"], row["mean"], row["std"]) == (
         3,
         pytest.approx(data.mean()),
         pytest.approx(data.std(ddof=1)),
     )
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    wilson_interval = stats.rate_spread(data, [360] * 3)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (wilson_interval.ci_low, wilson_interval.ci_high)
+    )
+    assert 0 <= row["ci_low"] < row["ci_high"] <= 1
+    loss_values = values(runs, "fine_tune_val_loss")
+    low, high = scipy_stats.t.interval(
+        0.95, 2, loc=loss_values.mean(), scale=loss_values.std(ddof=1) / math.sqrt(3)
+    )
+    val_loss = table[(table["metric"] == "loss") & (table["split"] == "val")].iloc[0]
+    assert (val_loss["ci_low"], val_loss["ci_high"]) == pytest.approx((low, high))
     assert row["paper"] == pytest.approx(PAPER.scores["fine_tune"]["val"]["precision"] / 100)
     loss = table[(table["metric"] == "loss") & (table["split"] == "train")].iloc[0]
     assert loss["paper"] == PAPER.scores["fine_tune"]["train"]["loss"]
@@ -295,16 +403,19 @@ def test_activation_table_pairs_each_activation_with_elu_by_seed():
     elu, relu = errors("elu"), errors("relu")
     assert table.loc["elu", "error_pct_mean"] == pytest.approx(elu.mean())
     assert table.loc["elu", "error_pct_std"] == pytest.approx(elu.std(ddof=1))
-    low, high = scipy_stats.t.interval(0.95, 3, loc=elu.mean(), scale=elu.std(ddof=1) / 2)
+    interval = stats.rate_spread(elu / 100, [360] * 4)
     assert table.loc["elu", ["error_pct_ci_low", "error_pct_ci_high"]].tolist() == pytest.approx(
-        [low, high]
+        [100 * interval.ci_low, 100 * interval.ci_high]
     )
-    assert math.isnan(table.loc["elu", "p_value"])
+    assert math.isnan(table.loc["elu", "p_corrected"])
     common = relu.index
-    expected = scipy_stats.ttest_rel(relu[common], elu[common])
+    expected = stats.corrected_comparison(relu[common], elu[common], 360 / 1080)
     assert table.loc["relu", "pairs"] == 3 and table.loc["relu", "n"] == 3
-    assert table.loc["relu", "p_value"] == pytest.approx(expected.pvalue)
-    assert table.loc["relu", "difference_vs_elu_pct"] == pytest.approx((relu - elu[common]).mean())
+    assert table.loc["relu", "p_corrected"] == pytest.approx(expected.p_value)
+    assert table.loc["relu", "difference_pct"] == pytest.approx((relu - elu[common]).mean())
+    others = table.loc[["relu", "tanh", "sigmoid"]]
+    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_corrected"]))
+    assert table["mcnemar_p"].isna().all()  # no per-image outcomes given
     assert table.loc["elu", "paper_error_pct"] == 0.029
     assert table.loc["sigmoid", "paper_method"] == "CNNs (sigmoid)"
 
@@ -313,7 +424,8 @@ def test_activation_table_with_one_seed_has_no_spread_and_no_test():
     runs = select(frame(activation_sweep(seeds=(0,)))).runs
     table = tables.activation_table(runs, "test", PAPER)
     assert (table["n"] == 1).all()
-    assert table[["error_pct_std", "error_pct_ci_low", "p_value"]].isna().all().all()
+    assert table[["error_pct_std", "p_corrected", "p_holm"]].isna().all().all()
+    assert (table["error_pct_ci_low"] >= 0).all() and (table["error_pct_ci_high"] > 0).all()
     assert table.set_index("activation").loc["relu", "pairs"] == 1
 
 
@@ -334,7 +446,10 @@ def test_knob_table_is_marginal_over_the_other_settings():
     )
     selection = select(frame(specs))
     table = tables.knob_table(
-        selection.runs, tables.report_knobs(selection.swept), "val_accuracy", "test"
+        selection.runs,
+        tables.report_knobs(selection.runs, selection.swept),
+        "val_accuracy",
+        "test",
     )
     dropout = table[table["knob"] == "dropout"].set_index("value")
     assert list(dropout.index) == ["0.2", "0.5"]
@@ -346,7 +461,18 @@ def test_knob_table_is_marginal_over_the_other_settings():
     assert dropout.loc["0.5", "objective_std"] == pytest.approx(
         values(chosen, "val_accuracy").std(ddof=1)
     )
-    assert list(table[table["knob"] == "optimizer"]["value"]) == ["adamax"]
+    assert set(table["knob"]) == {"activation", "dropout"}  # only what varied
+
+
+def test_knobs_of_a_phase_that_never_ran_are_not_listed():
+    specs = [
+        run(seed, stages=("frozen",), **{"fine_tune.epochs": 0, "fine_tune.optimizer": name})
+        for name in ("adam", "adamax")
+        for seed in (0, 1)
+    ]
+    selection = select(frame(specs))
+    assert "optimizer" in selection.swept
+    assert tables.report_knobs(selection.runs, selection.swept) == []
 
 
 def test_inference_table_puts_our_timings_beside_the_paper():
@@ -406,3 +532,30 @@ def test_the_objective_is_checked_and_read_from_the_sweep_run():
         analyse("t", runs, PAPER, objective="test_accuracy")
     runs.loc[runs["run_id"] == "sweep-1", "params.tuner.objective"] = "val_loss"
     assert analyse("t", runs, PAPER).objective == "val_loss"
+
+
+def test_per_image_outcomes_give_the_pooled_interval_and_the_mcnemar_test():
+    runs = select(frame(activation_sweep(seeds=(0, 1, 2)))).runs
+    rng = np.random.default_rng(3)
+    files = [f"class/{n}.jpg" for n in range(360)]
+    correct = {}
+    for row in runs.itertuples():
+        rate = float(runs.loc[row.Index, "metrics.test_error_rate"])
+        correct[row.run_id] = (rng.random(360) >= rate).astype(int)
+    outcomes = pd.concat(
+        pd.DataFrame({"run_id": run_id, "file": files, "correct": flags})
+        for run_id, flags in correct.items()
+    )
+    table = tables.activation_table(runs, "test", PAPER, outcomes).set_index("activation")
+
+    def matrix(name):
+        chosen = runs[runs["params.activation"] == name].sort_values("seed")
+        return np.array([correct[run_id] for run_id in chosen["run_id"]])
+
+    pooled = stats.pooled_rate_spread(1 - matrix("elu"))
+    assert table.loc["elu", "error_pct_ci_low"] == pytest.approx(100 * pooled.ci_low)
+    assert table.loc["elu", "error_pct_ci_high"] == pytest.approx(100 * pooled.ci_high)
+    exact = stats.mcnemar_test(matrix("sigmoid"), matrix("elu"))
+    assert table.loc["sigmoid", "mcnemar_images"] == 360
+    assert table.loc["sigmoid", "mcnemar_better"] == exact.a_better
+    assert table.loc["sigmoid", "mcnemar_p"] == pytest.approx(exact.p_value)

@@ -181,15 +181,17 @@ def test_model_based_oracles_repeat_each_configuration_over_the_seeds(tmp_path, 
         [
             "data.image_size=32",
             f"tuner.oracle={oracle}",
-            "tuner.max_configs=2",
+            "tuner.max_configs=3",
             "seeds=[3, 4]",
             "fine_tune.epochs=0",
+            "frozen.epochs=3",
             "hyperparameters={model.dropout: {type: float, min: 0.0, max: 0.5}}",
+            *(["tuner.num_initial_points=1"] if oracle == "bayesian" else []),
         ],
     )
     store = Store(f"sqlite:///{tmp_path}/m.db")
     summary = Sweep(config, store, tmp_path / "state", say=lambda _: None, progress=False).run()
-    assert summary.completed == 4
+    assert summary.completed == 6 and summary.stop_reason is None  # bayesian: 2 modelled
     trials, _ = children(store.uri, "smoke")
     by_dropout = trials.groupby("params.model.dropout")["tags.seed"].apply(sorted)
-    assert len(by_dropout) == 2 and all(seeds == ["3", "4"] for seeds in by_dropout)
+    assert len(by_dropout) == 3 and all(seeds == ["3", "4"] for seeds in by_dropout)

@@ -118,3 +118,37 @@ def test_evaluation_metrics_by_hand():
     assert scores.metrics["recall_keras"] == pytest.approx(3 / 4)
     assert scores.confusion.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
     assert scores.per_class["b"]["support"] == 2
+
+
+@pytest.mark.parametrize("keep_frozen", [True, False])
+def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(dataset, weights, cache, keep_frozen):
+    """A learning rate far too large wrecks the network in one step: the frozen model is kept
+    (and its scores are the final ones) unless keep_frozen_if_better is off, as in the paper."""
+    cfg = config.validate(
+        {
+            **study_config().model_dump(),
+            "fine_tune": {
+                "epochs": 1,
+                "batch_size": 16,
+                "optimizer": "adam",
+                "learning_rate": 0.05,
+                "execution": "eager",
+                "keep_frozen_if_better": keep_frozen,
+            },
+        }
+    )
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache)
+    frozen, fine_tune = result.phases
+    assert not fine_tune.improved
+    assert fine_tune.history["val_loss"][0] > fine_tune.initial["val_loss"]
+    frozen_val = result.evaluations["frozen"]["val"].metrics["loss"]
+    assert fine_tune.initial["val_loss"] == pytest.approx(frozen_val, rel=1e-3)
+    assert result.final_stage == ("frozen" if keep_frozen else "fine_tune")
+    kept = result.evaluations[result.final_stage]["test"].metrics
+    rescored = training.evaluate(
+        result.model.predict(data.to_model_input(dataset.images[parts["test"]]), verbose=0),
+        dataset.labels[parts["test"]],
+        dataset.class_names,
+    )
+    assert rescored.metrics["loss"] == pytest.approx(kept["loss"], rel=1e-3)

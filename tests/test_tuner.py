@@ -43,3 +43,53 @@ def test_every_asking_worker_gets_a_trial_and_each_combination_runs_once(tmp_pat
     assert planned == 12
     assert len(handed_out) == planned and len(set(handed_out)) == planned
     assert oracle.create_trial("late").status == tuner.STOPPED
+
+
+def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
+    """Past its random phase the Gaussian process sees one point per configuration, scored by
+    the mean over its seeds, and never the seed; a finite space ends when it is used up, with
+    the reason said, and no configuration runs twice."""
+    config = study_config.load(
+        SMOKE,
+        [
+            "hyperparameters={model.dropout: {type: choice, values: [0.0, 0.1, 0.2, 0.3, 0.4]}}",
+            "tuner.oracle=bayesian",
+            "tuner.max_configs=8",
+            "tuner.num_initial_points=2",
+            "seeds=[0, 1, 2]",
+        ],
+    )
+    oracle = tuner.make_oracle(config)
+    seen = []
+
+    class Watched(oracle.proposer):
+        def populate_space(self, trial_id):
+            names = [hp.name for hp in self.hyperparameters.space]
+            scores = sorted(t.score for t in self.trials.values())
+            seen.append((names, scores))
+            return super().populate_space(trial_id)
+
+    oracle.proposer = Watched
+    oracle._set_project_dir(str(tmp_path), "bayes")
+    oracle.verbose = 0
+    handed_out, scores = [], {}
+    while (trial := oracle.create_trial("tuner0")).status == tuner.RUNNING:
+        values = tuner.trial_values(trial)
+        handed_out.append(values)
+        score = 1 - (values["model.dropout"] - 0.2) ** 2 + 0.01 * values[tuner.SEED]
+        scores.setdefault(values["model.dropout"], []).append(score)
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    assert len(handed_out) == 15  # all 5 configurations x 3 seeds, then the space is used up
+    for start in range(0, 15, 3):
+        group = handed_out[start : start + 3]
+        assert [v[tuner.SEED] for v in group] == [0, 1, 2]
+        assert len({v["model.dropout"] for v in group}) == 1
+    assert sorted(scores) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert all(tuner.SEED not in names for names, _ in seen)
+    means = sorted(sum(found) / 3 for found in scores.values())
+    assert seen[-1][1] == pytest.approx(means)  # one point per configuration: its mean
+    assert len(seen) == 6 and len(seen[2][1]) == 2  # the third proposal is the first modelled
+    assert "used up" in oracle.stop_reason

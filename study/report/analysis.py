@@ -35,11 +35,12 @@ class Analysis:
     selection: Selection
     objective: str
     split: str  # the split that error rates and Table 5's accuracy are reported on
-    best: pd.Series | None  # the best run of the best configuration
+    best: pd.Series | None  # the median-seed run of the best configuration
     best_runs: pd.DataFrame  # every run of the best configuration
     activation_runs: pd.DataFrame  # runs that differ from the best only in activation and seed
     bench: pd.DataFrame  # the `study bench` runs that Table 5 shows
     tables: dict[str, pd.DataFrame]  # keys of TABLE_FILES; a table that cannot be made is absent
+    same_data: bool = False  # the runs are on the data the paper's figures are on (NEU)
 
     @property
     def configuration(self) -> str | None:
@@ -52,8 +53,10 @@ def analyse(
     paper: Paper,
     sweep_run_id: str | None = None,
     objective: str | None = None,
+    outcomes: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Every table of the report from the DataFrame of `mlflow.search_runs`."""
+    """Every table of the report from the DataFrame of `mlflow.search_runs` (and, where the
+    runs logged them, their per-image test outcomes: see `tables`)."""
     selection = select(runs, sweep_run_id)
     objective = objective or _sweep_objective(runs, selection.parent_run_id)
     if objective not in OBJECTIVES:
@@ -69,26 +72,36 @@ def analyse(
             experiment, selection, objective, split, None, included, included, bench, found
         )
 
-    ranking = tables.configurations(included, selection.swept, objective, split)
+    ranking = tables.configurations(included, selection.swept, objective, split, outcomes)
     best_label = ranking["configuration"].iloc[0]
     best_runs = included[included["configuration"] == best_label]
-    best = tables.best_run(best_runs, objective)
+    best = tables.median_run(best_runs, objective)
     activation_runs = tables.comparable(included, selection.swept, best, vary="activation")
     found |= {
         "configurations": ranking,
         "hyperparameters": tables.hyperparameter_table(included, paper),
         "inference": tables.inference_table(best_runs, bench, split, best_label, paper),
-        "activations": tables.activation_table(activation_runs, split, paper),
+        "activations": tables.activation_table(activation_runs, split, paper, outcomes),
         "knobs": tables.knob_table(
-            included, tables.report_knobs(selection.swept), objective, split
+            included, tables.report_knobs(included, selection.swept), objective, split
         ),
     }
     for stage in tables.STAGES:
         scores = tables.scores_table(best_runs, stage, paper)
         if not scores.empty:
             found[stage] = scores
+    fingerprints = set(column(included, "tags.data_fingerprint").dropna())
     return Analysis(
-        experiment, selection, objective, split, best, best_runs, activation_runs, bench, found
+        experiment,
+        selection,
+        objective,
+        split,
+        best,
+        best_runs,
+        activation_runs,
+        bench,
+        found,
+        same_data=fingerprints == {paper.data_fingerprint},
     )
 
 

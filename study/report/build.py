@@ -19,10 +19,11 @@ import pandas as pd
 from study.files import atomic_file, atomic_write_text
 from study.report import document, paper, render
 from study.report.analysis import analyse
-from study.report.selection import ReportError
-from study.tracking import Store, sqlite_path
+from study.report.selection import ReportError, select
+from study.tracking import PREDICTIONS, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+CONFUSION = "confusion_matrix.csv"
 OWN_FILES = ("report.md", "report.html", "*.csv", "*.png")  # what a rebuild may replace
 
 
@@ -42,8 +43,9 @@ def build_report(
     experiment_id = _experiment_id(store, experiment_name)
     runs = fetch_runs(store, experiment_id)
     reference = paper.load()
-    analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective)
-    details = fetch_details(store, analysis.best)
+    outcomes = fetch_outcomes(store, select(runs, sweep_run_id).runs["run_id"])
+    analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective, outcomes)
+    details = fetch_details(store, analysis.best, analysis.best_runs)
     report = document.compose(analysis, details, reference)
     folder = Path(out_dir) / re.sub(r"[^\w.-]+", "_", experiment_name)
     write(report, folder, f"Report: {experiment_name}")
@@ -66,21 +68,40 @@ def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:
         mlflow.set_tracking_uri(previous)
 
 
-def fetch_details(store: Store, best: pd.Series | None) -> document.BestRunDetails:
-    """The best run's per-epoch curves and its confusion matrix, where it logged them."""
-    if best is None:
-        return document.BestRunDetails({}, None)
-    run_id = best["run_id"]
+def fetch_outcomes(store: Store, run_ids) -> pd.DataFrame:
+    """Each run's per-image correctness on the test split, from its `predictions.csv`
+    (columns run_id, file, correct); runs that logged none are left out."""
+    frames = []
+    for run_id in run_ids:
+        found = _artifact_csv(store, run_id, PREDICTIONS)
+        if found is not None:
+            test = found[found["split"] == "test"]
+            frames.append(test[["file", "correct"]].assign(run_id=run_id))
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "file", "correct"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def fetch_details(
+    store: Store, shown: pd.Series | None, runs: pd.DataFrame
+) -> document.BestRunDetails:
+    """The per-epoch curves of the run `shown` (the best configuration's median seed), and the
+    confusion matrices of all `runs` (the best configuration's seeds) added up."""
+    if shown is None:
+        return document.BestRunDetails({}, None, 0)
     histories = {}
     for stage in ("frozen", "fine_tune"):
         curves = {}
         for curve in CURVES:
-            points = store.client.get_metric_history(run_id, f"{stage}/{curve}")
+            points = store.client.get_metric_history(shown["run_id"], f"{stage}/{curve}")
             if points:
                 curves[curve] = [m.value for m in sorted(points, key=lambda m: m.step)]
         if curves:
             histories[stage] = curves
-    return document.BestRunDetails(histories, _confusion(store, run_id))
+    matrices = [_artifact_csv(store, run_id, CONFUSION, index_col=0) for run_id in runs["run_id"]]
+    matrices = [matrix for matrix in matrices if matrix is not None]
+    pooled = sum(matrices[1:], matrices[0]) if matrices else None
+    return document.BestRunDetails(histories, pooled, len(matrices))
 
 
 def write(report: document.Report, folder: Path, title: str) -> None:
@@ -117,15 +138,15 @@ def _experiment_id(store: Store, name: str) -> str:
     return found.experiment_id
 
 
-def _confusion(store: Store, run_id: str) -> pd.DataFrame | None:
+def _artifact_csv(store: Store, run_id: str, name: str, **read) -> pd.DataFrame | None:
     from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
         try:
-            path = store.client.download_artifacts(run_id, "confusion_matrix.csv", folder)
+            path = store.client.download_artifacts(run_id, name, folder)
         except (MlflowException, OSError):
             return None
-        return pd.read_csv(path, index_col=0)
+        return pd.read_csv(path, **read)
 
 
 @contextmanager

@@ -34,7 +34,8 @@ class BestRunDetails:
     """What the report shows of the best run beyond its metrics."""
 
     histories: dict[str, dict[str, list[float]]]  # stage -> curve (loss, val_loss, ...) -> epochs
-    confusion: pd.DataFrame | None  # confusion_matrix.csv: true classes as rows, predictions
+    confusion: pd.DataFrame | None  # confusion_matrix.csv added up over the best runs' seeds
+    pooled_runs: int  # how many runs' confusion matrices were added up
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
             ),
         ]
     else:
-        blocks += _summary(analysis)
+        blocks += _summary(analysis, paper)
         blocks += _provenance(analysis)
         blocks += _configurations(analysis)
         blocks += _hyperparameters(analysis)
@@ -87,29 +88,63 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
     return Report(blocks, csv, images)
 
 
-def _summary(analysis: Analysis) -> list[Block]:
+def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
     best = analysis.tables["configurations"].iloc[0]
     split = SPLIT_NAMES[analysis.split]
+    runs = analysis.selection.runs
     items = [
         f"Best configuration, chosen on {_objective_name(analysis.objective)}: "
         f"**{best['configuration']}**, {split} error rate "
         f"{_mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
-        f"({CONFIDENCE:.0%} CI "
+        f"({CONFIDENCE:.0%} Wilson interval "
         f"{_interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}, "
-        f"n = {best['n']})."
+        f"n = {best['n']} seeds).",
+        f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
+        _split_design(analysis),
     ]
     activations = analysis.tables["activations"]
     measured = activations[activations["n"] > 0]
     if len(measured) > 1:
         parts = [
             f"{row.activation} {_mean_std(row.error_pct_mean, row.error_pct_std, 2)} %"
-            + ("" if math.isnan(row.p_value) else f" (p {_p(row.p_value, equals=True)} vs elu)")
+            + (
+                ""
+                if math.isnan(row.p_corrected)
+                else f" (vs elu {_signed(row.difference_pct)} points, corrected p "
+                f"{_p(row.p_corrected, equals=True)}, Holm {_p(row.p_holm, equals=True)})"
+            )
             for row in measured.itertuples()
         ]
         items.append(f"Table 6, {split} error rate by activation, same model: {'; '.join(parts)}.")
     counts = _exclusions(analysis)
-    items.append(f"{len(analysis.selection.runs)} runs included; excluded: {counts}.")
+    items.append(f"{len(runs)} runs included; excluded: {counts}.")
+    if not analysis.same_data:
+        items.append(_not_neu(paper))
     return [Heading(2, "Summary"), Bullets(tuple(items))]
+
+
+def _split_design(analysis: Analysis) -> str:
+    """How the runs split their data, and what that means for the test split."""
+    runs = analysis.selection.runs
+    if analysis.split != "test":
+        return (
+            "Split design: no test split; the validation split chose the configuration and the "
+            "early-stopping epoch, so its scores are optimistic."
+        )
+    folds = param(runs, "data.split.folds").dropna()
+    folds = folds[folds != "None"]
+    test_seeds = _listing(param(runs, "data.split.test_seed"))
+    drawn = (
+        f"stratified {_listing(folds)}-fold cross-validation over the other images (seed s "
+        "validates on fold s mod k)"
+        if len(folds)
+        else "a stratified train/validation split of the other images re-drawn by each seed"
+    )
+    return (
+        f"Split design: one test split drawn once (test seed {test_seeds}), the same for every "
+        f"seed; {drawn}. No seed trains or selects on a test image: the test split took no part "
+        "in choosing anything."
+    )
 
 
 def _provenance(analysis: Analysis) -> list[Block]:
@@ -137,8 +172,9 @@ def _provenance(analysis: Analysis) -> list[Block]:
         )
         items.append(
             f"Seeds: {', '.join(str(s) for s in seeds)}; runs per configuration: "
-            f"{_range_text(per_configuration)}. Each seed draws its own stratified split and "
-            "initialises the head, so runs that share a seed share their split."
+            f"{_range_text(per_configuration)}. Each seed re-draws train and validation, "
+            "initialises the head and orders the augmented views, so runs that share a seed "
+            "share their split."
         )
         if per_configuration.max() < 2:
             items.append(
@@ -151,15 +187,29 @@ def _provenance(analysis: Analysis) -> list[Block]:
             + f"; {_listing(param(runs, 'dataset.images'))} images in classes "
             + _listing(param(runs, "dataset.classes").str.replace(",", ", "))
             + f"; unreadable files skipped: {_listing(column(runs, 'tags.skipped_files'))}.",
-            f"Split (images): {_listing(column(runs, 'tags.split'))}." + _test_split_note(analysis),
+            f"Split (images): {_listing(column(runs, 'tags.split'))}. {_split_design(analysis)}",
             f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
             f"Training machine: {trained_on}. Inference timing: {timed_on}.",
             f"Selection: configurations are ranked by their mean "
             f"{_objective_name(analysis.objective)} over seeds; the best is reported on the "
             f"{SPLIT_NAMES[analysis.split]} split.",
-            f"Statistics: mean ± sample standard deviation (n − 1) over seeds; "
-            f"{CONFIDENCE:.0%} confidence intervals from Student's t; comparisons are two-sided "
-            "paired t-tests (`scipy.stats.ttest_rel`) over runs that share a seed.",
+            f"Statistics: mean ± sample standard deviation (n − 1) over seeds. {CONFIDENCE:.0%} "
+            "intervals of rates (error rate, accuracy, precision, recall, AUC) are Wilson score "
+            "intervals, which stay inside [0, 100] and keep a width when every seed agrees; "
+            "their sample size is the effective number of independent images the mean rests "
+            "on: on the test split, from the variance of the seeds x images table of errors "
+            "(Owen's estimate for a crossed design), elsewhere at most one split's images. "
+            "Losses get Student t intervals.",
+            "Comparisons (a setting against a reference, over the seeds both have): the "
+            "Nadeau-Bengio corrected resampled t-test, whose variance factor 1/J + n_val/n_train "
+            "allows for the seeds' overlapping training sets (n_val/n_train "
+            f"= {_number(tables.resampling_ratio(runs), 3)}); it assumes the per-seed "
+            "differences are exchangeable and roughly normal, and is conditional on the one "
+            "test split. The p-values of one table are Holm-adjusted together. The difference's "
+            "interval uses the same corrected variance; the effect size is d_z, the mean "
+            "difference over the differences' std. Per image: an exact McNemar test on the test "
+            "images, an image counting for the setting that classified it correctly in more of "
+            "the shared seeds (images are the independent units; ties drop out).",
             f"Logged by study version {_listing(column(runs, 'tags.study_version'))}.",
         ]
     blocks: list[Block] = [Heading(2, "How the numbers were obtained"), Bullets(tuple(items))]
@@ -185,7 +235,11 @@ def _configurations(analysis: Analysis) -> list[Block]:
         {
             "Rank": ranking["rank"],
             "Configuration": ranking["configuration"],
-            "Seeds": ranking["seeds"] + " (n = " + ranking["n"].astype(str) + ")",
+            "Seeds": [
+                f"{row.seeds} (n = {row.n})"
+                + (f"; missing {row.missing_seeds}" if row.missing_seeds else "")
+                for row in ranking.itertuples()
+            ],
             _objective_name(objective, unit=True): [
                 _objective_cell(objective, row.objective_mean, row.objective_std)
                 for row in ranking.itertuples()
@@ -194,23 +248,44 @@ def _configurations(analysis: Analysis) -> list[Block]:
                 _mean_std(100 * row.error_rate_mean, 100 * row.error_rate_std, 2)
                 for row in ranking.itertuples()
             ],
-            f"{CONFIDENCE:.0%} CI (%)": [
+            f"{CONFIDENCE:.0%} Wilson interval (%)": [
                 _interval(100 * row.error_rate_ci_low, 100 * row.error_rate_ci_high)
                 for row in ranking.itertuples()
             ],
+            "Difference from rank 1 (points)": [_difference(row) for row in ranking.itertuples()],
+            "p corrected / Holm": [_p_pair(row) for row in ranking.itertuples()],
         }
     ).head(SHOWN_CONFIGURATIONS)
     more = len(ranking) - len(shown)
+    shared = ranking["ranked_on_seeds"].iloc[0]
     return [
         Heading(2, "Best configuration"),
         Paragraph(
-            f"Configurations ranked by mean {_objective_name(objective)} over seeds (ties: more "
+            f"Configurations ranked by mean {_objective_name(objective)} over the seeds every "
+            f"configuration finished ({shared or 'none shared: each over its own seeds'}; the "
+            "objective column shows the mean over all of a configuration's seeds; ties: more "
             f"seeds first); the first is the best configuration found, reported on the {split} "
-            "split, which played no part in choosing it."
+            "split, which played no part in choosing it. Each other configuration is compared "
+            "with it on the error rate (corrected resampled t-test, Holm-adjusted over the "
+            "table; the difference's interval in the CSV)."
             + (f" {more} more configurations are in the CSV." if more > 0 else "")
         ),
         Table(shown, TABLE_FILES["configurations"]),
     ]
+
+
+def _difference(row) -> str:
+    value = getattr(row, "difference_pct", math.nan)
+    if value is None or math.isnan(value):
+        return DASH
+    return f"{value:+.2f} [{row.difference_ci_low:+.2f}, {row.difference_ci_high:+.2f}]"
+
+
+def _p_pair(row) -> str:
+    p = getattr(row, "p_corrected", math.nan)
+    if p is None or math.isnan(p):
+        return DASH
+    return f"{_p(p)} / {_p(row.p_holm)}"
 
 
 def _hyperparameters(analysis: Analysis) -> list[Block]:
@@ -264,7 +339,7 @@ def _scores(
             row[f"{SPLIT_NAMES[split].capitalize()} (ours)"] = text
         for split in ("train", "val"):
             value = group.loc[group["split"] == split, "paper"].iloc[0]
-            row[f"{SPLIT_NAMES[split].capitalize()} (paper)"] = (
+            row[f"{SPLIT_NAMES[split].capitalize()} ({_paper_label(analysis, paper).lower()})"] = (
                 DASH if math.isnan(value) else f"{scale * value:.2f}" if scale > 1 else f"{value:g}"
             )
         rows.append(row)
@@ -285,6 +360,19 @@ def _scores(
         ),
         Table(pd.DataFrame(rows), TABLE_FILES[stage]),
     ]
+    if stage == "fine_tune":
+        kept = column(analysis.best_runs, "tags.kept_model")
+        blocks.append(
+            Paragraph(
+                "The final model of a run is the fine-tuned one only when a fine-tuning epoch "
+                "beat the frozen model on the early-stopping monitor (unless "
+                "`fine_tune.keep_frozen_if_better` is false); this table shows the fine-tuned "
+                f"model either way. Fine-tuned model kept in {int((kept == 'fine_tune').sum())} "
+                f"of {len(kept)} seeds ({int(kept.isna().sum())} did not record it)."
+            )
+        )
+    if not analysis.same_data:
+        blocks.append(Paragraph(_not_neu(paper)))
     history = details.histories.get(stage)
     if history:
         best = analysis.best
@@ -299,9 +387,9 @@ def _scores(
         blocks.append(
             Image(
                 name,
-                f"Learning curves of the best run, {tables.STAGES[stage]}: loss and accuracy "
-                "per epoch on training and validation data; the grey line marks the epoch "
-                "whose weights were kept.",
+                f"Learning curves of the best configuration's median-seed run, "
+                f"{tables.STAGES[stage]}: loss and accuracy per epoch on training and "
+                "validation data; the grey line marks the epoch whose weights were kept.",
             )
         )
     return blocks
@@ -368,39 +456,52 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
     table = analysis.tables["activations"]
     split = SPLIT_NAMES[analysis.split]
     fixed = [key for key in analysis.selection.swept if key != "activation"]
-    shown = pd.DataFrame(
-        {
-            "Activation": table["activation"],
-            "Seeds": [
-                f"{row.seeds} (n = {row.n})" if row.n else "no runs" for row in table.itertuples()
-            ],
-            f"{split.capitalize()} error rate (%)": [
-                _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
-            ],
-            f"{CONFIDENCE:.0%} CI (%)": [
-                _interval(row.error_pct_ci_low, row.error_pct_ci_high) for row in table.itertuples()
-            ],
-            "Difference from elu (points)": [_signed(v) for v in table["difference_vs_elu_pct"]],
-            "Paired t-test p (pairs)": [
-                DASH if math.isnan(p) else f"{_p(p)} ({int(n)})"
-                for p, n in zip(table["p_value"], table["pairs"].fillna(0), strict=True)
-            ],
-            "Paper: method": table["paper_method"].fillna(DASH),
-            "Paper: error rate (%)": [_number(v, 4) for v in table["paper_error_pct"]],
-        }
-    )
+    columns = {
+        "Activation": table["activation"],
+        "Seeds": [
+            f"{row.seeds} (n = {row.n})" if row.n else "no runs" for row in table.itertuples()
+        ],
+        f"{split.capitalize()} error rate (%)": [
+            _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
+        ],
+        f"{CONFIDENCE:.0%} Wilson interval (%)": [
+            _interval(row.error_pct_ci_low, row.error_pct_ci_high) for row in table.itertuples()
+        ],
+        "Difference from elu (points, 95% CI)": [_difference(row) for row in table.itertuples()],
+        "Effect size d_z": [_number(v, 2) for v in table["effect_size_dz"]],
+        "Corrected t-test p (pairs)": [
+            DASH if math.isnan(p) else f"{_p(p)} ({int(n)})"
+            for p, n in zip(table["p_corrected"], table["pairs"].fillna(0), strict=True)
+        ],
+        "Holm p": [DASH if math.isnan(p) else _p(p) for p in table["p_holm"]],
+        "McNemar p (images better / worse than elu)": [
+            DASH
+            if math.isnan(row.mcnemar_p)
+            else f"{_p(row.mcnemar_p)} ({int(row.mcnemar_better)} / {int(row.mcnemar_worse)})"
+            for row in table.itertuples()
+        ],
+    }
+    label = _paper_label(analysis, paper)
+    columns[f"{label}: method"] = table["paper_method"].fillna(DASH)
+    columns[f"{label}: error rate (%)"] = [_number(v, 4) for v in table["paper_error_pct"]]
+    shown = pd.DataFrame(columns)
     held = ", ".join(f"{key}={analysis.best['params.' + key]}" for key in fixed)
     protocol = (
         f"Ours: the {split} error rate of one model and protocol per activation, the runs that "
         "match the best configuration in every other setting the sweep varied"
         + (f" ({held})" if held else "")
         + ", one run per seed. Mean ± sample std over seeds and the "
-        f"{CONFIDENCE:.0%} Student t interval; each activation is compared with elu by a "
-        "two-sided paired t-test over the seeds both have (same split, same head "
-        "initialisation, same augmentation order); difference = activation − elu, in "
-        "percentage points; no correction for testing several activations."
+        f"{CONFIDENCE:.0%} Wilson interval (see Statistics above). Each activation is compared "
+        "with elu over the seeds both have (same split, head initialisation and augmentation "
+        "order): difference = activation − elu in percentage points with its corrected "
+        "interval, the Nadeau-Bengio corrected t-test, its p-values Holm-adjusted over the "
+        f"{max(int(table['p_corrected'].notna().sum()), 0)} comparisons of this table, and "
+        "the exact McNemar test on the test images (in brackets: images the activation got "
+        "right in more seeds than elu / fewer)."
     )
     notes = [protocol, *(f"Paper: {note}" for note in paper.activation_notes)]
+    if not analysis.same_data:
+        notes.append(_not_neu(paper))
     measured = table[table["n"] > 0]
     if len(measured) < 2:
         notes.append(
@@ -412,7 +513,7 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
     elif tables.REFERENCE_ACTIVATION not in set(measured["activation"]):
         notes.append("**No paired tests**: no elu runs share the other settings.")
     elif measured["n"].max() < 2:
-        notes.append("**No spread and no tests**: one seed per activation.")
+        notes.append("**No spread and no t-tests**: one seed per activation.")
     blocks: list[Block] = [
         Heading(2, "Table 6: error rate by activation"),
         Table(shown, TABLE_FILES["activations"]),
@@ -420,18 +521,37 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
     ]
     if len(measured):
         figure = figures.activation_errors(
-            analysis.activation_runs, table, analysis.split, f"{paper.short}, not comparable"
+            analysis.activation_runs,
+            table,
+            analysis.split,
+            f"{paper.short}, not comparable" if analysis.same_data else None,
         )
         images["activation_error.png"] = figures.png(figure)
         blocks.append(
             Image(
                 "activation_error.png",
                 f"{split.capitalize()} error rate per activation, same model and protocol: one "
-                f"dot per seed, the mean with its {CONFIDENCE:.0%} interval, and the paper's "
-                "figure (other models; its elu value is a loss).",
+                f"dot per seed, the mean with its {CONFIDENCE:.0%} Wilson interval"
+                + (
+                    ", and the paper's figure (other models; its elu value is a loss)."
+                    if analysis.same_data
+                    else "."
+                ),
             )
         )
     return blocks
+
+
+def _paper_label(analysis: Analysis, paper: Paper) -> str:
+    return "Paper" if analysis.same_data else "Paper, on NEU (not comparable)"
+
+
+def _not_neu(paper: Paper) -> str:
+    return (
+        f"**Other data**: these runs are not on the NEU database that {paper.short} used (their "
+        "data fingerprint differs), so the paper's figures are shown for reference only and "
+        "nothing is compared with them."
+    )
 
 
 def _knobs(analysis: Analysis, images: dict) -> list[Block]:
@@ -464,15 +584,20 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
         analysis.configuration,
     )
     images["sweep.png"] = figures.png(figure)
-    return [
-        Heading(2, "Knobs: activation, optimizer, dropout, head width, decay rate"),
+    listed: list[Block] = [
         Paragraph(
-            "Each value of each knob over every included run that has it, whatever the other "
-            "settings were: the spread includes the other settings' effect. (best) marks the "
-            "best configuration's value; the configurations table compares whole "
-            "configurations."
+            "Each value of each setting the sweep varied (of a phase that ran) over every "
+            "included run that has it, whatever the other settings were: the spread includes "
+            "the other settings' effect. (best) marks the best configuration's value; the "
+            "configurations table compares whole configurations."
         ),
         Table(shown, TABLE_FILES["knobs"]),
+    ]
+    if table.empty:
+        listed = [Paragraph("The sweep varied no setting of a phase that ran: no knob to show.")]
+    return [
+        Heading(2, "Knobs: the settings the sweep varied"),
+        *listed,
         Image(
             "sweep.png",
             f"The whole sweep: each run's {_objective_name(objective)} (top) and "
@@ -487,26 +612,27 @@ def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list
     best = analysis.best
     name = best.get("tags.mlflow.runName") or best["run_id"]
     blocks: list[Block] = [
-        Heading(2, "Best run"),
+        Heading(2, "The best configuration's runs"),
         Paragraph(
-            f"Run `{name}` (`{best['run_id']}`), seed {best['seed']}: of the best "
-            f"configuration's runs, the one with the best {_objective_name(analysis.objective)}."
+            f"Figures of single runs show run `{name}` (`{best['run_id']}`), seed {best['seed']}: "
+            f"of the best configuration's {len(analysis.best_runs)} runs, the one of median "
+            f"{_objective_name(analysis.objective)}, not the luckiest seed."
         ),
     ]
     if details.confusion is None:
-        blocks.append(Paragraph("**Missing**: the run has no `confusion_matrix.csv` artifact."))
+        blocks.append(Paragraph("**Missing**: no run has a `confusion_matrix.csv` artifact."))
         return blocks
     split = "test" if analysis.split == "test" else "validation"
     matrix = details.confusion
-    figure = plots.confusion_matrix(
-        matrix.to_numpy(), list(matrix.columns), f"{_best_run_title(analysis)}: {split} split"
-    )
+    title = f"Best configuration, {details.pooled_runs} seeds added up: {split} split"
+    figure = plots.confusion_matrix(matrix.to_numpy(), list(matrix.columns), title)
     images["confusion_matrix.png"] = figures.png(figure)
     blocks.append(
         Image(
             "confusion_matrix.png",
-            f"Confusion matrix of the best run's final model on the {split} split: true "
-            "classes as rows, predicted classes as columns, counts of images.",
+            f"Confusion matrix of the best configuration's final models on the {split} split, "
+            f"added up over its {details.pooled_runs} seeds: true classes as rows, predicted "
+            "classes as columns, counts of image predictions.",
         )
     )
     return blocks
@@ -515,23 +641,13 @@ def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list
 def _best_run_title(analysis: Analysis) -> str:
     seed = f"seed {analysis.best['seed']}"
     if analysis.configuration == ONE_CONFIGURATION:
-        return f"Best run ({seed})"
-    return f"Best run ({analysis.configuration}, {seed})"
+        return f"Median run ({seed})"
+    return f"Median run ({analysis.configuration}, {seed})"
 
 
 def _exclusions(analysis: Analysis) -> str:
     excluded = analysis.selection.excluded
     return ", ".join(f"{n} {reason}" for reason, n in excluded.items()) or "none"
-
-
-def _test_split_note(analysis: Analysis) -> str:
-    notes = column(analysis.selection.runs, "tags.test_split").dropna().unique()
-    if not len(notes):
-        return " The test split is used for reporting only."
-    return (
-        f" No test split ({notes[0]}): error rates and accuracies are on the validation split, "
-        "which also chose the configuration and the early-stopping epoch, so they are optimistic."
-    )
 
 
 def _objective_name(objective: str, unit: bool = False) -> str:

@@ -23,10 +23,10 @@ def png(figure: Figure) -> bytes:
 
 
 def activation_errors(
-    runs: pd.DataFrame, table: pd.DataFrame, split: str, paper_label: str
+    runs: pd.DataFrame, table: pd.DataFrame, split: str, paper_label: str | None
 ) -> Figure:
     """Error rate per activation: each seed as a dot, the mean with its 95% interval, and the
-    paper's figure as a cross."""
+    paper's figure as a cross (unless `paper_label` is None: other data, nothing to show)."""
     shown = table[table["n"] > 0].reset_index(drop=True)
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axis = figure.subplots()
@@ -40,11 +40,12 @@ def activation_errors(
         mean = row["error_pct_mean"]
         bar = None if np.isnan(low) else [[mean - low], [high - mean]]
         axis.errorbar(x + 0.25, mean, yerr=bar, fmt="s", color="tab:blue", capsize=5)
-        if not np.isnan(row["paper_error_pct"]):
+        if paper_label and not np.isnan(row["paper_error_pct"]):
             axis.plot(x - 0.25, row["paper_error_pct"], "x", color="tab:red", markersize=9, mew=2)
     axis.plot([], [], "o", color="tab:blue", alpha=0.45, label="one seed")
     axis.errorbar([], [], yerr=[], fmt="s", color="tab:blue", capsize=5, label="mean, 95% CI")
-    axis.plot([], [], "x", color="tab:red", mew=2, label=f"{paper_label} (other models)")
+    if paper_label:
+        axis.plot([], [], "x", color="tab:red", mew=2, label=f"{paper_label} (other models)")
     labels = [f"{name}\nn={n}" for name, n in zip(shown["activation"], shown["n"], strict=True)]
     axis.set_xticks(range(len(shown)), labels)
     axis.set_xlim(-0.6, len(shown) - 0.4)

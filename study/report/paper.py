@@ -14,6 +14,7 @@ import yaml
 class Paper:
     citation: str
     short: str
+    data_fingerprint: str  # of the data set the paper's figures are on (NEU)
     data_note: str
     protocol: dict[str, Any]
     hyperparameters: dict[str, dict[str, str]]  # row key -> source, frozen, fine_tune
@@ -30,6 +31,7 @@ def load() -> Paper:
     return Paper(
         citation=raw["citation"],
         short=raw["short"],
+        data_fingerprint=raw["data_fingerprint"],
         data_note=raw["data_note"],
         protocol=raw["protocol"],
         hyperparameters=raw["hyperparameters"],

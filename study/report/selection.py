@@ -90,6 +90,12 @@ def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
         }
     )
     finished = in_scope[in_scope["status"] == "FINISHED"]
+    budget = None
+    oracle = column(runs, "params.tuner.oracle")[runs["run_id"] == parent]
+    if (oracle == "hyperband").any():  # compare trials at Hyperband's final budget only
+        epochs = pd.to_numeric(param(finished, "frozen.epochs"), errors="coerce")
+        budget = epochs.max()
+        finished = finished[epochs == budget]
     identity = [c for c in finished.columns if _is_configuration_param(c)]
     keys = pd.DataFrame({"configuration": _identity(finished, identity), "seed": _seeds(finished)})
     included = finished[~keys.duplicated(keep="last")].copy()
@@ -103,6 +109,10 @@ def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
         "" if kept else _reason(status)
         for kept, status in zip(ledger["included"], ledger["status"], strict=True)
     ]
+    if budget is not None:
+        lower = ~ledger["included"] & (ledger["status"] == "FINISHED")
+        lower &= pd.to_numeric(param(in_scope, "frozen.epochs"), errors="coerce").ne(budget)
+        ledger.loc[lower, "reason"] = f"a lower Hyperband budget (final: {budget:g} epochs)"
     return Selection(
         runs=included,
         ledger=ledger.reset_index(drop=True),

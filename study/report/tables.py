@@ -4,6 +4,10 @@ these frames as they are; `document` formats them for reading.
 
 Scores are fractions as logged (accuracy 0.98), the paper's percentages converted to match,
 except in the activation table, which is in percent like the paper's Table 6.
+
+`outcomes`, where given, holds the final model's per-image correctness on the test split (from
+each run's `predictions.csv`: columns `run_id`, `file`, `correct`); the test split is the same
+for every seed, so the runs of two settings can be compared image by image.
 """
 
 from __future__ import annotations
@@ -48,10 +52,16 @@ INFERENCE_COLUMNS = [
     *TIMINGS,
     *("data_size", "image_size", "machine", "bench_run_id"),
 ]
+# A comparison of one setting with a reference, as `compare` gives it.
+COMPARISON_COLUMNS = [
+    *("pairs", "difference_pct", "difference_ci_low", "difference_ci_high", "effect_size_dz"),
+    *("t_corrected", "p_corrected", "p_holm", "nval_over_ntrain"),
+    *("mcnemar_images", "mcnemar_better", "mcnemar_worse", "mcnemar_p"),
+]
 ACTIVATION_COLUMNS = [
     *("activation", "n", "seeds"),
     *("error_pct_mean", "error_pct_std", "error_pct_ci_low", "error_pct_ci_high"),
-    *("pairs", "difference_vs_elu_pct", "t_statistic", "p_value"),
+    *COMPARISON_COLUMNS,
     *("paper_method", "paper_error_pct"),
 ]
 
@@ -62,29 +72,42 @@ def error_split(runs: pd.DataFrame) -> str:
 
 
 def configurations(
-    runs: pd.DataFrame, swept: list[str], objective: str, split: str
+    runs: pd.DataFrame,
+    swept: list[str],
+    objective: str,
+    split: str,
+    outcomes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every configuration, best first by the mean of `objective` over its seeds (ties: more
-    seeds, then the label), with its error rate on `split` and its best run by `objective`."""
+    """Every configuration, best first by the mean of `objective` over the seeds that every
+    configuration finished (or, when they share none, over its own seeds; ties: more seeds,
+    then the label), with its error rate on `split` and how it compares with the best."""
+    seeds = {label: set(group["seed"].dropna()) for label, group in runs.groupby("configuration")}
+    every = set().union(*seeds.values()) if seeds else set()
+    shared = set.intersection(*seeds.values()) if seeds else set()
     rows = []
     for label, group in runs.groupby("configuration", sort=False):
-        score = stats.spread(metric(group, objective))
-        error = stats.spread(metric(group, f"{split}_error_rate"))
+        ranked_on = group[group["seed"].isin(shared)] if shared else group
+        score = stats.spread(metric(ranked_on, objective))
+        own = stats.spread(metric(group, objective))
+        error = error_spread(group, split, outcomes)
         rows.append(
             {
                 "configuration": label,
                 **{key: group[f"params.{key}"].iloc[0] for key in swept},
                 "n": len(group),
                 "seeds": _seed_list(group),
+                "missing_seeds": " ".join(str(s) for s in sorted(every - seeds[label])),
                 "objective": objective,
+                "ranked_on_seeds": _seed_list(ranked_on),
                 "objective_mean": score.mean,
-                "objective_std": score.std,
+                "objective_mean_all_seeds": own.mean,
+                "objective_std": own.std,
                 "error_split": split,
                 "error_rate_mean": error.mean,
                 "error_rate_std": error.std,
                 "error_rate_ci_low": error.ci_low,
                 "error_rate_ci_high": error.ci_high,
-                "best_run_id": best_run(group, objective)["run_id"],
+                "median_run_id": median_run(group, objective)["run_id"],
             }
         )
     sign = -1 if OBJECTIVES[objective] == "max" else 1
@@ -97,15 +120,106 @@ def configurations(
     rows.sort(key=rank)
     table = pd.DataFrame(rows)
     table.insert(0, "rank", range(1, len(table) + 1))
+    if len(table):
+        best = runs[runs["configuration"] == table["configuration"].iloc[0]]
+        others = {
+            row.configuration: runs[runs["configuration"] == row.configuration]
+            for row in table.iloc[1:].itertuples()
+        }
+        found = compare(others, best, split, outcomes, resampling_ratio(runs))
+        table = table.merge(found, how="left", left_on="configuration", right_index=True)
     return table
 
 
-def best_run(runs: pd.DataFrame, objective: str) -> pd.Series:
-    """The run with the best `objective` (ties: the lowest seed)."""
+def resampling_ratio(runs: pd.DataFrame) -> float:
+    """n_val / n_train of the seeds' train/validation draws, for the corrected t-test."""
+    val = pd.to_numeric(param(runs, "dataset.val_images"), errors="coerce").mean()
+    train = pd.to_numeric(param(runs, "dataset.train_images"), errors="coerce").mean()
+    return float(val / train) if train and train > 0 else math.nan
+
+
+def error_spread(
+    runs: pd.DataFrame, split: str, outcomes: pd.DataFrame | None = None
+) -> stats.Spread:
+    """Error rate (fraction) over the runs' seeds, with a Wilson interval: from per-image
+    outcomes on the test split when they were logged, else from the per-seed rates."""
+    errors = _errors_by_image(runs, outcomes) if split == "test" else None
+    if errors is not None:
+        return stats.pooled_rate_spread(errors.to_numpy())
+    return stats.rate_spread(
+        metric(runs, f"{split}_error_rate"),
+        pd.to_numeric(param(runs, f"dataset.{split}_images"), errors="coerce"),
+    )
+
+
+def compare(
+    settings: dict[str, pd.DataFrame],
+    reference: pd.DataFrame,
+    split: str,
+    outcomes: pd.DataFrame | None,
+    ratio: float,
+) -> pd.DataFrame:
+    """Each setting's runs against the reference runs on `split`'s error rate (percent), over
+    the seeds both have: the corrected resampled t-test with Holm's adjustment over all the
+    settings compared here, and the exact McNemar test on the test images."""
+    reference_errors = 100 * metric(reference, f"{split}_error_rate").set_axis(reference["seed"])
+    rows = {}
+    for label, runs in settings.items():
+        errors = 100 * metric(runs, f"{split}_error_rate").set_axis(runs["seed"])
+        common = sorted(set(errors.dropna().index) & set(reference_errors.dropna().index))
+        test = stats.corrected_comparison(
+            errors[common].to_numpy(), reference_errors[common].to_numpy(), ratio
+        )
+        row = {
+            "pairs": test.n,
+            "difference_pct": test.mean_difference,
+            "difference_ci_low": test.ci_low,
+            "difference_ci_high": test.ci_high,
+            "effect_size_dz": test.effect_size,
+            "t_corrected": test.statistic,
+            "p_corrected": test.p_value,
+            "nval_over_ntrain": ratio,
+        }
+        ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes)
+        theirs = _errors_by_image(reference[reference["seed"].isin(common)], outcomes)
+        if split == "test" and ours is not None and theirs is not None and common:
+            files = ours.columns.intersection(theirs.columns)
+            exact = stats.mcnemar_test(
+                1 - ours.loc[common, files].to_numpy(), 1 - theirs.loc[common, files].to_numpy()
+            )
+            row |= {
+                "mcnemar_images": exact.images,
+                "mcnemar_better": exact.a_better,
+                "mcnemar_worse": exact.b_better,
+                "mcnemar_p": exact.p_value,
+            }
+        rows[label] = row
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COMPARISON_COLUMNS)
+    table["p_holm"] = stats.holm(table["p_corrected"].to_numpy(dtype=float))
+    return table
+
+
+def _errors_by_image(runs: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.DataFrame | None:
+    """(seed x test image) 0/1 errors of these runs, or None when a run logged no outcomes."""
+    if outcomes is None or runs.empty:
+        return None
+    found = outcomes[outcomes["run_id"].isin(runs["run_id"])]
+    if set(found["run_id"]) != set(runs["run_id"]):
+        return None
+    seed_of = dict(zip(runs["run_id"], runs["seed"], strict=True))
+    table = found.assign(seed=found["run_id"].map(seed_of), error=1 - found["correct"])
+    errors = table.pivot_table(index="seed", columns="file", values="error", aggfunc="first")
+    return errors.dropna(axis=1).sort_index(axis=1)
+
+
+def median_run(runs: pd.DataFrame, objective: str) -> pd.Series:
+    """The run of median `objective` among these runs (the lower median for an even count,
+    ordered best first; ties: the lowest seed): the run that stands for the configuration in
+    figures, rather than its luckiest seed."""
     ascending = OBJECTIVES[objective] == "min"
     order = pd.DataFrame({"score": metric(runs, objective), "seed": runs["seed"]})
     order = order.sort_values(["score", "seed"], ascending=[ascending, True], na_position="last")
-    return runs.loc[order.index[0]]
+    return runs.loc[order.index[(order["score"].notna().sum() - 1) // 2 if len(order) else 0]]
 
 
 def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
@@ -127,8 +241,8 @@ def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
 
 def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
     """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
-    mean, std and 95% interval over the runs, beside the paper's. Empty when no run has the
-    stage's scores."""
+    mean, std and 95% interval over the runs (Wilson for scores in [0, 1], Student t for the
+    loss), beside the paper's. Empty when no run has the stage's scores."""
     names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "paper"]
     if not any(metric(runs, f"{stage}_{split}_accuracy").notna().any() for split in SPLITS):
         return pd.DataFrame(columns=names)
@@ -136,7 +250,12 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
     rows = []
     for key, label, paper_key in SCORES:
         for split in SPLITS:
-            spread = stats.spread(metric(runs, f"{stage}_{split}_{key}"))
+            values = metric(runs, f"{stage}_{split}_{key}")
+            if key == "loss":
+                spread = stats.spread(values)
+            else:
+                images = pd.to_numeric(param(runs, f"dataset.{split}_images"), errors="coerce")
+                spread = stats.rate_spread(values, images)
             published = reference.get(split, {}).get(paper_key, math.nan)
             if paper_key != "loss":
                 published /= 100
@@ -201,39 +320,36 @@ def inference_table(
     return pd.DataFrame(rows).reindex(columns=INFERENCE_COLUMNS)
 
 
-def activation_table(runs: pd.DataFrame, split: str, paper: Paper) -> pd.DataFrame:
-    """Table 6: error rate (percent) on `split` per activation over seeds, and a paired
-    t-test of each activation against ELU on the seeds both have. `runs` must differ only
-    in activation and seed; the paper's figures stand beside ours."""
+def activation_table(
+    runs: pd.DataFrame, split: str, paper: Paper, outcomes: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Table 6: error rate (percent) on `split` per activation over seeds, each activation
+    compared with ELU (`compare`: corrected t-test, Holm over the activations, McNemar). `runs`
+    must differ only in activation and seed; the paper's figures stand beside ours."""
     published = {row["activation"]: row for row in paper.activations}
-    errors = {
-        name: 100 * metric(group, f"{split}_error_rate").set_axis(group["seed"])
-        for name, group in runs.groupby(param(runs, "activation"), sort=False)
-    }
-    found = [name for name in errors if name not in ACTIVATIONS]
+    groups = dict(list(runs.groupby(param(runs, "activation"), sort=False)))
+    found = [name for name in groups if name not in ACTIVATIONS]
+    names = [*ACTIVATIONS, *sorted(found)]
+    reference = groups.get(REFERENCE_ACTIVATION)
+    compared = pd.DataFrame(columns=COMPARISON_COLUMNS)
+    if reference is not None:
+        others = {n: groups[n] for n in names if n in groups and n != REFERENCE_ACTIVATION}
+        compared = compare(others, reference, split, outcomes, resampling_ratio(runs))
     rows = []
-    for name in [*ACTIVATIONS, *sorted(found)]:
-        values = errors.get(name, pd.Series(dtype=float))
-        spread = stats.spread(values)
+    for name in names:
+        group = groups.get(name, runs.iloc[:0])
+        spread = error_spread(group, split, outcomes)
         row = {
             "activation": name,
             "n": spread.n,
-            "seeds": " ".join(str(seed) for seed in sorted(values.dropna().index)),
-            "error_pct_mean": spread.mean,
-            "error_pct_std": spread.std,
-            "error_pct_ci_low": spread.ci_low,
-            "error_pct_ci_high": spread.ci_high,
+            "seeds": _seed_list(group),
+            "error_pct_mean": 100 * spread.mean,
+            "error_pct_std": 100 * spread.std,
+            "error_pct_ci_low": 100 * spread.ci_low,
+            "error_pct_ci_high": 100 * spread.ci_high,
         }
-        reference = errors.get(REFERENCE_ACTIVATION)
-        if name != REFERENCE_ACTIVATION and reference is not None and spread.n:
-            common = sorted(set(values.dropna().index) & set(reference.dropna().index))
-            test = stats.paired(values[common], reference[common])
-            row |= {
-                "pairs": test.n,
-                "difference_vs_elu_pct": test.mean_difference,
-                "t_statistic": test.statistic,
-                "p_value": test.p_value,
-            }
+        if name in compared.index:
+            row |= compared.loc[name].to_dict()
         row |= {
             "paper_method": published.get(name, {}).get("method"),
             "paper_error_pct": published.get(name, {}).get("error_rate", math.nan),
@@ -269,9 +385,19 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
     return pd.DataFrame(rows)
 
 
-def report_knobs(swept: list[str]) -> list[str]:
-    """The paper's knobs, then any other setting the sweep varied."""
-    return [*KNOBS, *(key for key in swept if key not in KNOBS)]
+def report_knobs(runs: pd.DataFrame, swept: list[str]) -> list[str]:
+    """The settings the sweep varied, the paper's knobs first, leaving out those of a phase
+    that no run trained (`frozen.*` or `fine_tune.*` with 0 epochs everywhere)."""
+
+    def phase_ran(key: str) -> bool:
+        stage = KNOBS.get(key, key).partition(".")[0]
+        if stage not in STAGES:
+            return True
+        epochs = pd.to_numeric(param(runs, f"{stage}.epochs"), errors="coerce")
+        return bool((epochs > 0).any())
+
+    ordered = [*(knob for knob in KNOBS if knob in swept), *(k for k in swept if k not in KNOBS)]
+    return [key for key in ordered if phase_ran(key)]
 
 
 def comparable(runs: pd.DataFrame, swept: list[str], best: pd.Series, vary: str) -> pd.DataFrame:
