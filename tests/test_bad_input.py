@@ -36,6 +36,15 @@ CASES = [
     "JPEG header then garbage",
     "text file named .jpg",
     "image smaller than 32 px",
+    "include pattern that matches nothing",
+    "patterns that leave no image",
+    "labels file missing",
+    "labels CSV without the class column",
+    "labels CSV lists a missing file",
+    "labels CSV with an empty class",
+    "labels CSV gives a file two classes",
+    "unknown label_columns key",
+    "class_depth 0",
     "unknown YAML key",
     "wrong type",
     "empty choice list",
@@ -89,6 +98,42 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
         Image.new("L", (20, 40)).save(root / "patches" / "tiny.png")
         expected = [f"{root / 'patches' / 'tiny.png'}: image is 20x40 px", "32 px minimum"]
         expected.append("data.skip_bad_files: true")
+    elif name == "include pattern that matches nothing":
+        sets.append('data.include=["*.bmp"]')
+        expected = [
+            f"data.include: pattern '*.bmp' selects none of the 72 image files under {root}"
+        ]
+        expected.append("relative to data.root")
+    elif name == "patterns that leave no image":
+        sets += ['data.include=["*.jpg"]', 'data.exclude=["*_?.jpg", "*_??.jpg"]']
+        expected = ["data.include ['*.jpg'] and data.exclude ['*_?.jpg', '*_??.jpg'] leave none"]
+    elif name == "labels file missing":
+        sets.append("data.labels=labels.csv")
+        expected = [f"data.labels: file {root / 'labels.csv'} does not exist", "a class column"]
+    elif name.startswith("labels CSV"):
+        rows = {
+            "labels CSV without the class column": "file,label\ncrazing/crazing_1.jpg,a\n",
+            "labels CSV lists a missing file": "file,class\ncrazing/absent.jpg,a\n",
+            "labels CSV with an empty class": "file,class\ncrazing/crazing_1.jpg,a\nb.jpg,\n",
+            "labels CSV gives a file two classes": "file,class\nx/1.jpg,a\nx/1.jpg,b\n",
+        }[name]
+        (root / "labels.csv").write_text(rows)
+        sets.append("data.labels=labels.csv")
+        expected = [f"data.labels {root / 'labels.csv'}"]
+        expected.append(
+            {
+                "labels CSV without the class column": "no column 'class' (columns: file, label)",
+                "labels CSV lists a missing file": "1 listed files do not exist under",
+                "labels CSV with an empty class": "line 3: empty class",
+                "labels CSV gives a file two classes": "x/1.jpg is listed with two classes (a, b)",
+            }[name]
+        )
+    elif name == "unknown label_columns key":
+        sets.append("data.label_columns={image: ImageId}")
+        expected = ["data.label_columns: unknown key 'image'; valid keys: file, class"]
+    elif name == "class_depth 0":
+        sets.append("data.class_depth=0")
+        expected = ["data.class_depth: Input should be greater than or equal to 1 (got 0)"]
     elif name == "unknown YAML key":
         config = str(tmp_path / "study.yaml")
         Path(config).write_text(
