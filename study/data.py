@@ -1,8 +1,10 @@
 """Images to arrays: discovery, loading, the seeded split, and the paper's augmentation.
 
-A data root is either a folder of class folders (class = folder name) or one flat folder of
-files named `<class>_<n>.<ext>` as NEU ships them. Images are decoded once with Pillow,
-converted to 3 channels, resized, and held in memory as uint8; the model sees [-1, 1].
+A data root is a folder of class folders (class = folder name, images at any depth below it),
+one flat folder of files named `<class>_<n>.<ext>` as NEU ships them, or any folder with a CSV
+of file and class columns. Glob patterns choose which image files count. Images are decoded once
+with Pillow, converted to 3 channels, resized, and held in memory as uint8; the model sees
+[-1, 1].
 """
 
 from __future__ import annotations
@@ -337,8 +339,8 @@ def _select(root: Path, images: list[str], rules: Data, notices: list[str]) -> s
     for pattern in rules.include:
         if images and not any(_matches(path, pattern) for path in images):
             raise DataError(
-                f"data.include: pattern {pattern!r} selects none of the {len(images)} image "
-                f"files under {root}; {_PATTERNS}"
+                f"data.include: pattern {pattern!r} selects none of the {_files(len(images))} "
+                f"under {root}; {_PATTERNS}"
             )
     for pattern in rules.exclude:
         if not any(_matches(path, pattern) for path in images):
@@ -347,12 +349,12 @@ def _select(root: Path, images: list[str], rules: Data, notices: list[str]) -> s
     if images and not selected:
         raise DataError(
             f"data.include {rules.include} and data.exclude {rules.exclude} leave none of the "
-            f"{len(images)} image files under {root}; {_PATTERNS}"
+            f"{_files(len(images))} under {root}; {_PATTERNS}"
         )
     left_out = sorted(set(images) - selected, key=_natural_key)
     if left_out:
         notices.append(
-            f"data.include/exclude: using {len(selected)} of {len(images)} image files "
+            f"data.include/exclude: using {len(selected)} of {_files(len(images))} "
             f"({len(left_out)} left out, for example {left_out[0]})"
         )
     return selected
@@ -384,7 +386,7 @@ def _from_folders(
             outside.append(path)
     if outside:
         notices.append(
-            f"ignored {len(outside)} image files outside the class folders ({outside[0]}"
+            f"ignored {_files(len(outside))} outside the class folders ({outside[0]}"
             f"{', ...' if len(outside) > 1 else ''}): they belong to no class"
         )
     where = "under data.root" if depth == 1 else f"{depth} levels below data.root"
@@ -442,9 +444,9 @@ def _from_labels(
     absent = [name for name in classes if not (root / name).is_file()]
     if absent:
         raise DataError(
-            f"data.labels {source}: {len(absent)} listed files do not exist under {root} "
-            f"({', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''}); file paths are "
-            "relative to data.root"
+            f"data.labels {source} lists files that do not exist under {root}: "
+            f"{', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''} ({len(absent)} in "
+            "all); file paths are relative to data.root"
         )
     chosen = {name for name in classes if _passes(name, rules)}
     if len(chosen) < len(classes):
@@ -455,11 +457,15 @@ def _from_labels(
     unlisted = sorted(selected - set(classes), key=_natural_key)
     if unlisted:
         notices.append(
-            f"ignored {len(unlisted)} image files that {source.name} does not list "
+            f"ignored {_files(len(unlisted))} that {source.name} does not list "
             f"({unlisted[0]}{', ...' if len(unlisted) > 1 else ''})"
         )
     found = [ImageFile(root / name, label) for name, label in classes.items() if name in chosen]
     return found, f"labels file {source} (columns {file_column}, {class_column})"
+
+
+def _files(count: int) -> str:
+    return f"{count} image file" + ("" if count == 1 else "s")
 
 
 def _relative(root: Path, item: ImageFile) -> str:

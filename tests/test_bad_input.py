@@ -123,7 +123,7 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
         expected.append(
             {
                 "labels CSV without the class column": "no column 'class' (columns: file, label)",
-                "labels CSV lists a missing file": "1 listed files do not exist under",
+                "labels CSV lists a missing file": "crazing/absent.jpg (1 in all)",
                 "labels CSV with an empty class": "line 3: empty class",
                 "labels CSV gives a file two classes": "x/1.jpg is listed with two classes (a, b)",
             }[name]

@@ -96,7 +96,7 @@ def train_on(root, tmp_path, *sets):
 def test_train_on_nested_class_folders_with_masks_beside_the_images(tmp_path):
     root = nested_copy(tmp_path / "tiles", per_class=10)
     done, run, client = train_on(root, tmp_path, 'data.exclude=["*.png"]')
-    assert "note: ignored 1 image files outside the class folders (dataset.jpg)" in done.stdout
+    assert "note: ignored 1 image file outside the class folders (dataset.jpg)" in done.stdout
     assert "note: data.include/exclude: using 31 of 61 image files" in done.stdout
     params = run.data.params
     assert params["dataset.images"] == "30"
