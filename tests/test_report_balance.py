@@ -23,6 +23,7 @@ def runs(split_counts=SPLITS, classes=CLASSES, accuracy=0.8) -> pd.DataFrame:
     rows = []
     for seed, splits in split_counts.items():
         row = {"run_id": f"run-{seed}", "params.seed": str(seed)}
+        row["params.dataset.class_source"] = "class folders under data.root"
         whole = [sum(parts) for parts in zip(*splits.values(), strict=True)]
         row["params.dataset.class_counts"] = json.dumps(dict(zip(classes, whole, strict=True)))
         for split, values in splits.items():
@@ -64,7 +65,7 @@ def test_majority_baseline_is_the_largest_class_share_of_the_split():
 def test_the_report_states_counts_baseline_and_macro_scores_when_imbalanced():
     frame = runs()
     text = markdown(balance.section(frame, "test"))
-    assert "Largest class : smallest class = 6.0 : 1" in text
+    assert "Largest class : smallest class = 6.0 : 1. Classes from: class folders under" in text
     assert "| crazing | 60 | 36 | 12 | 12 |" in text
     baseline, macro = balance.summary(frame, "test")
     assert f"accuracy {100 * 12 / 18:.2f} %, beside the model's {100 * 0.805:.2f} %" in baseline

@@ -72,12 +72,15 @@ def section(runs: pd.DataFrame, split: str) -> list[Block]:
             ),
         ]
     ratio = imbalance(runs)
+    sources = sorted(param(runs, "dataset.class_source").dropna().unique())
+    origin = f" Classes from: {'; '.join(sources)}." if sources else ""
     return [
         heading,
         Paragraph(
             f"Images per class in the whole data set and in each split of the {len(runs)} "
             "runs of the best configuration (a range where their splits differ), from their "
-            f"logged data facts. Largest class : smallest class = {ratio:.1f} : 1."
+            f"logged data facts. Largest class : smallest class = {ratio:.1f} : 1.{origin} "
+            "Each run's `classes.csv` lists the folders each class's files came from."
         ),
         Table(counts_table(runs)),
         Bullets((_baseline_sentence(runs, split),)),
