@@ -77,8 +77,8 @@ def section(runs: pd.DataFrame, split: str) -> list[Block]:
     return [
         heading,
         Paragraph(
-            f"Images per class in the whole data set and in each split of the {len(runs)} "
-            "runs of the best configuration (a range where their splits differ), from their "
+            "Images per class in the whole data set and in each split of the runs of the best "
+            f"configuration (n = {len(runs)}; a range where their splits differ), from their "
             f"logged data facts. Largest class : smallest class = {ratio:.1f} : 1.{origin} "
             "Each run's `classes.csv` lists the folders each class's files came from."
         ),
@@ -111,7 +111,7 @@ def _baseline_sentence(runs: pd.DataFrame, split: str) -> str:
     return (
         f"Majority-class baseline on the {split} split (always answering the largest class): "
         f"accuracy {_percent(baseline)}, beside the model's {_percent(accuracy)} "
-        f"(means over {len(runs)} runs)."
+        + ("(1 run)." if len(runs) == 1 else f"(means over {len(runs)} runs).")
     )
 
 
