@@ -44,6 +44,8 @@ def train(args: argparse.Namespace) -> int:
         f"data: {len(dataset)} images, {len(dataset.class_names)} classes from {dataset.root}"
         + (f" ({len(dataset.skipped)} unreadable files skipped)" if dataset.skipped else "")
     )
+    for notice in dataset.notices:
+        say(f"note: {notice}")
     say(f"weights: {prepared.weights.label}")
     experiment_id = store.experiment(config.name)
     try:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from study.errors import ConfigError
 
@@ -37,6 +44,11 @@ NOT_SWEEPABLE = (
     "data.root",
     "data.image_size",
     "data.skip_bad_files",
+    "data.include",
+    "data.exclude",
+    "data.class_depth",
+    "data.labels",
+    "data.label_columns",
     "data.augmentation",
     "model.weights",
     "model.init_seed",
@@ -90,12 +102,52 @@ class Augmentation(Strict):
     zoom: float = Field(0.2, ge=0, lt=1, description="zoom factor range 1 +/- zoom")
 
 
+Text = Annotated[str, Field(min_length=1)]
+LABEL_COLUMNS = {"file": "file", "class": "class"}
+
+
 class Data(Strict):
+    """Where the images are, which files count, and where their classes come from."""
+
     root: str | None = Field(None, description="image folder; null for the embedded sample")
     image_size: int = Field(224, ge=32, le=1024)
     split: Split = Split()
     skip_bad_files: bool = False
     augmentation: Augmentation = Augmentation()
+    include: list[Text] = Field(
+        default_factory=list,
+        description="glob patterns on the path relative to root; a file must match one "
+        "(empty: every image); a pattern without / matches the file name at any depth",
+    )
+    exclude: list[Text] = Field(
+        default_factory=list, description="glob patterns like include; a match leaves a file out"
+    )
+    class_depth: int = Field(
+        1, ge=1, le=16, description="the folder this many levels below root names the class"
+    )
+    labels: str | None = Field(
+        None, description="CSV of file and class columns; a relative path is taken from root"
+    )
+    label_columns: dict[str, Text] = Field(
+        default_factory=lambda: dict(LABEL_COLUMNS),
+        description="the CSV's column names, keys file and class",
+    )
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_pattern_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("label_columns")
+    @classmethod
+    def _known_label_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LABEL_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"unknown key {unknown[0]!r}; valid keys: {', '.join(LABEL_COLUMNS)} (the "
+                "CSV's column names, for example {file: ImageId, class: ClassId})"
+            )
+        return {**LABEL_COLUMNS, **value}
 
 
 class Model(Strict):

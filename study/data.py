@@ -1,31 +1,41 @@
 """Images to arrays: discovery, loading, the seeded split, and the paper's augmentation.
 
-A data root is either a folder of class folders (class = folder name) or one flat folder of
-files named `<class>_<n>.<ext>` as NEU ships them. Images are decoded once with Pillow,
-converted to 3 channels, resized, and held in memory as uint8; the model sees [-1, 1].
+A data root is a folder of class folders (class = folder name, images at any depth below it),
+one flat folder of files named `<class>_<n>.<ext>` as NEU ships them, or any folder with a CSV
+of file and class columns. Glob patterns choose which image files count. Images are decoded once
+with Pillow, converted to 3 channels, resized, and held in memory as uint8; the model sees
+[-1, 1].
 """
 
 from __future__ import annotations
 
+import csv
+import fnmatch
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from io import BytesIO
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from study.config import Augmentation, Split
+from study.config import Augmentation, Data, Split
 from study.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MIN_SOURCE_SIZE = 32
 SPLITS = ("train", "val", "test")
+EVERY_IMAGE = Data()  # no include or exclude patterns, no labels file, class folders at depth 1
 _FLAT_NAME = re.compile(r"^(?P<label>.+)_(?P<number>\d+)$")
+_PATTERNS = (
+    "patterns match the path relative to data.root (a pattern without / the file name at any "
+    "depth), ignoring case"
+)
 _FIX = "remove the file, or set data.skip_bad_files: true to leave such files out"
 
 
@@ -41,8 +51,17 @@ class ImageFile:
 
 
 @dataclass
+class Discovery:
+    """The images of a root with their classes, and what was left out, said in words."""
+
+    files: list[ImageFile]
+    origin: str  # where the classes come from
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Dataset:
-    """All usable images of a root, in a fixed order (class, then file name)."""
+    """All usable images of a root, in a fixed order (class, then path)."""
 
     root: Path
     files: list[Path]
@@ -51,6 +70,8 @@ class Dataset:
     images: np.ndarray  # (N, size, size, 3) uint8
     content_hashes: list[str]  # sha256 of each file's bytes
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    origin: str = "class folders"
+    notices: list[str] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> str:
@@ -61,44 +82,39 @@ class Dataset:
         )
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
+    def class_sources(self) -> list[tuple[str, int, list[str]]]:
+        """Per class: its number of files and the folders (relative to root) they lie in."""
+        folders: dict[str, set[str]] = {name: set() for name in self.class_names}
+        for path, label in zip(self.files, self.labels, strict=True):
+            folders[self.class_names[label]].add(path.parent.relative_to(self.root).as_posix())
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return [
+            (name, int(count), sorted(folders[name]))
+            for name, count in zip(self.class_names, counts, strict=True)
+        ]
+
     def __len__(self) -> int:
         return len(self.files)
 
 
-def discover(root: str | Path) -> list[ImageFile]:
-    """Find the images under root and their classes; raises DataError for unusable layouts."""
+def discover(root: str | Path, rules: Data = EVERY_IMAGE) -> Discovery:
+    """Find the images under root and their classes, following the data section's include,
+    exclude, class_depth and labels keys; raises DataError for unusable layouts."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(
             f"data root {root} does not exist or is not a folder; set data.root to a folder "
             "with one subfolder of images per class (or null for the embedded sample)"
         )
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = _images_in(root)
-    if class_dirs and loose:
-        raise DataError(
-            f"data root {root} holds both class folders and loose images ({loose[0].name}); "
-            "use one layout: a folder per class, or flat files named <class>_<n>.<ext>"
-        )
-    found: list[ImageFile] = []
-    if class_dirs:
-        for folder in class_dirs:
-            images = _images_in(folder)
-            if not images:
-                raise DataError(
-                    f"class folder {folder} contains no images "
-                    f"(looked for {', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder"
-                )
-            found += [ImageFile(path, folder.name) for path in images]
+    images, folders = _walk(root)
+    notices: list[str] = []
+    selected = _select(root, images, rules, notices)
+    if rules.labels is not None:
+        found, origin = _from_labels(root, selected, rules, notices)
+    elif folders:
+        found, origin = _from_folders(root, images, selected, folders, rules.class_depth, notices)
     else:
-        for path in loose:
-            match = _FLAT_NAME.match(path.stem)
-            if not match:
-                raise DataError(
-                    f"{path} is not named <class>_<n>.<ext>; in a flat folder the class "
-                    "comes from the file name (or use one folder per class)"
-                )
-            found.append(ImageFile(path, match["label"]))
+        found, origin = _from_names(root, selected), "file names <class>_<n>.<ext>"
     if not found:
         raise DataError(
             f"data root {root} contains no images: expected one folder per class, or files "
@@ -110,18 +126,24 @@ def discover(root: str | Path) -> list[ImageFile]:
             f"data root {root} has only one class ({classes.pop()}); a classifier needs images "
             "of at least 2 classes (one folder per class)"
         )
-    return sorted(found, key=lambda item: (item.label, _natural_key(item.path.name)))
+    ordered = sorted(found, key=lambda item: (item.label, _natural_key(_relative(root, item))))
+    return Discovery(ordered, origin, notices)
 
 
-def load(root: str | Path | None, image_size: int, skip_bad_files: bool = False) -> Dataset:
+def load(
+    root: str | Path | None,
+    image_size: int,
+    skip_bad_files: bool = False,
+    rules: Data = EVERY_IMAGE,
+) -> Dataset:
     """Discover and decode every image; a bad file stops the load unless skip_bad_files."""
     root = Path(root) if root is not None else sample_root()
-    found = discover(root)
+    discovery = discover(root, rules)
     kept: list[ImageFile] = []
     arrays: list[np.ndarray] = []
     digests: list[str] = []
     skipped: list[tuple[Path, str]] = []
-    for item in found:
+    for item in discovery.files:
         raw = item.path.read_bytes()
         try:
             arrays.append(decode(raw, image_size, item.path))
@@ -144,6 +166,8 @@ def load(root: str | Path | None, image_size: int, skip_bad_files: bool = False)
         images=np.stack(arrays),
         content_hashes=digests,
         skipped=skipped,
+        origin=discovery.origin,
+        notices=discovery.notices,
     )
 
 
@@ -294,12 +318,173 @@ class AugmentedBatches(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.images))
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+def _walk(root: Path) -> tuple[list[str], list[str]]:
+    """Image files and folders under root at any depth, as paths relative to root; hidden
+    files and folders (a name starting with a dot) are left out."""
+    images: list[str] = []
+    folders: list[str] = []
+    for top, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(top).relative_to(root)
+        folders += [(here / d).as_posix() for d in dirs]
+        images += [
+            (here / name).as_posix()
+            for name in sorted(names)
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        ]
+    return images, folders
+
+
+def _matches(relative: str, pattern: str) -> bool:
+    """fnmatch, ignoring case; a pattern without / is matched against the file name alone."""
+    target = relative if "/" in pattern else relative.rpartition("/")[2]
+    return fnmatch.fnmatchcase(target.lower(), pattern.lower())
+
+
+def _passes(relative: str, rules: Data) -> bool:
+    return (not rules.include or any(_matches(relative, p) for p in rules.include)) and not any(
+        _matches(relative, p) for p in rules.exclude
     )
+
+
+def _select(root: Path, images: list[str], rules: Data, notices: list[str]) -> set[str]:
+    """The images that data.include and data.exclude let through."""
+    if not rules.include and not rules.exclude:
+        return set(images)
+    for pattern in rules.include:
+        if images and not any(_matches(path, pattern) for path in images):
+            raise DataError(
+                f"data.include: pattern {pattern!r} selects none of the {_files(len(images))} "
+                f"under {root}; {_PATTERNS}"
+            )
+    for pattern in rules.exclude:
+        if not any(_matches(path, pattern) for path in images):
+            notices.append(f"data.exclude: pattern {pattern!r} matches no image file")
+    selected = {path for path in images if _passes(path, rules)}
+    if images and not selected:
+        raise DataError(
+            f"data.include {rules.include} and data.exclude {rules.exclude} leave none of the "
+            f"{_files(len(images))} under {root}; {_PATTERNS}"
+        )
+    left_out = sorted(set(images) - selected, key=_natural_key)
+    if left_out:
+        notices.append(
+            f"data.include/exclude: using {len(selected)} of {_files(len(images))} "
+            f"({len(left_out)} left out, for example {left_out[0]})"
+        )
+    return selected
+
+
+def _from_folders(
+    root: Path,
+    images: list[str],
+    selected: set[str],
+    folders: list[str],
+    depth: int,
+    notices: list[str],
+) -> tuple[list[ImageFile], str]:
+    """The class is the name of the folder `depth` levels below root; images at any depth
+    below it count."""
+    class_dirs = [folder for folder in folders if folder.count("/") == depth - 1]
+    for folder in class_dirs:
+        if not any(path.startswith(folder + "/") for path in images):
+            raise DataError(
+                f"class folder {root / folder} contains no images (looked for "
+                f"{', '.join(IMAGE_EXTENSIONS)} at any depth); add images or remove the folder"
+            )
+    found, outside = [], []
+    for path in sorted(selected):
+        parts = path.split("/")
+        if len(parts) > depth:
+            found.append(ImageFile(root / path, parts[depth - 1]))
+        else:
+            outside.append(path)
+    if outside:
+        notices.append(
+            f"ignored {_files(len(outside))} outside the class folders ({outside[0]}"
+            f"{', ...' if len(outside) > 1 else ''}): they belong to no class"
+        )
+    where = "under data.root" if depth == 1 else f"{depth} levels below data.root"
+    return found, f"class folders {where}, images at any depth below them"
+
+
+def _from_names(root: Path, selected: set[str]) -> list[ImageFile]:
+    found = []
+    for path in sorted(selected):
+        match = _FLAT_NAME.match(Path(path).stem)
+        if not match:
+            raise DataError(
+                f"{root / path} is not named <class>_<n>.<ext>; in a flat folder the class "
+                "comes from the file name (or use one folder per class)"
+            )
+        found.append(ImageFile(root / path, match["label"]))
+    return found
+
+
+def _from_labels(
+    root: Path, selected: set[str], rules: Data, notices: list[str]
+) -> tuple[list[ImageFile], str]:
+    """Classes from a CSV of file and class columns, file paths relative to root."""
+    source = root / rules.labels  # an absolute labels path stays as it is
+    file_column, class_column = rules.label_columns["file"], rules.label_columns["class"]
+    if not source.is_file():
+        raise DataError(
+            f"data.labels: file {source} does not exist; give a CSV with a {file_column} and a "
+            f"{class_column} column (a relative path is taken from data.root)"
+        )
+    classes: dict[str, str] = {}
+    with open(source, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in (file_column, class_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(
+                f"data.labels {source}: no column {' or '.join(map(repr, missing))} (columns: "
+                f"{', '.join(reader.fieldnames or []) or 'none'}); name the columns with "
+                "data.label_columns: {file: ..., class: ...}"
+            )
+        for row in reader:
+            name = PurePosixPath((row[file_column] or "").strip().replace("\\", "/")).as_posix()
+            label = (row[class_column] or "").strip()
+            if name == "." or not label:
+                empty = class_column if name != "." else file_column
+                raise DataError(
+                    f"data.labels {source} line {reader.line_num}: empty {empty}; give every "
+                    "row a file and a class, or remove the row"
+                )
+            if classes.setdefault(name, label) != label:
+                raise DataError(
+                    f"data.labels {source}: {name} is listed with two classes ({classes[name]}, "
+                    f"{label}); give each file one class"
+                )
+    absent = [name for name in classes if not (root / name).is_file()]
+    if absent:
+        raise DataError(
+            f"data.labels {source} lists files that do not exist under {root}: "
+            f"{', '.join(absent[:3])}{', ...' if len(absent) > 3 else ''} ({len(absent)} in "
+            "all); file paths are relative to data.root"
+        )
+    chosen = {name for name in classes if _passes(name, rules)}
+    if len(chosen) < len(classes):
+        notices.append(
+            f"data.include/exclude: left out {len(classes) - len(chosen)} of the "
+            f"{len(classes)} files listed in {source.name}"
+        )
+    unlisted = sorted(selected - set(classes), key=_natural_key)
+    if unlisted:
+        notices.append(
+            f"ignored {_files(len(unlisted))} that {source.name} does not list "
+            f"({unlisted[0]}{', ...' if len(unlisted) > 1 else ''})"
+        )
+    found = [ImageFile(root / name, label) for name, label in classes.items() if name in chosen]
+    return found, f"labels file {source} (columns {file_column}, {class_column})"
+
+
+def _files(count: int) -> str:
+    return f"{count} image file" + ("" if count == 1 else "s")
+
+
+def _relative(root: Path, item: ImageFile) -> str:
+    return item.path.relative_to(root).as_posix()
 
 
 def _natural_key(name: str) -> list:

@@ -8,6 +8,7 @@ data by the run's seed, trains, and logs the whole story of the run.
 from __future__ import annotations
 
 import csv
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,9 @@ def prepare(
     false: a process that runs no trial needs none)."""
     store.check()  # first: it takes a moment, where loading the data can take minutes
     weights = resolve_weights(config.model.weights, config.model.init_seed)
-    dataset = data.load(config.data.root, config.data.image_size, config.data.skip_bad_files)
+    dataset = data.load(
+        config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
+    )
     features_cache = None
     if cache and config.features.cache and config.frozen.epochs:
         features_cache = features.load_or_build(
@@ -109,8 +112,20 @@ def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.n
     params["dataset.root"] = str(dataset.root)
     params["dataset.images"] = len(dataset)
     params["dataset.classes"] = ",".join(dataset.class_names)
+    params["dataset.class_source"] = dataset.origin
     params.update({f"dataset.{name}_images": len(split[name]) for name in data.SPLITS})
+    params["dataset.class_counts"] = class_counts(dataset, np.arange(len(dataset)))
+    for name in data.SPLITS:
+        params[f"dataset.{name}_class_counts"] = class_counts(dataset, split[name])
     return params
+
+
+def class_counts(dataset: data.Dataset, indices: np.ndarray) -> str:
+    """Images per class among `indices`, as JSON (class names may hold any character)."""
+    counts = np.bincount(dataset.labels[indices], minlength=len(dataset.class_names))
+    return json.dumps(
+        dict(zip(dataset.class_names, counts.tolist(), strict=True)), ensure_ascii=False
+    )
 
 
 def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]:
@@ -153,22 +168,22 @@ def write_artifacts(
             name = dataset.class_names[dataset.labels[i]]
             writer.writerow([_relative(dataset, i), name, split_of[i]])
     final = result.evaluations[result.final_stage]
+    names = dataset.class_names
     with open(folder / PREDICTIONS, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "split", "class", "predicted", "correct"])
         for split_name, evaluation in final.items():
             for i, guess in zip(split[split_name], evaluation.predicted, strict=True):
                 truth = int(dataset.labels[i])
-                names = dataset.class_names
-                writer.writerow(
-                    [
-                        _relative(dataset, i),
-                        split_name,
-                        names[truth],
-                        names[guess],
-                        int(truth == guess),
-                    ]
-                )
+                row = [_relative(dataset, i), split_name, names[truth], names[guess]]
+                writer.writerow([*row, int(truth == guess)])
+    with open(folder / "classes.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "files", "folders"])
+        for name, count, folders in dataset.class_sources():
+            writer.writerow([name, count, "; ".join(folders)])
+    if dataset.notices:
+        (folder / "data_notices.txt").write_text("\n".join(dataset.notices) + "\n")
     if dataset.skipped:
         lines = [f"{path}\t{reason}" for path, reason in dataset.skipped]
         (folder / "skipped_files.txt").write_text("\n".join(lines) + "\n")

@@ -105,6 +105,8 @@ class Sweep:
             self.progress,
             cache=workers > 0 or not distributed,
         )
+        for notice in self.prepared.dataset.notices:
+            self.say(f"note: {notice}")
         if fresh:
             self._abandon()
         self.experiment_id = self.store.experiment(self.config.name)

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from study import server
 
@@ -34,6 +35,23 @@ def copy_slice(destination: Path, per_class: int, first: int = 1) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for n in range(first, first + per_class):
             shutil.copy(NEU / name / f"{name}_{n}.jpg", folder)
+    return destination
+
+
+def nested_copy(destination: Path, per_class: int, classes: list[str] = CLASSES[:3]) -> Path:
+    """NEU images as a segmentation set ships: `<class>/Imgs/<name>.jpg`, the mask `<name>.png`
+    beside each image, and a preview image and a README at the root."""
+    for name in classes:
+        folder = destination / name / "Imgs"
+        folder.mkdir(parents=True)
+        for n in range(1, per_class + 1):
+            image = NEU / name / f"{name}_{n}.jpg"
+            shutil.copy(image, folder / f"exp_{n}.jpg")
+            with Image.open(image) as pixels:
+                mask = pixels.convert("L").point(lambda v: 255 if v > 128 else 0)
+            mask.save(folder / f"exp_{n}.png")
+    shutil.copy(NEU / classes[0] / f"{classes[0]}_{per_class + 1}.jpg", destination / "dataset.jpg")
+    (destination / "README.txt").write_text("A defect data set: one folder per class.\n")
     return destination
 
 

@@ -11,7 +11,6 @@ import hashlib
 import http.server
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,15 @@ CASES = [
     "JPEG header then garbage",
     "text file named .jpg",
     "image smaller than 32 px",
+    "include pattern that matches nothing",
+    "patterns that leave no image",
+    "labels file missing",
+    "labels CSV without the class column",
+    "labels CSV lists a missing file",
+    "labels CSV with an empty class",
+    "labels CSV gives a file two classes",
+    "unknown label_columns key",
+    "class_depth 0",
     "unknown YAML key",
     "wrong type",
     "empty choice list",
@@ -89,6 +97,42 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
         Image.new("L", (20, 40)).save(root / "patches" / "tiny.png")
         expected = [f"{root / 'patches' / 'tiny.png'}: image is 20x40 px", "32 px minimum"]
         expected.append("data.skip_bad_files: true")
+    elif name == "include pattern that matches nothing":
+        sets.append('data.include=["*.bmp"]')
+        expected = [
+            f"data.include: pattern '*.bmp' selects none of the 72 image files under {root}"
+        ]
+        expected.append("relative to data.root")
+    elif name == "patterns that leave no image":
+        sets += ['data.include=["*.jpg"]', 'data.exclude=["*_?.jpg", "*_??.jpg"]']
+        expected = ["data.include ['*.jpg'] and data.exclude ['*_?.jpg', '*_??.jpg'] leave none"]
+    elif name == "labels file missing":
+        sets.append("data.labels=labels.csv")
+        expected = [f"data.labels: file {root / 'labels.csv'} does not exist", "a class column"]
+    elif name.startswith("labels CSV"):
+        rows = {
+            "labels CSV without the class column": "file,label\ncrazing/crazing_1.jpg,a\n",
+            "labels CSV lists a missing file": "file,class\ncrazing/absent.jpg,a\n",
+            "labels CSV with an empty class": "file,class\ncrazing/crazing_1.jpg,a\nb.jpg,\n",
+            "labels CSV gives a file two classes": "file,class\nx/1.jpg,a\nx/1.jpg,b\n",
+        }[name]
+        (root / "labels.csv").write_text(rows)
+        sets.append("data.labels=labels.csv")
+        expected = [f"data.labels {root / 'labels.csv'}"]
+        expected.append(
+            {
+                "labels CSV without the class column": "no column 'class' (columns: file, label)",
+                "labels CSV lists a missing file": "crazing/absent.jpg (1 in all)",
+                "labels CSV with an empty class": "line 3: empty class",
+                "labels CSV gives a file two classes": "x/1.jpg is listed with two classes (a, b)",
+            }[name]
+        )
+    elif name == "unknown label_columns key":
+        sets.append("data.label_columns={image: ImageId}")
+        expected = ["data.label_columns: unknown key 'image'; valid keys: file, class"]
+    elif name == "class_depth 0":
+        sets.append("data.class_depth=0")
+        expected = ["data.class_depth: Input should be greater than or equal to 1 (got 0)"]
     elif name == "unknown YAML key":
         config = str(tmp_path / "study.yaml")
         Path(config).write_text(
@@ -186,14 +230,11 @@ def test_bad_input_stops_with_one_line_exit_2_and_the_store_untouched(
         args = [command, config, "--tracking-uri", target, "--state-dir", str(state)]
         for item in sets:
             args += ["--set", item]
-        started = time.monotonic()
         assert cli.main(args) == 2
-        took = time.monotonic() - started
         error = capsys.readouterr().err
         assert error.startswith("error: ") and error.count("\n") == 1, error
         for text in expected:
             assert text in error, (text, error)
-        assert took < 10, f"{took:.1f} s to refuse bad input"
         assert not fresh_db.exists() and not fresh_db.parent.exists()
         assert not state.exists() and not (tmp_path / "mlruns").exists()
         assert snapshot(existing_uri, existing_db) == before

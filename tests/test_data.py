@@ -1,3 +1,5 @@
+import csv
+import re
 import shutil
 
 import numpy as np
@@ -5,10 +7,10 @@ import pytest
 from PIL import Image
 
 from study import data
-from study.config import Augmentation, Split
+from study.config import Augmentation, Data, Split
 from study.errors import DataError
 
-from .conftest import CLASSES, NEU, copy_slice
+from .conftest import CLASSES, NEU, copy_slice, nested_copy
 
 
 def test_class_folders_with_spaces_and_mixed_extensions(tmp_path):
@@ -18,7 +20,7 @@ def test_class_folders_with_spaces_and_mixed_extensions(tmp_path):
         for n in range(3):
             Image.new("L", (40, 40), color=n * 60).save(folder / f"img {n}{ext}")
     (tmp_path / "notes.txt").write_text("not an image")
-    found = data.discover(tmp_path)
+    found = data.discover(tmp_path).files
     assert [f.label for f in found] == ["pitted surface"] * 3 + ["rolled in scale"] * 3
     loaded = data.load(tmp_path, 32)
     assert loaded.images.shape == (6, 32, 32, 3)
@@ -29,14 +31,14 @@ def test_flat_folder_uses_neu_file_names(tmp_path):
     for name in CLASSES[:3]:
         for n in (1, 2, 10):
             shutil.copy(NEU / name / f"{name}_{n}.jpg", tmp_path)
-    found = data.discover(tmp_path)
+    found = data.discover(tmp_path).files
     assert {f.label for f in found} == set(CLASSES[:3])
     # natural order: _2 before _10
     assert [f.path.name for f in found[:3]] == ["crazing_1.jpg", "crazing_2.jpg", "crazing_10.jpg"]
 
 
 def test_the_full_neu_folder(neu):
-    found = data.discover(neu)
+    found = data.discover(neu).files
     assert len(found) == 1800
     assert sorted({f.label for f in found}) == CLASSES
 
@@ -194,3 +196,118 @@ def test_augmentation_rotates_by_the_allowed_angles():
     mirrored = data.to_model_input(np.rot90(image[0], k=-1))[..., 0]
     assert np.abs(turned - expected).mean() < np.abs(turned - mirrored).mean()
     assert np.abs(turned - expected).mean() < 0.05
+
+
+def test_nested_class_folders_with_masks_beside_the_images(tmp_path):
+    root = nested_copy(tmp_path / "tiles", per_class=4)
+    found = data.discover(root, Data(exclude=["*.png"]))
+    assert [f.path.relative_to(root).as_posix() for f in found.files[:4]] == [
+        f"crazing/Imgs/exp_{n}.jpg" for n in (1, 2, 3, 4)
+    ]
+    assert [f.label for f in found.files] == [name for name in CLASSES[:3] for _ in range(4)]
+    assert found.notices == [
+        "data.include/exclude: using 13 of 25 image files (12 left out, for example "
+        "crazing/Imgs/exp_1.png)",
+        "ignored 1 image file outside the class folders (dataset.jpg): they belong to no class",
+    ]
+    included = data.discover(root, Data(include=["*.jpg"]))
+    assert included.files == found.files
+    loaded = data.load(root, 32, rules=Data(exclude=["*.png"]))
+    assert loaded.class_sources() == [(name, 4, [f"{name}/Imgs"]) for name in CLASSES[:3]]
+
+
+def test_the_fingerprint_covers_the_selection(tmp_path):
+    root = nested_copy(tmp_path / "tiles", per_class=3)
+    images = data.load(root, 32, rules=Data(exclude=["*.png"]))
+    assert data.load(root, 32, rules=Data(include=["*.jpg"])).fingerprint == images.fingerprint
+    with_masks = data.load(root, 32)  # masks are images too when no pattern leaves them out
+    assert len(with_masks) == 2 * len(images)
+    assert with_masks.fingerprint != images.fingerprint
+    fewer = data.load(root, 32, rules=Data(exclude=["*.png", "exp_3.jpg"]))
+    assert len(fewer) == len(images) - 3 and fewer.fingerprint != images.fingerprint
+
+
+def test_patterns_with_a_slash_match_the_whole_relative_path(tmp_path):
+    root = nested_copy(tmp_path / "tiles", per_class=2)
+    two_classes = Data(include=["crazing/*.jpg", "PATCHES/*"], exclude=["*.png"])
+    found = data.discover(root, two_classes).files
+    assert {f.label for f in found} == {"crazing", "patches"} and len(found) == 4
+    with pytest.raises(DataError, match="pattern 'Imgs/\\*' selects none of the 13 image files"):
+        data.discover(root, Data(include=["Imgs/*"]))  # a path pattern starts at the root
+    with pytest.raises(DataError, match=r"leave none of the 13 image files"):
+        data.discover(root, Data(include=["*.png"], exclude=["*/Imgs/*"]))
+
+
+def test_class_depth_merges_folders_of_one_name(tmp_path):
+    root = tmp_path / "mvtec"
+    layout = {"bottle/train/good": "crazing", "bottle/test/good": "inclusion"}
+    layout |= {"bottle/test/crack": "patches", "bottle/ground_truth/crack": "scratches"}
+    for folder, source in layout.items():
+        (root / folder).mkdir(parents=True)
+        for n in (1, 2, 3):
+            shutil.copy(NEU / source / f"{source}_{n}.jpg", root / folder / f"{n:03d}.png")
+    rules = Data(class_depth=3, exclude=["*/ground_truth/*"])
+    loaded = data.load(root, 32, rules=rules)
+    assert loaded.class_sources() == [
+        ("crack", 3, ["bottle/test/crack"]),
+        ("good", 6, ["bottle/test/good", "bottle/train/good"]),
+    ]
+    assert loaded.origin.startswith("class folders 3 levels below data.root")
+
+
+def write_labels(path, rows, header=("file", "class")):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_classes_from_a_labels_file(tmp_path):
+    root = tmp_path / "severstal"
+    (root / "train_images").mkdir(parents=True)
+    rows = []
+    for name, label in (("crazing", "1"), ("patches", "3"), ("scratches", "none")):
+        for n in (1, 2, 3):
+            shutil.copy(NEU / name / f"{name}_{n}.jpg", root / "train_images" / f"{name}{n}.jpg")
+            rows.append([f"train_images/{name}{n}.jpg", label, "1 5"])
+    write_labels(root / "train.csv", rows[1:], header=("ImageId", "ClassId", "EncodedPixels"))
+    rules = Data(labels="train.csv", label_columns={"file": "ImageId", "class": "ClassId"})
+    loaded = data.load(root, 32, rules=rules)
+    assert loaded.class_names == ["1", "3", "none"]
+    assert [p.name for p in loaded.files[:2]] == ["crazing2.jpg", "crazing3.jpg"]
+    assert loaded.notices == [
+        "ignored 1 image file that train.csv does not list (train_images/crazing1.jpg)"
+    ]
+    assert loaded.origin == f"labels file {root / 'train.csv'} (columns ImageId, ClassId)"
+    relabelled = rows[1:-1] + [[rows[-1][0], "3", ""]]
+    write_labels(root / "other.csv", relabelled, header=("ImageId", "ClassId", "EncodedPixels"))
+    other = data.load(root, 32, rules=rules.model_copy(update={"labels": "other.csv"}))
+    assert other.fingerprint != loaded.fingerprint  # same files, one class changed
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "expected"),
+    [
+        ([["crazing/crazing_1.jpg", "a"]], ("file", "label"), "no column 'class' (columns: file, "),
+        (
+            [["crazing/crazing_99.jpg", "a"]],
+            ("file", "class"),
+            "lists files that do not exist under",
+        ),
+        ([["crazing/crazing_1.jpg", " "]], ("file", "class"), "line 2: empty class"),
+        (
+            [["crazing/crazing_1.jpg", "a"], ["crazing/crazing_1.jpg", "b"]],
+            ("file", "class"),
+            "crazing/crazing_1.jpg is listed with two classes (a, b)",
+        ),
+    ],
+)
+def test_bad_labels_files(neu_slice, rows, header, expected):
+    write_labels(neu_slice / "labels.csv", [*rows, ["patches/patches_1.jpg", "b"]], header)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        data.discover(neu_slice, Data(labels="labels.csv"))
+
+
+def test_a_missing_labels_file(neu_slice):
+    with pytest.raises(DataError, match="data.labels: file .*absent.csv does not exist"):
+        data.discover(neu_slice, Data(labels="absent.csv"))

@@ -1,12 +1,13 @@
 """`study train` end to end: a real process, real NEU images, a real SQLite MLflow store."""
 
 import csv
+import json
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import REPO, run_study
+from .conftest import CLASSES, REPO, nested_copy, run_study
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -68,3 +69,61 @@ def test_train_logs_one_complete_run(neu_slice, tmp_path):
     assert len(rows) == 72
     for name in ("train", "val", "test"):
         assert sum(r["split"] == name for r in rows) == int(run[f"params.dataset.{name}_images"])
+
+
+def train_on(root, tmp_path, *sets):
+    """`study train` of the smoke study at 32 px, briefly, on `root`: the process, its run."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    args = ["--set", f"data.root={root}", "--set", "data.image_size=32"]
+    args += ["--set", "frozen.epochs=2", "--set", "fine_tune.epochs=0"]
+    for item in sets:
+        args += ["--set", item]
+    done = run_study(
+        "train",
+        SMOKE,
+        *args,
+        "--tracking-uri",
+        uri,
+        "--state-dir",
+        str(tmp_path / "s"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = MlflowClient(uri).search_runs(["1"])
+    return done, run, MlflowClient(uri)
+
+
+def test_train_on_nested_class_folders_with_masks_beside_the_images(tmp_path):
+    root = nested_copy(tmp_path / "tiles", per_class=10)
+    done, run, client = train_on(root, tmp_path, 'data.exclude=["*.png"]')
+    assert "note: ignored 1 image file outside the class folders (dataset.jpg)" in done.stdout
+    assert "note: data.include/exclude: using 31 of 61 image files" in done.stdout
+    params = run.data.params
+    assert params["dataset.images"] == "30"
+    assert json.loads(params["dataset.class_counts"]) == {name: 10 for name in CLASSES[:3]}
+    per_split = [json.loads(params[f"dataset.{s}_class_counts"]) for s in ("train", "val", "test")]
+    assert [sum(counts.values()) for counts in per_split] == [
+        int(params[f"dataset.{s}_images"]) for s in ("train", "val", "test")
+    ]
+    classes = client.download_artifacts(run.info.run_id, "classes.csv", str(tmp_path))
+    with open(classes) as handle:
+        assert list(csv.reader(handle))[1:] == [[n, "10", f"{n}/Imgs"] for n in CLASSES[:3]]
+
+
+def test_train_from_a_labels_file(tmp_path):
+    root = nested_copy(tmp_path / "tiles", per_class=10)
+    with open(root / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ImageId", "ClassId"])
+        for n, name in enumerate(CLASSES[:3]):
+            writer.writerows([f"{name}/Imgs/exp_{i}.jpg", f"defect_{n}"] for i in range(1, 11))
+    done, run, _ = train_on(
+        root,
+        tmp_path,
+        "data.labels=labels.csv",
+        "data.label_columns={file: ImageId, class: ClassId}",
+    )
+    assert "note: ignored 31 image files that labels.csv does not list" in done.stdout
+    counts = json.loads(run.data.params["dataset.class_counts"])
+    assert counts == {"defect_0": 10, "defect_1": 10, "defect_2": 10}
+    assert run.data.params["dataset.class_source"].startswith("labels file")

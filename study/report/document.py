@@ -13,7 +13,7 @@ import pandas as pd
 
 import study
 from study import plots
-from study.report import figures, tables
+from study.report import balance, figures, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
@@ -68,6 +68,7 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
     else:
         blocks += _summary(analysis, paper)
         blocks += _provenance(analysis)
+        blocks += balance.section(analysis.best_runs, analysis.split)
         blocks += _configurations(analysis)
         blocks += _hyperparameters(analysis)
         for stage in tables.STAGES:
@@ -116,6 +117,7 @@ def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
             for row in measured.itertuples()
         ]
         items.append(f"Table 6, {split} error rate by activation, same model: {'; '.join(parts)}.")
+    items += balance.summary(analysis.best_runs, analysis.split)
     counts = _exclusions(analysis)
     items.append(f"{len(runs)} runs included; excluded: {counts}.")
     if not analysis.same_data:
