@@ -12,11 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "activation.yaml"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
+def add_options(parser: argparse.ArgumentParser, image_size: int = 224) -> None:
     """--data, --weights and --image-size, as every benchmark takes them."""
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "neu"))
     parser.add_argument("--weights", default="none")
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=image_size)
 
 
 def run(args: argparse.Namespace, tracking_uri: str, state_dir: str, *options: str) -> float:

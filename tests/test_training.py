@@ -152,3 +152,24 @@ def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(dataset, weights, ca
         dataset.class_names,
     )
     assert rescored.metrics["loss"] == pytest.approx(kept["loss"], rel=1e-3)
+
+
+def test_each_seed_goes_through_the_cached_views_in_an_order_of_its_own():
+    views = np.arange(10 * 4 * 1, dtype=np.float32).reshape(10, 4, 1)  # image i, view v -> 4i+v
+    labels = np.zeros(10, dtype=np.int64)
+
+    def views_seen(seed: int, epochs: int) -> np.ndarray:
+        batches = training.CachedViews(views, labels, batch_size=3, seed=seed)
+        seen = []
+        for _ in range(epochs):
+            epoch = np.concatenate([batches[i][0][:, 0] for i in range(len(batches))])
+            seen.append(np.sort(epoch).astype(int) % 4)  # sorted by image: the view it drew
+            batches.on_epoch_end()
+        return np.array(seen)  # (epoch, image) -> view
+
+    first = views_seen(seed=0, epochs=8)
+    for image in range(10):  # every view once before any repeats
+        assert sorted(first[:4, image]) == [0, 1, 2, 3]
+        assert sorted(first[4:, image]) == [0, 1, 2, 3]
+    assert not np.array_equal(first, views_seen(seed=1, epochs=8))
+    assert np.array_equal(first, views_seen(seed=0, epochs=8))

@@ -1,0 +1,79 @@
+"""Does training the head on cached features give the model that training through the backbone
+gives? The frozen phase of `activation.yaml` on NEU, once on the feature cache and once end to
+end through the frozen backbone with fresh augmentation every epoch, for the same seeds (same
+split, same head initialisation), in one run.
+
+    python benchmarks/cache_fidelity.py [--data ../shared/data/neu] [--image-size 128]
+
+Prints each seed's test error both ways, their means and spreads, and the cached-minus-direct
+difference by the report's own test (Nadeau-Bengio corrected resampled t-test over the seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import activation_sweep
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    activation_sweep.add_options(parser, image_size=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+
+    from study import config as study_config
+    from study import data, features, training
+    from study.model import resolve_weights
+    from study.report import stats
+
+    overrides = [
+        f"data.root={args.data}",
+        f"data.image_size={args.image_size}",
+        f"model.weights={args.weights}",
+        *args.set,
+    ]
+    config = study_config.load(activation_sweep.SPACE, overrides)
+    dataset = data.load(config.data.root, config.data.image_size)
+    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    print(
+        f"{len(dataset)} images at {args.image_size} px, weights {weights.label}, "
+        f"{config.features.views} cached views, {config.frozen.epochs} epochs"
+    )
+    errors: dict[str, list[float]] = {"cached": [], "direct": []}
+    ratios = []
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        cache = features.load_or_build(
+            dataset, weights, **features.settings(config), directory=Path(folder)
+        )
+        print(f"feature cache build: {time.perf_counter() - started:.0f} s")
+        for seed in args.seeds:
+            seeded = config.with_values({"seed": seed})
+            split = data.split(dataset, seeded.data.split, seed)
+            ratios.append(len(split["val"]) / len(split["train"]))
+            for name, source in (("cached", cache), ("direct", None)):
+                started = time.perf_counter()
+                result = training.train(seeded, dataset, split, weights, source)
+                error = 100 * result.evaluations["frozen"]["test"].metrics["error_rate"]
+                errors[name].append(error)
+                took = time.perf_counter() - started
+                print(f"seed {seed} {name:>6}: test error {error:.2f} % ({took:.0f} s)")
+    for name, values in errors.items():
+        spread = stats.spread(values)
+        print(f"{name}: test error {spread.mean:.2f} ± {spread.std:.2f} % (n = {spread.n})")
+    test = stats.corrected_comparison(errors["cached"], errors["direct"], float(np.mean(ratios)))
+    print(
+        f"cached - direct: {test.mean_difference:+.2f} points, 95% CI "
+        f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], corrected t-test p = {test.p_value:.3f} "
+        f"(n_val/n_train {test.ratio:.3f}, {test.n} seeds)"
+    )
+
+
+if __name__ == "__main__":
+    main()
