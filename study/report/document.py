@@ -189,7 +189,7 @@ def _provenance(analysis: Analysis) -> list[Block]:
             + f"; {_listing(param(runs, 'dataset.images'))} images in classes "
             + _listing(param(runs, "dataset.classes").str.replace(",", ", "))
             + f"; unreadable files skipped: {_listing(column(runs, 'tags.skipped_files'))}.",
-            f"Split (images): {_listing(column(runs, 'tags.split'))}. {_split_design(analysis)}",
+            f"Split (images): {_listing(column(runs, 'tags.split'))}.",
             f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
             f"Training machine: {trained_on}. Inference timing: {timed_on}.",
             f"Selection: configurations are ranked by their mean "
@@ -501,7 +501,11 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
         "the exact McNemar test on the test images (in brackets: images the activation got "
         "right in more seeds than elu / fewer)."
     )
-    notes = [protocol, *(f"Paper: {note}" for note in paper.activation_notes)]
+    notes = [
+        protocol,
+        _split_design(analysis),
+        *(f"Paper: {note}" for note in paper.activation_notes),
+    ]
     if not analysis.same_data:
         notes.append(_not_neu(paper))
     measured = table[table["n"] > 0]
