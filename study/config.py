@@ -173,6 +173,9 @@ class Phase(Strict):
     learning_rate: float = Field(1e-3, gt=0, le=10)
     decay_rate: float = Field(0.0, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
     early_stopping: EarlyStopping = EarlyStopping()
+    augment: bool = Field(
+        True, description="train on augmented images (the paper); false: on the clean images"
+    )
     execution: Literal["graph", "eager"] = Field(
         "graph",
         description="graph: TensorFlow traces the step once (about a minute for the whole "

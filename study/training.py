@@ -126,7 +126,7 @@ def train(
 
     def image_batches(phase: Phase, seed: int) -> AugmentedBatches:
         train = split["train"]
-        augmentation = config.data.augmentation
+        augmentation = config.data.augmentation if phase.augment else None
         return AugmentedBatches(
             dataset.images[train], labels[train], phase.batch_size, augmentation, seed
         )
@@ -138,9 +138,8 @@ def train(
         if features is not None:
             trained, inputs = head, features.clean.__getitem__
             train = split["train"]
-            batches = CachedViews(
-                features.views[train], labels[train], config.frozen.batch_size, config.seed
-            )
+            views = features.views[train] if config.frozen.augment else features.clean[train, None]
+            batches = CachedViews(views, labels[train], config.frozen.batch_size, config.seed)
         else:
             trained, inputs = model, clean_images
             backbone.trainable = False

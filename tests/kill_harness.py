@@ -345,6 +345,9 @@ def check_feature_cache(config, state_dir: Path) -> str | None:
     files = sorted(p.name for p in folder.iterdir())
     if files != [f"{key}.lock", f"{key}.npz"]:
         return f"the feature cache folder holds {files}, expected one lock and one .npz"
-    if features._read(folder / f"{key}.npz", key, len(dataset), config.features.views) is None:
+    if (
+        features._read(folder / f"{key}.npz", key, len(dataset), features.settings(config)["views"])
+        is None
+    ):
         return "the feature cache file is not complete and valid"
     return None

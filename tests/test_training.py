@@ -173,3 +173,17 @@ def test_each_seed_goes_through_the_cached_views_in_an_order_of_its_own():
         assert sorted(first[4:, image]) == [0, 1, 2, 3]
     assert not np.array_equal(first, views_seen(seed=1, epochs=8))
     assert np.array_equal(first, views_seen(seed=0, epochs=8))
+
+
+def test_without_augmentation_the_frozen_phase_trains_on_clean_cached_features(
+    dataset, weights, tmp_path
+):
+    cfg = study_config(augment=False)
+    settings = features.settings(cfg)
+    assert settings["views"] == 0
+    cache = features.load_or_build(dataset, weights, **settings, directory=tmp_path)
+    assert cache.views.shape == (len(dataset), 0, model.FEATURE_WIDTH)
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache)
+    train = result.evaluations["frozen"]["train"].metrics["accuracy"]
+    assert train > 1 / len(dataset.class_names)  # it learned from the clean features
