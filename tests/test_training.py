@@ -118,3 +118,17 @@ def test_evaluation_metrics_by_hand():
     assert scores.metrics["recall_keras"] == pytest.approx(3 / 4)
     assert scores.confusion.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
     assert scores.per_class["b"]["support"] == 2
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights, cache, cached):
+    cfg = study_config(epochs=1).with_values({"model.normalize_features": True})
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache if cached else None)
+    layer = result.head.get_layer(model.NORMALIZATION)
+    train = cache.clean[parts["train"]]
+    np.testing.assert_allclose(layer.mean.numpy().ravel(), train.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        layer.variance.numpy().ravel(), train.var(axis=0), rtol=1e-3, atol=1e-6
+    )
+    assert result.parameters["trainable_frozen"] == 106_306
