@@ -156,6 +156,9 @@ class Model(Strict):
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
     head_width: int = Field(100, ge=1, le=8192)
+    normalize_features: bool = Field(
+        False, description="standardize the backbone's features with the training split's"
+    )
 
 
 class EarlyStopping(Strict):

@@ -25,7 +25,14 @@ from sklearn.metrics import (
 from study.config import Phase, StudyConfig
 from study.data import AugmentedBatches, Dataset, to_model_input
 from study.features import FeatureCache
-from study.model import Weights, build_backbone, build_classifier, build_head, parameter_counts
+from study.model import (
+    Weights,
+    adapt_head,
+    build_backbone,
+    build_classifier,
+    build_head,
+    parameter_counts,
+)
 
 STAGES = ("frozen", "fine_tune")
 SPLIT_METRICS = (
@@ -118,6 +125,7 @@ def train(
         config.model.dropout,
         config.model.head_width,
         config.seed,
+        normalize=config.model.normalize_features,
     )
     result = TrainingResult(class_names=dataset.class_names, head=head)
     needs_backbone = features is None or config.fine_tune.epochs > 0
@@ -133,6 +141,15 @@ def train(
 
     def clean_images(indices: np.ndarray) -> np.ndarray:
         return to_model_input(dataset.images[indices])
+
+    if config.model.normalize_features:  # on the training split's clean features
+        train = split["train"]
+        adapt_head(
+            head,
+            features.clean[train]
+            if features is not None
+            else backbone.predict(clean_images(train), batch_size=_PREDICT_BATCH, verbose=0),
+        )
 
     if config.frozen.epochs:
         if features is not None:

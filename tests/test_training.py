@@ -187,3 +187,17 @@ def test_without_augmentation_the_frozen_phase_trains_on_clean_cached_features(
     result = training.train(cfg, dataset, parts, weights, cache)
     train = result.evaluations["frozen"]["train"].metrics["accuracy"]
     assert train > 1 / len(dataset.class_names)  # it learned from the clean features
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights, cache, cached):
+    cfg = study_config(epochs=1).with_values({"model.normalize_features": True})
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache if cached else None)
+    layer = result.head.get_layer(model.NORMALIZATION)
+    train = cache.clean[parts["train"]]
+    np.testing.assert_allclose(layer.mean.numpy().ravel(), train.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        layer.variance.numpy().ravel(), train.var(axis=0), rtol=1e-3, atol=1e-6
+    )
+    assert result.parameters["trainable_frozen"] == 106_306
