@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import runs
+    from study.errors import TrainingFailed
     from study.tracking import Store
-    from study.training import TrainingFailed
 
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)
