@@ -72,6 +72,7 @@ def train(args: argparse.Namespace) -> int:
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import server
+    from study.errors import WorkersLost
     from study.sweep import Sweep
     from study.tracking import Store
 
@@ -91,7 +92,16 @@ def sweep(args: argparse.Namespace) -> int:
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
-    summary = runner.run(fresh=args.fresh, workers=args.workers, oracle_address=args.serve_oracle)
+    try:
+        summary = runner.run(
+            fresh=args.fresh,
+            workers=args.workers,
+            oracle_address=args.serve_oracle,
+            retry_failed=args.retry_failed,
+        )
+    except WorkersLost as error:
+        print(f"sweep failed: {error}", file=sys.stderr)
+        return 1
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -221,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--fresh", action="store_true", help="start a new sweep instead of resuming"
+    )
+    command.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming, run every failed trial once more (its failed run stays, tagged)",
     )
     command.add_argument(
         "--workers",

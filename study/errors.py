@@ -30,5 +30,13 @@ class SweepStateError(StudyError):
     """The saved state of a sweep does not match the sweep being run."""
 
 
+class WorkerIdError(StudyError):
+    """A worker asked for an id that a live worker of the same sweep holds."""
+
+
 class TrainingFailed(Exception):
     """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
+
+
+class WorkersLost(Exception):
+    """Every local worker of a distributed sweep died before it could run a trial."""

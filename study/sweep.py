@@ -32,13 +32,14 @@ import yaml
 
 from study import runs, server, tuner
 from study.config import StudyConfig
-from study.errors import ConfigError, SweepStateError, TrainingFailed
+from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
 from study.tracking import PARENT_TAG, Store
-from study.workers import WorkerPool
+from study.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
+RETRIED_TAG = "retried"  # on a trial's FAILED run that --retry-failed ran again
 # Keras Tuner's distribution settings, read from the environment.
 TUNER_ID, ORACLE_IP, ORACLE_PORT = (
     "KERASTUNER_TUNER_ID",
@@ -86,10 +87,15 @@ class Sweep:
         self._durations: list[float] = []
 
     def run(
-        self, fresh: bool = False, workers: int = 0, oracle_address: str | None = None
+        self,
+        fresh: bool = False,
+        workers: int = 0,
+        oracle_address: str | None = None,
+        retry_failed: bool = False,
     ) -> SweepSummary:
         """Run or resume the sweep: in this process, or as the chief of `workers` local
-        worker processes and of any remote workers that reach `oracle_address` (host:port)."""
+        worker processes and of any remote workers that reach `oracle_address` (host:port).
+        With `retry_failed`, the trials that failed run once more."""
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
         distributed = workers > 0 or oracle_address is not None
         self.prepared = runs.prepare(
@@ -107,18 +113,21 @@ class Sweep:
         if distributed:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
             os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
-            if workers:
-                pool = WorkerPool(self, workers, server.reachable(host), port)
+            pool = WorkerPool(self, workers, server.reachable(host), port)
+        self.serves_remote_workers = oracle_address is not None
         study_tuner = self._tuner(oracle)
-        self._ended = sum(
-            trial.status in ("COMPLETED", "FAILED") for trial in study_tuner.oracle.trials.values()
-        )
+        if retry_failed:
+            self._retry_failed(study_tuner.oracle)
+        self._ended = len(study_tuner.oracle.end_order)
         self.sweep_started = time.monotonic()
         try:
             if pool:
-                pool.start()
+                pool.start(study_tuner.oracle)
             study_tuner.search(verbose=0)
         except (KeyboardInterrupt, SystemExit):
+            if pool and pool.failure:
+                self.store.end_run(self.parent_run_id, "FAILED", pool.failure)
+                raise WorkersLost(pool.failure) from None
             self.store.end_run(self.parent_run_id, "KILLED", "interrupted; run again to resume")
             raise
         finally:
@@ -139,10 +148,28 @@ class Sweep:
         self.prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
         self.experiment_id = self.store.experiment(self.config.name)
         self.parent_run_id = self._find_parent(self._identity(self.prepared))
+        lease = Lease(self.store, self.parent_run_id, worker_id)
+        lease.acquire()
         study_tuner = self._tuner(oracle)
         # A worker sees only its own trials: it counts them, the sweep's total is the chief's.
         self._ended, self.sweep_started, self.planned = 0, time.monotonic(), None
-        study_tuner.search(verbose=0)
+        try:
+            study_tuner.search(verbose=0)
+        finally:
+            lease.release()
+
+    def _retry_failed(self, oracle) -> None:
+        """Queue the failed trials to run again, each once; their FAILED runs stay, tagged as
+        retried, and the trial's new run is the one that counts."""
+        failed = [t for t in oracle.end_order if oracle.trials[t].status == "FAILED"]
+        for trial_id in failed:
+            for run in self.child_runs(trial_id):
+                if run.info.status == "FAILED":
+                    self.store.client.set_tag(run.info.run_id, RETRIED_TAG, "true")
+        oracle.end_order = [t for t in oracle.end_order if t not in failed]
+        oracle._retry_queue += reversed(failed)  # handed out from the end: in trial order
+        oracle.save()
+        self.say(f"retrying {len(failed)} failed trials: {', '.join(failed) or 'none'}")
 
     def _tuner(self, oracle) -> tuner.StudyTuner:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading..."
@@ -280,7 +307,7 @@ class Sweep:
             if run.info.status == "FINISHED":
                 self._scores[trial_id] = _scores(run.data.metrics)
                 return self._scores[trial_id]
-            if run.info.status == "FAILED":
+            if run.info.status == "FAILED" and RETRIED_TAG not in run.data.tags:
                 raise kt.errors.FailedTrialError(run.data.tags.get("error", "failed earlier"))
         for run in existing:
             if run.info.status == "RUNNING":
@@ -319,6 +346,28 @@ class Sweep:
         }
         return self._scores[trial_id]
 
+    def close_failed(self, trial) -> None:
+        """Give a FAILED trial its one FAILED run with the error: its RUNNING run is closed, or,
+        when it failed before its run existed, a run is made for it."""
+        reason = _last_line(trial.message)
+        found = [r for r in self.child_runs(trial.trial_id) if RETRIED_TAG not in r.data.tags]
+        if any(run.info.status in ("FINISHED", "FAILED") for run in found):
+            return
+        running = [run for run in found if run.info.status == "RUNNING"]
+        for run in running:
+            self.store.end_run(run.info.run_id, "FAILED", reason)
+        if running:
+            return
+        values = tuner.trial_values(trial)
+        tags = {"run_type": "trial", "trial_id": trial.trial_id}
+        if tuner.SEED in values:
+            tags["seed"] = str(values[tuner.SEED])
+        run_id = self.store.create_run(
+            self.experiment_id, f"trial-{trial.trial_id}", tags, self.parent_run_id
+        )
+        self.store.log(run_id, params=values)
+        self.store.end_run(run_id, "FAILED", reason)
+
     def _report_trial(self, trial) -> None:
         took = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         self._durations.append(took)
@@ -327,8 +376,7 @@ class Sweep:
         if trial.status == "COMPLETED":
             outcome = f"{objective} {self._scores[trial.trial_id][objective]:.4f}"
         else:
-            outcome = (trial.message or "").strip().splitlines()[-1:] or ["no message"]
-            outcome = f"FAILED: {outcome[0]}"
+            outcome = f"FAILED: {_last_line(trial.message)}"
         values = " ".join(f"{k}={v}" for k, v in tuner.trial_values(trial).items())
         elapsed = time.monotonic() - self.sweep_started
         total = f"/{self.planned}" if self.planned else ""
@@ -350,6 +398,8 @@ class Sweep:
         configs: dict[str, dict] = {}
         for trial in trials:
             summary.statuses[trial.trial_id] = str(trial.status)
+            if trial.status == "FAILED":
+                self.close_failed(trial)
             if trial.status == "COMPLETED" and trial.score is not None:
                 values = {k: v for k, v in tuner.trial_values(trial).items() if k != tuner.SEED}
                 key = json.dumps(values, sort_keys=True, default=str)
@@ -391,6 +441,11 @@ class Sweep:
 
 def _scores(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if re.match(r"^(train|val|test)_", k)}
+
+
+def _last_line(message: str | None) -> str:
+    """The error of a Keras Tuner trial message (a traceback, or a reason)."""
+    return ((message or "").strip().splitlines() or ["no message"])[-1]
 
 
 def _clock(seconds: float) -> str:

@@ -9,6 +9,9 @@ import time
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from study import workers
+from study.report import selection
+
 from .conftest import REPO, run_study
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
@@ -105,3 +108,43 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(tmp_path
     assert client.get_run(killed.info.run_id).info.status == "KILLED"
     assert killed.data.tags["trial_id"] in set(finished["tags.trial_id"])
     assert "RUNNING" not in set(trials["status"])
+
+
+def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(tmp_path):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    # Trial 1's worker SIGKILLs itself as soon as it gets the trial, before its MLflow run
+    # exists: the sweep must end (a hang fails on the timeout), with that trial FAILED.
+    done = run_study(
+        "sweep",
+        SMOKE,
+        "--workers",
+        "2",
+        "--tracking-uri",
+        uri,
+        "--set",
+        "data.image_size=32",
+        cwd=tmp_path,
+        env={workers.KILL_TRIAL: "1"},
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    reason = f"died {workers.MAX_RESTARTS + 1} times running this trial"
+    assert "trial 1 FAILED: worker" in done.stderr and reason in done.stderr
+    assert "3 trials completed, 1 failed" in done.stdout
+
+    trials, parents = trial_runs(uri)
+    assert trials["tags.trial_id"].is_unique  # one run per trial handed out
+    status = dict(zip(trials["tags.trial_id"], trials["status"], strict=True))
+    assert status == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED", "3": "FINISHED"}
+    failed = trials[trials["tags.trial_id"] == "1"].iloc[0]
+    assert reason in failed["tags.error"]
+
+    # the parent's counts, planned_trials and the report's selection tell one story
+    parent = parents.iloc[0]
+    assert parent["status"] == "FINISHED"
+    completed, failed_count = parent["metrics.trials_completed"], parent["metrics.trials_failed"]
+    assert (completed, failed_count) == (3, 1)
+    assert int(parent["params.planned_trials"]) == completed + failed_count
+    chosen = selection.select(mlflow.search_runs(experiment_names=["smoke"]))
+    assert len(chosen.runs) == completed
+    assert chosen.excluded == {"failed": failed_count}
