@@ -7,10 +7,13 @@ import sys
 import time
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from study import workers
+from study.errors import WorkerIdError
 from study.report import selection
+from study.tracking import Store
 
 from .conftest import REPO, run_study
 
@@ -148,3 +151,48 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(tmp_p
     chosen = selection.select(mlflow.search_runs(experiment_names=["smoke"]))
     assert len(chosen.runs) == completed
     assert chosen.excluded == {"failed": failed_count}
+
+    # --retry-failed runs the failed trial once more; its FAILED run stays, tagged as retried
+    again = run_study(
+        "sweep",
+        SMOKE,
+        "--retry-failed",
+        "--tracking-uri",
+        uri,
+        "--set",
+        "data.image_size=32",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "retrying 1 failed trials: 1" in again.stdout
+    assert "4 trials completed, 0 failed" in again.stdout
+    trials, parents = trial_runs(uri)
+    of_trial_1 = trials[trials["tags.trial_id"] == "1"]
+    assert len(trials) == 5 and sorted(of_trial_1["status"]) == ["FAILED", "FINISHED"]
+    old = of_trial_1[of_trial_1["run_id"] == failed["run_id"]].iloc[0]
+    assert old["status"] == "FAILED" and old["tags.retried"] == "true"
+    parent = parents.iloc[0]
+    assert (parent["metrics.trials_completed"], parent["metrics.trials_failed"]) == (4, 0)
+    chosen = selection.select(mlflow.search_runs(experiment_names=["smoke"]))
+    assert len(chosen.runs) == 4 and chosen.excluded == {"failed": 1}  # the retried run
+    assert failed["run_id"] not in set(chosen.runs["run_id"])
+
+
+def test_a_worker_id_held_by_a_live_worker_is_refused(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    parent = store.create_run(store.experiment("leases"), "sweep", {"run_type": "sweep"})
+    held = workers.Lease(store, parent, "worker1")
+    held.acquire()
+    with pytest.raises(WorkerIdError, match=r"^worker id worker1 is held by a live worker \(pid"):
+        workers.Lease(store, parent, "worker1").acquire()
+    other = workers.Lease(store, parent, "worker2")
+    other.acquire()  # another id is free
+    other.release()
+    held.release()
+    again = workers.Lease(store, parent, "worker1")
+    again.acquire()  # a released id can be taken
+    again.release()
+    # a worker on another machine: alive while its heartbeat is recent
+    remote = {"host": "elsewhere", "pid": 1, "released": False}
+    assert workers.alive({**remote, "beat": time.time() - 5})
+    assert not workers.alive({**remote, "beat": time.time() - workers.LEASE_EXPIRES_S - 1})
