@@ -256,6 +256,7 @@ def work(
     from study.sweep import Sweep
 
     sigterm_as_interrupt()
+    threading.Thread(target=_stop_with_chief, args=(os.getppid(),), daemon=True).start()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -273,3 +274,13 @@ def work(
 
         sweep._run_trial = _run_trial
     sweep.work(oracle_address, worker_id)
+
+
+def _stop_with_chief(chief: int) -> None:
+    """A local worker ends when its chief is gone (killed): its run ends KILLED, and the chief,
+    started again, hands its trial out anew (a SIGKILL follows if SIGTERM is not enough)."""
+    while os.getppid() == chief:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30.0)
+    os.kill(os.getpid(), signal.SIGKILL)
