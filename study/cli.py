@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import runs
+    from study.errors import TrainingFailed
     from study.tracking import Store
-    from study.training import TrainingFailed
 
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)
@@ -74,6 +74,7 @@ def train(args: argparse.Namespace) -> int:
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import server
+    from study.errors import WorkersLost
     from study.sweep import Sweep
     from study.tracking import Store
 
@@ -93,7 +94,16 @@ def sweep(args: argparse.Namespace) -> int:
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
-    summary = runner.run(fresh=args.fresh, workers=args.workers, oracle_address=args.serve_oracle)
+    try:
+        summary = runner.run(
+            fresh=args.fresh,
+            workers=args.workers,
+            oracle_address=args.serve_oracle,
+            retry_failed=args.retry_failed,
+        )
+    except WorkersLost as error:
+        print(f"sweep failed: {error}", file=sys.stderr)
+        return 1
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -225,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--fresh", action="store_true", help="start a new sweep instead of resuming"
+    )
+    command.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming, run every failed trial once more (its failed run stays, tagged)",
     )
     command.add_argument(
         "--workers",

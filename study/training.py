@@ -24,6 +24,7 @@ from sklearn.metrics import (
 
 from study.config import Phase, StudyConfig
 from study.data import AugmentedBatches, Dataset, to_model_input
+from study.errors import TrainingFailed
 from study.features import FeatureCache
 from study.model import (
     Weights,
@@ -56,10 +57,6 @@ _OPTIMIZERS = {
     "adamw": keras.optimizers.AdamW,
 }
 _PREDICT_BATCH = 64
-
-
-class TrainingFailed(Exception):
-    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
 
 
 @dataclass

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from study import config, data, features, model, training
+from study.errors import TrainingFailed
 
 from .conftest import copy_slice
 
@@ -91,13 +92,13 @@ def test_nan_loss_fails_the_training(dataset, weights, cache):
     )
     poisoned.views[:, :, 0] = np.nan
     cfg = study_config()
-    with pytest.raises(training.TrainingFailed, match="loss became nan"):
+    with pytest.raises(TrainingFailed, match="loss became nan"):
         training.train(cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, poisoned)
 
 
 def test_time_budget_fails_the_training(dataset, weights, cache):
     cfg = study_config()
-    with pytest.raises(training.TrainingFailed, match="time budget ran out"):
+    with pytest.raises(TrainingFailed, match="time budget ran out"):
         training.train(
             cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, cache, time_budget_s=1e-6
         )
