@@ -45,7 +45,7 @@ def train(args: argparse.Namespace) -> int:
         + (f" ({len(dataset.skipped)} unreadable files skipped)" if dataset.skipped else "")
     )
     say(f"weights: {prepared.weights.label}")
-    experiment_id = store.experiment(config.name)
+    experiment_id = store.experiment(config.name, config.description)
     try:
         run_id, result = runs.execute(
             config,
@@ -133,8 +133,21 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
     )
     what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
     print(f"{what} for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
+    address = None
+    if kind == "ui":
+        experiments = store.recent_experiments()
+        for n, experiment in enumerate(experiments):
+            url = server.runs_url(process_spec.url, experiment.experiment_id)
+            address = address or url
+            print(f"{'latest experiment' if n == 0 else '  also'} {experiment.name}: {url}")
+    sys.stdout.flush()
     process = subprocess.Popen(process_spec.line, env=process_spec.env)
     try:
+        if getattr(args, "open", False):
+            import webbrowser
+
+            server.wait_until_up(process_spec, process)
+            webbrowser.open(address or process_spec.url)
         return process.wait()
     except KeyboardInterrupt:
         server.stop(process)
@@ -251,6 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     command = commands.add_parser(
         "ui", parents=[server_args], help="browse the runs in the MLflow UI"
+    )
+    command.add_argument(
+        "--open", action="store_true", help="open the latest experiment's runs in a browser"
     )
     command.set_defaults(command=ui)
     command = commands.add_parser(

@@ -106,7 +106,7 @@ class Sweep:
         )
         if fresh:
             self._abandon()
-        self.experiment_id = self.store.experiment(self.config.name)
+        self.experiment_id = self.store.experiment(self.config.name, self.config.description)
         self.parent_run_id = self._parent_run(self._identity(self.prepared))
         pool = None
         if distributed:

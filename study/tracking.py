@@ -22,6 +22,9 @@ from study.files import remove_stale_partials
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
+NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in the MLflow UI
+# MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)
@@ -155,8 +158,10 @@ class Store:
                 "store; use sqlite:///PATH/mlflow.db or an http(s):// tracking server"
             )
 
-    def experiment(self, name: str) -> str:
-        """The id of the named experiment, created if needed."""
+    def experiment(self, name: str, description: str = "") -> str:
+        """The id of the named experiment, created if needed, tagged as model training and
+        described by `description` (when given)."""
+        tags = {**EXPERIMENT_KIND, **({NOTE_TAG: description} if description else {})}
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
@@ -164,13 +169,27 @@ class Store:
                     f"experiment {name!r} is deleted in {self.display_uri}; restore it in the "
                     "MLflow UI or rename the study"
                 )
+            for key, value in tags.items():
+                if found.tags.get(key) != value:
+                    self.client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         location = None
         database = sqlite_path(self.uri)
         if database is not None:
             slug = re.sub(r"[^\w.-]+", "_", name)
             location = (database.resolve().parent / "artifacts" / slug).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        return self.client.create_experiment(name, artifact_location=location, tags=tags)
+
+    def recent_experiments(self) -> list:
+        """The experiments that hold runs, the one with the latest run first."""
+        latest = []
+        for experiment in self.client.search_experiments():
+            found = self.client.search_runs(
+                [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+            )
+            if found:
+                latest.append((found[0].info.start_time, experiment))
+        return [experiment for _, experiment in sorted(latest, key=lambda p: p[0], reverse=True)]
 
     def create_run(
         self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
