@@ -18,7 +18,7 @@ import study
 from study import bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
-from study.tracking import Store
+from study.tracking import NOTE_TAG, Store
 
 
 @dataclass
@@ -60,8 +60,10 @@ def execute(
     parent_run_id: str | None = None,
     verbose: int = 0,
     time_budget_s: float | None = None,
+    note: str | None = None,
 ) -> tuple[str, training.TrainingResult]:
-    """Train one configuration and log it as one MLflow run; returns (run id, result)."""
+    """Train one configuration and log it as one MLflow run; returns (run id, result). The
+    run's description is `note` (by default its knobs and seed) and what it scored."""
     dataset = prepared.dataset
     split = data.split(dataset, config.data.split, config.seed)
     run_tags = {**describe(prepared, split), **(tags or {})}
@@ -77,6 +79,10 @@ def execute(
             time_budget_s=time_budget_s,
         )
         store.log(run_id, metrics=run_metrics(result))
+        if note is None:
+            knobs = ", ".join(f"{key} = {value}" for key, value in config.knob_values().items())
+            note = f"{config.name}: {knobs}, seed = {config.seed}"
+        store.log(run_id, tags={NOTE_TAG: f"{note}\n\n{scores_table(result)}"})
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, prepared, split, result)
             store.log_artifacts(run_id, Path(folder))
@@ -111,6 +117,18 @@ def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.n
     params["dataset.classes"] = ",".join(dataset.class_names)
     params.update({f"dataset.{name}_images": len(split[name]) for name in data.SPLITS})
     return params
+
+
+def scores_table(result: training.TrainingResult) -> str:
+    """The final model's main scores per split, as a Markdown table."""
+    final = result.evaluations[result.final_stage]
+    keys = ("accuracy", "loss", "error_rate", "f1_macro")
+    rows = [
+        f"| {name} | " + " | ".join(f"{scores.metrics[key]:.4f}" for key in keys) + " |"
+        for name, scores in final.items()
+    ]
+    head = f"| after {result.final_stage.replace('_', '-')} | " + " | ".join(keys) + " |"
+    return "\n".join([head, "|---" * (len(keys) + 1) + "|", *rows])
 
 
 def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]:
