@@ -5,16 +5,19 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 from pathlib import Path
 
 from study.errors import StudyError
-from study.tracking import sigterm_as_interrupt
+from study.tracking import set_source, sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    set_source(shlex.join(["study", *argv]))
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     warnings.filterwarnings("ignore", category=FutureWarning)
     sigterm_as_interrupt()

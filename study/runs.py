@@ -8,6 +8,7 @@ data by the run's seed, trains, and logs the whole story of the run.
 from __future__ import annotations
 
 import csv
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from study import bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
 from study.tracking import NOTE_TAG, Store
+
+CONTEXTS = {"val": "validation"}  # split name -> MLflow's dataset context, where they differ
 
 
 @dataclass
@@ -69,6 +72,9 @@ def execute(
     run_tags = {**describe(prepared, split), **(tags or {})}
     with store.run(experiment_id, run_name, run_tags, parent_run_id) as run_id:
         store.log(run_id, params=run_params(config, dataset, split))
+        store.log_datasets(
+            run_id, dataset.root.name, str(dataset.root), split_digests(dataset, split)
+        )
         result = training.train(
             config,
             dataset,
@@ -107,6 +113,18 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         if len(split["test"]) == 0:
             tags["test_split"] = "none: model selection and reporting share the validation split"
     return tags
+
+
+def split_digests(dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict[str, str]:
+    """A digest per non-empty split, by MLflow's dataset context names: the data fingerprint
+    with the contents of the split, so the same split of the same data has the same digest."""
+    digests = {}
+    for name, indices in split.items():
+        if len(indices):
+            members = sorted(dataset.content_hashes[i] for i in indices)
+            body = "\n".join([dataset.fingerprint, name, *members]).encode()
+            digests[CONTEXTS.get(name, name)] = hashlib.sha256(body).hexdigest()[:16]
+    return digests
 
 
 def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict:

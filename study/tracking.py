@@ -7,10 +7,13 @@ beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQ
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
+import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +28,7 @@ ERROR_TAG = "error"
 NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in the MLflow UI
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+SOURCE_ENV = "STUDY_SOURCE_NAME"  # the command that makes the runs, set by the command line
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)
@@ -37,6 +41,37 @@ def sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def set_source(command: str) -> None:
+    """Name the command that makes this process's runs (`mlflow.source.name`); processes it
+    starts inherit the name through the environment."""
+    os.environ[SOURCE_ENV] = redact(command)
+
+
+def source_tags() -> dict[str, str]:
+    """The command that made a run and, in a git checkout, the commit of the code."""
+    tags = {"mlflow.source.type": "LOCAL"}
+    if SOURCE_ENV in os.environ:
+        tags["mlflow.source.name"] = os.environ[SOURCE_ENV]
+    if commit := _git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    try:
+        answer = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return answer.stdout.strip() if answer.returncode == 0 else None
 
 
 def default_uri() -> str:
@@ -194,7 +229,7 @@ class Store:
     def create_run(
         self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
     ) -> str:
-        tags = dict(tags)
+        tags = {**source_tags(), **tags}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         return self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -240,6 +275,26 @@ class Store:
             size = _BATCH[kind]
             for start in range(0, len(entries), size):
                 self.client.log_batch(run_id, **{kind: entries[start : start + size]})
+
+    def log_datasets(self, run_id: str, name: str, source: str, digests: dict[str, str]) -> None:
+        """One MLflow dataset input per context (train, validation, test): a name, the data's
+        digest in that context, and where it comes from (a folder)."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():  # MLflow registers its local-folder source twice
+            warnings.simplefilter("ignore", UserWarning)
+            origin = resolve_dataset_source(source)
+        inputs = [
+            DatasetInput(
+                MetaDataset(origin, name=name, digest=digest)._to_mlflow_entity(),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)],
+            )
+            for context, digest in digests.items()
+        ]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
