@@ -70,7 +70,9 @@ def execute(
     dataset = prepared.dataset
     split = data.split(dataset, config.data.split, config.seed)
     run_tags = {**describe(prepared, split), **(tags or {})}
-    with store.run(experiment_id, run_name, run_tags, parent_run_id) as run_id:
+    with store.run(
+        experiment_id, run_name, run_tags, parent_run_id, config.tracking.system_metrics
+    ) as run_id:
         store.log(run_id, params=run_params(config, dataset, split))
         store.log_datasets(
             run_id, dataset.root.name, str(dataset.root), split_digests(dataset, split)

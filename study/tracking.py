@@ -30,6 +30,8 @@ NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SOURCE_ENV = "STUDY_SOURCE_NAME"  # the command that makes the runs, set by the command line
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+# Trials last seconds: MLflow's default of one system-metrics sample per 10 s records none.
+SYSTEM_METRICS_INTERVAL_S = 1.0
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)
 
@@ -241,12 +243,19 @@ class Store:
 
     @contextmanager
     def run(
-        self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
+        self,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        system_metrics: bool = False,
     ) -> Iterator[str]:
-        """A run that ends FINISHED, FAILED (with the error logged) or KILLED (Ctrl-C)."""
+        """A run that ends FINISHED, FAILED (with the error logged) or KILLED (Ctrl-C), and
+        records CPU and memory use (MLflow's system metrics) while it is open if asked to."""
         run_id = self.create_run(experiment_id, name, tags, parent_run_id)
         try:
-            yield run_id
+            with self._system_metrics(run_id, system_metrics):
+                yield run_id
         except (KeyboardInterrupt, SystemExit):
             self.end_run(run_id, "KILLED", "interrupted")
             raise
@@ -254,6 +263,25 @@ class Store:
             self.end_run(run_id, "FAILED", f"{type(error).__name__}: {error}")
             raise
         self.end_run(run_id, "FINISHED")
+
+    @contextmanager
+    def _system_metrics(self, run_id: str, on: bool) -> Iterator[None]:
+        if not on:
+            yield
+            return
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no line per run
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=self.uri
+        )
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def log(
         self,
