@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import warnings
 from pathlib import Path
 
+from study import logs
 from study.errors import StudyError
 from study.tracking import set_source, sigterm_as_interrupt
 
@@ -18,17 +20,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     set_source(shlex.join(["study", *argv]))
+    if not args.verbose:
+        logs.quiet_tensorflow()
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     warnings.filterwarnings("ignore", category=FutureWarning)
     sigterm_as_interrupt()
-    try:
-        return args.command(args)
-    except StudyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with contextlib.nullcontext() if args.verbose else logs.without_noise():
+        try:
+            return args.command(args)
+        except StudyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 def train(args: argparse.Namespace) -> int:
@@ -214,6 +219,11 @@ def _parser() -> argparse.ArgumentParser:
         help="where the feature cache and sweep state live (default: mlruns)",
     )
     common.add_argument("--quiet", "-q", action="store_true", help="print only the result")
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let TensorFlow's own log lines (absl, oneDNN, CUDA) through",
+    )
 
     study_args = argparse.ArgumentParser(add_help=False, parents=[common])
     study_args.add_argument("config", help="study YAML, for example search_spaces/smoke.yaml")
