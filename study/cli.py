@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -19,7 +18,7 @@ from study.tracking import set_source, sigterm_as_interrupt
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
-    set_source(shlex.join(["study", *argv]))
+    set_source(["study", *argv])
     if not args.verbose:
         logs.quiet_tensorflow()
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -45,10 +46,15 @@ def sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def set_source(command: str) -> None:
-    """Name the command that makes this process's runs (`mlflow.source.name`); processes it
-    starts inherit the name through the environment."""
-    os.environ[SOURCE_ENV] = redact(command)
+def set_source(words: list[str]) -> None:
+    """Name the command that makes this process's runs (`mlflow.source.name`), without the
+    credentials of any URI in it; processes it starts inherit the name through the
+    environment."""
+    shown = []
+    for word in words:
+        key, sep, value = word.partition("=") if word.startswith("-") else ("", "", word)
+        shown.append(key + sep + redact(value))
+    os.environ[SOURCE_ENV] = shlex.join(shown)
 
 
 def source_tags() -> dict[str, str]:
