@@ -209,6 +209,7 @@ class Features(Strict):
 
 class Tracking(Strict):
     log_model: bool = False
+    system_metrics: bool = Field(True, description="record CPU and memory use while a run trains")
 
 
 class Choice(Strict):

@@ -34,7 +34,7 @@ from study import runs, server, tuner
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
-from study.tracking import PARENT_TAG, Store
+from study.tracking import NOTE_TAG, PARENT_TAG, Store
 from study.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
@@ -110,7 +110,7 @@ class Sweep:
             self.say(f"note: {notice}")
         if fresh:
             self._abandon()
-        self.experiment_id = self.store.experiment(self.config.name)
+        self.experiment_id = self.store.experiment(self.config.name, self.config.description)
         self.parent_run_id = self._parent_run(self._identity(self.prepared))
         pool = None
         if distributed:
@@ -216,7 +216,7 @@ class Sweep:
         orphans = self._orphan_parents()
         run_id = self.store.create_run(
             self.experiment_id,
-            f"{self.config.name}-sweep",
+            f"{self.config.name} · {self.config.tuner.oracle} sweep",
             {"run_type": "sweep", "sweep_identity": identity, STATE_TAG: self._state_label()},
         )
         for orphan in orphans:
@@ -235,7 +235,7 @@ class Sweep:
                 "hyperparameters": json.dumps(space, sort_keys=True),
                 "planned_trials": self.planned,
             },
-            tags=runs.describe(self.prepared),
+            tags={**runs.describe(self.prepared), NOTE_TAG: self._sweep_note()},
         )
         self.store.client.log_text(run_id, self.config.to_yaml(), "search_space.yaml")
         self.project.mkdir(parents=True, exist_ok=True)
@@ -248,6 +248,18 @@ class Sweep:
         atomic_write_text(state_path, json.dumps(state, indent=2))
         self.say(f"new sweep {self.config.name} (parent run {run_id})")
         return run_id
+
+    def _sweep_note(self) -> str:
+        space = "; ".join(
+            f"{key}: {spec.model_dump(exclude={'type'})}"
+            for key, spec in self.config.hyperparameters.items()
+        )
+        planned = f"{self.planned} trials" if self.planned else "trials"
+        return (
+            f"{self.config.description}\n\n{self.config.tuner.oracle.capitalize()} search over "
+            f"{space or 'nothing'}; each configuration once per seed {self.config.sweep_seeds}; "
+            f"{planned}, chosen on {self.config.tuner.objective}."
+        ).strip()
 
     def _state_label(self) -> str:
         return f"{socket.gethostname()}:{self.project.resolve()}"
@@ -329,7 +341,7 @@ class Sweep:
                 self.prepared,
                 self.store,
                 self.experiment_id,
-                run_name=f"trial-{trial_id}",
+                run_name=trial_name(self.config, trial_id, values),
                 tags={
                     "run_type": "trial",
                     "trial_id": trial_id,
@@ -339,6 +351,8 @@ class Sweep:
                 },
                 parent_run_id=self.parent_run_id,
                 time_budget_s=self.config.tuner.trial_timeout_s,
+                note=f"Trial {trial_id} of sweep {self.config.name}: "
+                + ", ".join(f"{key} = {value}" for key, value in values.items()),
             )
         except TrainingFailed as error:
             raise kt.errors.FailedTrialError(str(error)) from None
@@ -459,6 +473,22 @@ class Sweep:
 def _budget(trial) -> int:
     """The epochs Hyperband gave a trial (0 for other oracles)."""
     return int(trial.hyperparameters.values.get("tuner/epochs", 0))
+
+
+def trial_name(config: StudyConfig, trial_id: str, values: dict) -> str:
+    """A short name, unique in the sweep, that says what differs: `t03 relu s1` is trial 3,
+    the values of the knobs the sweep varies, and the seed."""
+    varied = [key for key, spec in config.hyperparameters.items() if spec.type != "fixed"]
+    parts = [_short(key, values[key]) for key in varied if key in values]
+    return " ".join([f"t{trial_id.zfill(2)}", *parts, f"s{values[tuner.SEED]}"])
+
+
+def _short(key: str, value) -> str:
+    """A value in few characters: a name stands alone, a number says which knob it sets."""
+    if isinstance(value, str):
+        return value
+    leaf = key.rpartition(".")[2]
+    return f"{leaf}={value}" if isinstance(value, bool) else f"{leaf}={value:g}"
 
 
 def _scores(metrics: dict[str, float]) -> dict[str, float]:
