@@ -233,6 +233,14 @@ def test_failed_killed_unfinished_and_outside_runs_are_excluded_and_counted():
     assert failed["error"].startswith("TrainingFailed") and not failed["included"]
 
 
+def test_a_failed_run_that_was_retried_says_so():
+    failed = run(0, status="FAILED")
+    failed["tags"]["retried"] = "true"
+    selection = select(frame([failed, run(0)]))
+    assert len(selection.runs) == 1
+    assert selection.excluded == {"failed, then run again by --retry-failed": 1}
+
+
 def test_a_repeated_configuration_and_seed_keeps_the_latest_run():
     first, repeat = run(0), run(0)
     repeat["metrics"]["val_accuracy"] = 0.5

@@ -105,9 +105,10 @@ def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
     included["seed"] = _seeds(included)
     ledger["configuration"] = configuration_labels(in_scope, swept)
     ledger["included"] = ledger.index.isin(included.index)
+    retried = column(in_scope, "tags.retried") == "true"
     ledger["reason"] = [
-        "" if kept else _reason(status)
-        for kept, status in zip(ledger["included"], ledger["status"], strict=True)
+        "" if kept else "failed, then run again by --retry-failed" if again else _reason(status)
+        for kept, status, again in zip(ledger["included"], ledger["status"], retried, strict=True)
     ]
     if budget is not None:
         lower = ~ledger["included"] & (ledger["status"] == "FINISHED")
