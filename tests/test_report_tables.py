@@ -481,6 +481,8 @@ def test_knobs_of_a_phase_that_never_ran_are_not_listed():
     selection = select(frame(specs))
     assert "optimizer" in selection.swept
     assert tables.report_knobs(selection.runs, selection.swept) == []
+    nothing = tables.knob_table(selection.runs, [], "val_accuracy", "test")
+    assert nothing.empty and {"knob", "value", "objective_mean"} <= set(nothing.columns)
 
 
 def test_inference_table_puts_our_timings_beside_the_paper():

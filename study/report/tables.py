@@ -382,7 +382,9 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
                     "error_pct_std": error.std,
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["knob", "value", "n", "configurations", "objective", "objective_mean"]
+    columns += ["objective_std", "error_split", "error_pct_mean", "error_pct_std"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def report_knobs(runs: pd.DataFrame, swept: list[str]) -> list[str]:
