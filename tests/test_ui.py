@@ -19,7 +19,7 @@ from study import server
 from study.server import free_port
 from study.tracking import Store
 
-from .conftest import REPO, run_study
+from .conftest import REPO, run_study, wait_for_health
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 ARTIFACTS = REPO / "test-artifacts"
@@ -164,14 +164,7 @@ def test_study_ui_opens_on_the_sweep_and_its_trials_in_chromium(smoke_sweep):
         )
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert ui.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+        wait_for_health(port, ui, log)
         printed = ADDRESS.search(log.read_text())
         assert printed, log.read_text()
         address, experiment_id = printed.groups()
