@@ -8,9 +8,11 @@ import itertools
 import pandas as pd
 import pytest
 
-from study.report import document, importance, paper
+from study import config
+from study.report import document, importance, paper, tables
 from study.report.analysis import TABLE_FILES, analyse
 from study.report.render import markdown
+from study.report.selection import select
 from tests.test_report_tables import frame, run
 
 PAPER = paper.load()
@@ -95,3 +97,20 @@ def test_no_section_when_fewer_than_two_knobs_varied():
     assert "importance" not in analysis.tables
     report = document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER)
     assert "Which knob matters" not in markdown(report.blocks)
+
+
+def test_phase_knobs_follow_the_phase_that_ran():
+    frozen_only = config.validate({"name": "t", "fine_tune": {"epochs": 0}})
+    assert frozen_only.knob_keys()["optimizer"] == "frozen.optimizer"
+    assert frozen_only.knob_keys()["decay_rate"] == "frozen.decay_rate"
+    both = config.validate({"name": "t", "fine_tune": {"epochs": 2}})
+    assert both.knob_keys()["optimizer"] == "fine_tune.optimizer"
+    specs = [
+        run(seed, "elu", stages=("frozen",), **{"frozen.optimizer": o, "frozen.decay_rate": d})
+        for o, d, seed in itertools.product(("adam", "adamax"), (0.0, 0.05), SEEDS)
+    ]
+    selection = select(frame(specs))
+    assert selection.swept == ["optimizer", "decay_rate"]  # frozen.* named once, short
+    assert tables.report_knobs(selection.runs, selection.swept) == ["optimizer", "decay_rate"]
+    logged = selection.runs
+    assert (logged["params.optimizer"] == logged["params.frozen.optimizer"]).all()
