@@ -11,8 +11,11 @@ import pytest
 from study import config
 from study.report import document, importance, paper, tables
 from study.report.analysis import TABLE_FILES, analyse
+from study.report.build import build_report, sweep_importance
 from study.report.render import markdown
 from study.report.selection import select
+from study.tracking import Store
+from tests.test_report_build import populate
 from tests.test_report_tables import frame, run
 
 PAPER = paper.load()
@@ -114,3 +117,21 @@ def test_phase_knobs_follow_the_phase_that_ran():
     assert tables.report_knobs(selection.runs, selection.swept) == ["optimizer", "decay_rate"]
     logged = selection.runs
     assert (logged["params.optimizer"] == logged["params.frozen.optimizer"]).all()
+
+
+def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    specs = [
+        run(seed, activation, **{"model.dropout": dropout})
+        for activation, dropout, seed in itertools.product(("elu", "relu"), (0.1, 0.5), (0, 1))
+    ]
+    for spec in specs:
+        spec["metrics"]["val_accuracy"] = 0.95 - 0.3 * spec["params"]["model.dropout"]
+    parent = populate(store, "knobs", specs)
+    build_report("knobs", store, tmp_path / "reports")
+    logged = store.client.get_run(parent).data.metrics
+    table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
+    expected = importance.importance_metrics(table)
+    assert set(expected) == {k for k in logged if k.startswith("importance.")}
+    assert logged == pytest.approx(logged | expected)
+    assert (tmp_path / "reports" / "knobs" / TABLE_FILES["importance"]).is_file()
