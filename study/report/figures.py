@@ -120,7 +120,7 @@ def knob_effect(
     axis.plot(
         curve_x[order],
         curve["objective"].to_numpy()[order],
-        "-" if categories is None else "s-",
+        "-" if categories is None else "s",
         color="black",
         label="partial dependence",
     )

@@ -34,8 +34,9 @@ METHOD = (
     "fANOVA (Optuna's FanovaImportanceEvaluator): the share of the objective's variance over "
     "the searched values that a random forest of the runs attributes to each knob alone. It "
     "describes these runs and this search space, not other values or data; it says nothing of "
-    "the direction of an effect, and a knob that mattered only through other knobs shows up in "
-    "the interactions, not here."
+    "the direction of an effect; knobs whose values changed together across the few "
+    "configurations tried cannot be told apart; and a knob that mattered only through other "
+    "knobs shows up in the interactions, not here."
 )
 
 
