@@ -136,10 +136,10 @@ class Sweep:
                 os.environ.pop(name, None)
         summary = self._summarise(study_tuner.oracle)
         summary.stop_reason = getattr(study_tuner.oracle, "stop_reason", None)
-        if summary.completed:
-            self._log_importance()
         status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
         self.store.end_run(self.parent_run_id, status)
+        if summary.completed:
+            self._log_importance()  # after the sweep is recorded as ended: its trials are safe
         return summary
 
     def work(self, oracle_address: str, worker_id: str) -> None:
