@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -208,6 +209,22 @@ class CachedViews(keras.utils.PyDataset):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return self.views[chosen, self.view_of[chosen]], self.labels[chosen]
 
+    def dataset(self, epochs: int) -> tf.data.Dataset:
+        """The batches of `epochs` epochs, in the order iterating this PyDataset gives them, as
+        one tf.data pipeline that gathers them inside TensorFlow: Keras then never calls back
+        into Python for a batch. Uses up this PyDataset's draws."""
+        count = len(self.views)
+        picks = []  # per epoch: (image, view) of every training image, in batch order
+        for _ in range(epochs):
+            picks.append(np.stack([self.order, self.view_of[self.order]], axis=1))
+            self.on_epoch_end()
+        views, labels = tf.constant(self.views), tf.constant(self.labels)
+        epochs_data = tf.data.Dataset.from_tensor_slices(np.stack(picks).reshape(-1, count, 2))
+        batches = epochs_data.flat_map(
+            lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(self.batch_size)
+        )
+        return batches.map(lambda pick: (tf.gather_nd(views, pick), tf.gather(labels, pick[:, 0])))
+
     def on_epoch_end(self) -> None:
         self.epoch += 1
         count, pool = self.views.shape[:2]
@@ -227,9 +244,9 @@ def _fit(
     verbose: int,
     whole_epochs: bool = False,
 ) -> PhaseResult:
-    """Train one phase. `whole_epochs` runs an epoch per TensorFlow call and validates with
-    `EagerValidation`: the same updates and scores, less overhead, but NaN and the time budget
-    are checked per epoch."""
+    """Train one phase. `whole_epochs` (the head on `CachedViews`) runs an epoch per TensorFlow
+    call, feeds it from `CachedViews.dataset` and validates with `EagerValidation`: the same
+    updates and scores, less overhead, but NaN and the time budget are checked per epoch."""
     learning_rate = phase.learning_rate
     if phase.decay_rate > 0:
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
@@ -267,7 +284,9 @@ def _fit(
     watch = _Watch(name, deadline)
     started = time.perf_counter()
     fit = model.fit(
-        batches,
+        batches.dataset(phase.epochs) if whole_epochs else batches,
+        steps_per_epoch=len(batches) if whole_epochs else None,
+        shuffle=not whole_epochs,  # the pipeline holds the epochs' own orders
         validation_data=None if whole_epochs else validation,
         validation_batch_size=phase.batch_size,
         epochs=phase.epochs,
