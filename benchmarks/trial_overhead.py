@@ -6,8 +6,9 @@ process with timers around each step of a trial, and the mean per trial is print
 
 The feature cache is kept in --state-dir, so a second run (after a code change) measures the
 trials alone under the same conditions; the MLflow store and the tuner state are new each run.
-Steps indented under another are part of it. Numbers grow when other processes use the CPU:
-compare runs made under the same load.
+Steps indented under another are part of it; Keras's evaluate also runs inside fit (its
+per-epoch validation), so those seconds count in both rows. Numbers grow when other processes
+use the CPU: compare runs made under the same load.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ STEPS = (
     ("training (train)", "study.training", "train", 0),
     ("head build", "study.training", "build_head", 1),
     ("compile", "keras.Model", "compile", 1),
-    ("warm-up evaluate on val (traces the test step)", "keras.Model", "evaluate", 1),
+    ("Keras evaluate (warm-up, and validation in fit)", "keras.Model", "evaluate", 1),
     ("fit (epochs, validation each epoch)", "keras.Model", "fit", 1),
     ("evaluation of train/val/test", "study.training", "_evaluate_splits", 1),
     ("Keras predict", "keras.Model", "predict", 2),

@@ -1,18 +1,22 @@
-"""Figures shared by the run artifacts and the report. Each function returns a matplotlib
-Figure made without pyplot (no figure manager, nothing to close); the caller saves it."""
+"""Figures shared by the run artifacts and the report. Each function returns a closed-over
+matplotlib Figure; the caller saves it."""
 
 from __future__ import annotations
 
-import numpy as np
-from matplotlib.figure import Figure
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 def learning_curves(
     history: dict[str, list[float]], title: str, best_epoch: int | None = None
 ) -> Figure:
     """Loss and accuracy per epoch, training against validation."""
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         for key, label, style in ((metric, "training", "-"), (f"val_{metric}", "validation", "--")):
             values = history.get(key)
@@ -26,14 +30,14 @@ def learning_curves(
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title)
+    plt.close(figure)
     return figure
 
 
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> Figure:
     """Counts with true classes as rows and predictions as columns."""
     size = max(4.0, 0.9 * len(class_names) + 2)
-    figure = Figure(figsize=(size, size * 0.85), layout="constrained")
-    axis = figure.subplots()
+    figure, axis = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis, shrink=0.8)
     ticks = np.arange(len(class_names))
@@ -47,4 +51,5 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> 
         colour = "white" if value > threshold else "black"
         axis.text(column, row, str(value), ha="center", va="center", color=colour)
     axis.set_title(title)
+    plt.close(figure)
     return figure
