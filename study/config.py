@@ -63,6 +63,9 @@ KNOBS = {
     "optimizer": "fine_tune.optimizer",
     "decay_rate": "fine_tune.decay_rate",
 }
+# Knobs of a training phase: their short names follow the phase that trains last (fine-tuning
+# when it runs, else the frozen phase), so that a run's `optimizer` is the one that acted.
+PHASE_KNOBS = ("optimizer", "decay_rate")
 
 
 class Strict(BaseModel):
@@ -323,9 +326,17 @@ class StudyConfig(Strict):
         body = self.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
         return _flatten(body)
 
+    def knob_keys(self) -> dict[str, str]:
+        """Each knob's short name -> its config key in this study (see PHASE_KNOBS)."""
+        phase = "fine_tune" if self.fine_tune.epochs > 0 else "frozen"
+        return {
+            short: f"{phase}.{short}" if short in PHASE_KNOBS else key
+            for short, key in KNOBS.items()
+        }
+
     def knob_values(self) -> dict[str, Any]:
         flat = self.flat()
-        return {short: flat[key] for short, key in KNOBS.items()}
+        return {short: flat[key] for short, key in self.knob_keys().items()}
 
     def with_values(self, values: dict[str, Any]) -> StudyConfig:
         """This config with dotted keys set to new values, validated again."""

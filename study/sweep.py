@@ -142,6 +142,8 @@ class Sweep:
         summary.stop_reason = getattr(study_tuner.oracle, "stop_reason", None)
         status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
         self.store.end_run(self.parent_run_id, status)
+        if summary.completed:
+            self._log_importance()  # after the sweep is recorded as ended: its trials are safe
         return summary
 
     def work(self, oracle_address: str, worker_id: str) -> None:
@@ -455,6 +457,21 @@ class Sweep:
             ],
         )
         return summary
+
+    def _log_importance(self) -> None:
+        """Which knob mattered, on the parent run as `importance.*` metrics (and printed)."""
+        from study.report.build import sweep_importance  # loads optuna only when needed
+
+        table = sweep_importance(
+            self.store, self.experiment_id, self.parent_run_id, self.config.tuner.objective
+        )
+        if table is not None:
+            shown = ", ".join(
+                f"{row.knob} {row.importance:.3f}"
+                + ("" if np.isnan(row.ci_low) else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+                for row in table.itertuples()
+            )
+            self.say(f"importance of each knob (fANOVA share of variance, 95% interval): {shown}")
 
     def _write_best_config(self, summary: SweepSummary) -> Path:
         best = self.config.with_values(summary.best_values)

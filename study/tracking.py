@@ -306,10 +306,16 @@ class Store:
             "metrics": [Metric(k, float(v), now, step) for k, v, step in metrics or []],
             "tags": [RunTag(k, str(v)) for k, v in (tags or {}).items()],
         }
-        for kind, entries in items.items():
-            size = _BATCH[kind]
-            for start in range(0, len(entries), size):
-                self.client.log_batch(run_id, **{kind: entries[start : start + size]})
+        # One request carries up to MLflow's limit of each kind at once.
+        calls = max(-(-len(entries) // _BATCH[kind]) for kind, entries in items.items())
+        for call in range(calls):
+            self.client.log_batch(
+                run_id,
+                **{
+                    kind: entries[call * _BATCH[kind] : (call + 1) * _BATCH[kind]]
+                    for kind, entries in items.items()
+                },
+            )
 
     def log_datasets(self, run_id: str, name: str, source: str, digests: dict[str, str]) -> None:
         """One MLflow dataset input per context (train, validation, test): a name, the data's

@@ -202,3 +202,19 @@ def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights
         layer.variance.numpy().ravel(), train.var(axis=0), rtol=1e-3, atol=1e-6
     )
     assert result.parameters["trainable_frozen"] == 106_306
+
+
+def test_cached_views_as_one_tf_dataset_give_the_same_batches_in_the_same_order():
+    views = np.arange(10 * 4 * 2, dtype=np.float32).reshape(10, 4, 2)
+    labels = np.arange(10)
+    iterated = training.CachedViews(views, labels, batch_size=3, seed=5)
+    expected = []
+    for _ in range(6):  # more epochs than views: a second round of view orders
+        expected += [iterated[i] for i in range(len(iterated))]
+        iterated.on_epoch_end()
+    pipeline = training.CachedViews(views, labels, batch_size=3, seed=5).dataset(6)
+    found = list(pipeline.as_numpy_iterator())
+    assert len(found) == len(expected)
+    for (inputs, classes), (got_inputs, got_classes) in zip(expected, found, strict=True):
+        np.testing.assert_array_equal(got_inputs, inputs)
+        np.testing.assert_array_equal(got_classes, classes)

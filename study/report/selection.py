@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS
+from study.config import KNOBS, PHASE_KNOBS
 from study.errors import StudyError
 from study.tracking import ERROR_TAG, PARENT_TAG
 
@@ -185,8 +185,18 @@ def _swept(runs: pd.DataFrame, identity: list[str]) -> list[str]:
         if runs[name].astype(object).fillna("").nunique() > 1
     }
     short = [knob for knob in KNOBS if knob in varying]
-    aliased = {KNOBS[knob] for knob in short}
+    aliased = {key for knob in short for key in _aliases(runs, knob)}
     return short + sorted(varying - set(short) - aliased)
+
+
+def _aliases(runs: pd.DataFrame, knob: str) -> set[str]:
+    """The config keys that a short knob name stood for in these runs: those logged with the
+    same value in every run (a phase knob follows the phase that ran, see PHASE_KNOBS)."""
+    keys = {KNOBS[knob]} | (
+        {f"frozen.{knob}", f"fine_tune.{knob}"} if knob in PHASE_KNOBS else set()
+    )
+    short = param(runs, knob).astype(str)
+    return {key for key in keys if (param(runs, key).astype(str) == short).all()}
 
 
 def _reason(status: str) -> str:
