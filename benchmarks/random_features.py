@@ -15,13 +15,6 @@ from pathlib import Path
 
 import activation_sweep
 
-PAPER = {
-    "model.normalize_features": False,
-    "frozen.augment": True,
-    "frozen.epochs": 20,
-    "frozen.early_stopping.monitor": "val_loss",
-    "frozen.early_stopping.patience": 3,
-}
 VARIANTS = {
     "paper: augmented views, raw features, patience 3 on val_loss": {},
     "+ features normalized": {"model.normalize_features": True},
@@ -54,7 +47,7 @@ def main() -> None:
     base = study_config.load(
         activation_sweep.SPACE,
         [f"data.root={args.data}", f"data.image_size={args.image_size}", "model.weights=none"],
-    ).with_values(PAPER)
+    ).with_values(activation_sweep.PAPER_PROTOCOL)
     dataset = data.load(base.data.root, base.data.image_size)
     weights = resolve_weights("none", base.model.init_seed)
     print(f"{len(dataset)} images at {args.image_size} px, weights {weights.label}")
