@@ -27,3 +27,7 @@ class TrackingError(StudyError):
 
 class SweepStateError(StudyError):
     """The saved state of a sweep does not match the sweep being run."""
+
+
+class ModelError(StudyError):
+    """A model URI or a model file cannot be used."""
