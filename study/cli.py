@@ -166,6 +166,25 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from study import export as exporting
+    from study.tracking import Store
+
+    store = Store(args.tracking_uri)
+    store.check()
+    try:
+        done = exporting.export(store, args.model_uri, args.format, args.tolerance)
+    except exporting.ExportFailed as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{done.format} export logged to run {done.run_id} under {done.artifact_path}/: on "
+        f"{done.images} test images max abs difference {done.max_abs_diff:.2e}, "
+        "predicted classes identical"
+    )
+    return 0
+
+
 def ui(args: argparse.Namespace) -> int:
     return _serve("ui", args)
 
@@ -375,6 +394,23 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or folders")
     command.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     command.set_defaults(command=predict)
+
+    command = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a logged model for another runtime, checked against Keras on its test split",
+    )
+    command.add_argument(
+        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
+    )
+    command.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    command.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest allowed absolute difference of a probability from Keras's (default 1e-4)",
+    )
+    command.set_defaults(command=export)
     return parser
 
 

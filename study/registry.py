@@ -25,6 +25,7 @@ from study.tracking import PARENT_TAG, Store
 
 CHAMPION = "champion"
 SCORE_TAG, OBJECTIVE_TAG = "score", "objective"
+SWEEP_TAG = "sweep"  # the parent run of the sweep whose best model a version is
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,21 @@ def keep_sweep_best(
     best_values: dict,
     best_score: float,
 ) -> Registered:
-    """Log and register the model of the sweep's best configuration (its median-seed run)."""
+    """Log and register the model of the sweep's best configuration (its median-seed run);
+    a sweep that registered its model already (resumed after it ended) gives that version."""
+    done = store.client.search_model_versions(
+        f"name = '{config.name}' and tags.{SWEEP_TAG} = '{parent_run_id}'"
+    )
+    if done:
+        version = done[0]
+        held = _champion(store, config.name)
+        return Registered(
+            config.name,
+            str(version.version),
+            version.run_id,
+            float(version.tags[SCORE_TAG]),
+            str(held.version) if held is not None else "none",
+        )
     best = config.with_values(best_values)
     chosen = best.flat()
     mlflow.set_tracking_uri(store.uri)
@@ -79,7 +94,9 @@ def keep_sweep_best(
             run_name=f"{config.name}-best-seed{seed}",
             tags={"run_type": "model", "seed": str(seed), "source_sweep": parent_run_id},
         )
-    return register(store, run_id, config.name, prepared, config.tuner.objective, best_score)
+    registered = register(store, run_id, config.name, prepared, config.tuner.objective, best_score)
+    store.client.set_model_version_tag(config.name, registered.version, SWEEP_TAG, parent_run_id)
+    return registered
 
 
 def register(
@@ -113,7 +130,7 @@ def register(
         client.set_registered_model_alias(name, CHAMPION, version)
         champion_version = version
     else:
-        champion_version = champion.version
+        champion_version = str(champion.version)
     return Registered(name, version, run_id, score, champion_version)
 
 
