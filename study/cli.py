@@ -242,13 +242,17 @@ def bench(args: argparse.Namespace) -> int:
     store = Store(args.tracking_uri)
     store.check()
     say = _printer(args.quiet)
-    say(f"timing NASNet-Mobile inference at {config.data.image_size} px on this machine")
+    say(
+        f"timing NASNet-Mobile inference at {config.data.image_size} px on this machine "
+        f"with {args.runtime}"
+    )
     result = timing.measure_config(
         config,
         n_classes=args.classes,
         batch_sizes=tuple(args.batch_sizes),
         warmup=args.warmup,
         repeats=args.repeats,
+        runtime=args.runtime,
     )
     run_id = timing.log(result, store, config.name)
     print(timing.summary(result))
@@ -381,6 +385,12 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--repeats", type=int, default=20, help="timed steps per batch size")
     command.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     command.add_argument("--classes", type=int, default=6, help="output classes (NEU: 6)")
+    command.add_argument(
+        "--runtime",
+        choices=["tensorflow", "onnxruntime", "openvino", "openvino-bf16"],
+        default="tensorflow",
+        help="inference runtime (default tensorflow); each is a row of Table 5",
+    )
     command.set_defaults(command=bench)
 
     command = commands.add_parser(
