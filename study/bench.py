@@ -124,15 +124,7 @@ def measure(
     with tempfile.TemporaryDirectory() as folder:
         predict = runtimes.predictor(model, runtime, Path(folder))
         for batch_size in batch_sizes:
-            batch = images[:batch_size]
-            for _ in range(warmup):
-                predict(batch)
-            steps = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                predict(batch)
-                steps.append(1000 * (time.perf_counter() - started))
-            timings.append(Timing(batch_size, tuple(steps)))
+            timings.append(time_steps(predict, images[:batch_size], warmup, repeats))
     return Benchmark(
         image_size=image_size,
         weights=weights,
@@ -149,6 +141,18 @@ def measure(
         machine=machine(),
         runtime=runtime,
     )
+
+
+def time_steps(predict: runtimes.Predict, batch: np.ndarray, warmup: int, repeats: int) -> Timing:
+    """`repeats` timed calls of `predict` on `batch`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        predict(batch)
+    steps = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict(batch)
+        steps.append(1000 * (time.perf_counter() - started))
+    return Timing(len(batch), tuple(steps))
 
 
 def measure_config(

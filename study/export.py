@@ -48,7 +48,7 @@ def export(store: Store, model_uri: str, format: str, tolerance: float = TOLERAN
         raise StudyError(f"--format {format!r} is unknown; choose one of {', '.join(FORMATS)}")
     classifier = serving.load(store.uri, model_uri)
     run_id = mlflow.models.get_model_info(model_uri).run_id
-    images = parity_images(store, run_id, classifier.image_size)
+    images, _ = parity_images(store, run_id, classifier.image_size)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / format
         onnx_file = runtimes.export_onnx(classifier.model, folder / "model.onnx")
@@ -89,24 +89,24 @@ def export(store: Store, model_uri: str, format: str, tolerance: float = TOLERAN
     return result
 
 
-def parity_images(store: Store, run_id: str, image_size: int) -> np.ndarray:
+def parity_images(store: Store, run_id: str, image_size: int) -> tuple[np.ndarray, list[str]]:
     """The run's test-split images (its validation split when it had no test split), decoded
-    as in training."""
+    as in training, and their classes."""
     client = store.client
     root = Path(client.get_run(run_id).data.params.get("dataset.root", ""))
     with tempfile.TemporaryDirectory() as folder:
         split_file = client.download_artifacts(run_id, "split.csv", folder)
         with open(split_file, newline="") as handle:
             rows = list(csv.DictReader(handle))
-    chosen = [row["file"] for row in rows if row["split"] == "test"] or [
-        row["file"] for row in rows if row["split"] == "val"
+    chosen = [row for row in rows if row["split"] == "test"] or [
+        row for row in rows if row["split"] == "val"
     ]
-    missing = [name for name in chosen if not (root / name).is_file()]
+    names = [row["file"] for row in chosen]
+    missing = [name for name in names if not (root / name).is_file()]
     if missing:
         raise ModelError(
             f"run {run_id}: {len(missing)} of its test images are not under its data root "
             f"{root} (first: {missing[0]}); export where the run's data is"
         )
-    return np.stack(
-        [decode((root / name).read_bytes(), image_size, root / name) for name in chosen]
-    )
+    images = [decode((root / name).read_bytes(), image_size, root / name) for name in names]
+    return np.stack(images), [row["class"] for row in chosen]
