@@ -417,8 +417,8 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--tolerance",
         type=float,
-        default=1e-4,
-        help="largest allowed absolute difference of a probability from Keras's (default 1e-4)",
+        help="largest allowed absolute difference of a probability from Keras's "
+        "(default: onnx 1e-4, openvino 1e-3)",
     )
     command.set_defaults(command=export)
     return parser

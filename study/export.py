@@ -23,8 +23,10 @@ from study.data import decode, to_model_input
 from study.errors import ModelError, StudyError
 from study.tracking import Store
 
-FORMATS = ("onnx", "openvino")
-TOLERANCE = 1e-4
+# The largest absolute difference of a probability from Keras's that an export may have: ONNX
+# agreed to 2e-7 on the smoke model, OpenVINO fp32 (its graph optimisations) to 4.2e-4.
+TOLERANCE = {"onnx": 1e-4, "openvino": 1e-3}
+FORMATS = tuple(TOLERANCE)
 _BATCH = 32
 
 
@@ -42,10 +44,12 @@ class Exported:
     same_class: bool
 
 
-def export(store: Store, model_uri: str, format: str, tolerance: float = TOLERANCE) -> Exported:
-    """Export the model at `model_uri`, check it on its run's test split, and log both."""
+def export(store: Store, model_uri: str, format: str, tolerance: float | None = None) -> Exported:
+    """Export the model at `model_uri`, check it on its run's test split (within `tolerance`,
+    by default the format's), and log both."""
     if format not in FORMATS:
         raise StudyError(f"--format {format!r} is unknown; choose one of {', '.join(FORMATS)}")
+    tolerance = TOLERANCE[format] if tolerance is None else tolerance
     classifier = serving.load(store.uri, model_uri)
     run_id = mlflow.models.get_model_info(model_uri).run_id
     images, _ = parity_images(store, run_id, classifier.image_size)

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from study import server
 from study.data import discover, sample_root
+from study.export import TOLERANCE
 
 from .conftest import REPO, run_study
 
@@ -171,7 +172,7 @@ def test_export_logs_files_and_parity_beside_the_model(swept, format, files):
     test_images = int(client.get_run(run_id).data.params["dataset.test_images"])
     assert metrics[f"export_{format}_parity_images"] == test_images
     assert metrics[f"export_{format}_same_class"] == 1
-    assert metrics[f"export_{format}_max_abs_diff"] <= 1e-4
+    assert metrics[f"export_{format}_max_abs_diff"] <= TOLERANCE[format]
 
     strict = run_study(
         "export", "models:/smoke@champion", "--format", format, "--tolerance", "0",
