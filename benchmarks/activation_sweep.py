@@ -10,6 +10,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "activation.yaml"
+# The paper's frozen-phase protocol, where activation.yaml departs from it for random features.
+PAPER_PROTOCOL = {
+    "model.normalize_features": False,
+    "frozen.augment": True,
+    "frozen.epochs": 20,
+    "frozen.early_stopping.monitor": "val_loss",
+    "frozen.early_stopping.patience": 3,
+}
 
 
 def add_options(parser: argparse.ArgumentParser, image_size: int = 224) -> None:

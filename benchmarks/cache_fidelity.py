@@ -1,7 +1,8 @@
 """Does training the head on cached features give the model that training through the backbone
-gives? The frozen phase of `activation.yaml` on NEU, once on the feature cache and once end to
-end through the frozen backbone with fresh augmentation every epoch, for the same seeds (same
-split, same head initialisation), in one run.
+gives? The frozen phase of the paper's protocol (`activation.yaml` with the paper's augmentation
+and early stopping, 20 cached views) on NEU, once on the feature cache and once end to end
+through the frozen backbone with fresh augmentation every epoch, for the same seeds (same split,
+same head initialisation), in one run.
 
     python benchmarks/cache_fidelity.py [--data ../shared/data/neu] [--image-size 128]
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import activation_sweep
 import numpy as np
+import yaml
 
 
 def main() -> None:
@@ -36,9 +38,11 @@ def main() -> None:
         f"data.root={args.data}",
         f"data.image_size={args.image_size}",
         f"model.weights={args.weights}",
-        *args.set,
     ]
     config = study_config.load(activation_sweep.SPACE, overrides)
+    config = config.with_values({**activation_sweep.PAPER_PROTOCOL, "features.views": 20})
+    pairs = (item.split("=", 1) for item in args.set)  # --set KEY=VALUE, values as YAML
+    config = config.with_values({key: yaml.safe_load(value) for key, value in pairs})
     dataset = data.load(config.data.root, config.data.image_size)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     print(

@@ -1,7 +1,7 @@
 """Does a sweep survive `kill -9`? Five SIGKILLs at moments drawn by a seeded RNG, a resume
 after each, and an audit of what the finished sweep left.
 
-    python benchmarks/kill_resume.py [--seed 6] [--epochs 20] [--keep DIR]
+    python benchmarks/kill_resume.py [--seed 6] [--epochs 20] [--keep DIR] [--workers 2]
 
 An 8-trial grid sweep (4 activations x 2 seeds) on the embedded NEU sample at 32 px, with its
 own SQLite store and --state-dir in a temporary folder. The first kill lands while the feature
@@ -17,6 +17,13 @@ again (resumes) and is killed at the next moment; the last one runs to the end. 
   values and scores the runs logged;
 - the feature cache is one complete, valid file (checked after every kill too: a half-written
   cache file never appears under its name).
+
+With `--workers 2` the sweep is distributed (a chief and 2 local worker processes, the SQLite
+store behind the tracking server the chief starts), and the 5 SIGKILLs hit single processes
+while a trial runs: 3 times the worker running it (the chief starts the worker again and hands
+it back its trial) and twice the chief alone (its workers must stop by themselves; the same
+command is started again and resumes), in an order the RNG picks. A kill is survived when the
+trial it hit ends with one FINISHED run and the sweep ends with exit code 0.
 
 Prints one line per kill and `kills survived: N/5, duplicate runs: D, lost trials: L`; exits 1
 unless all 5 kills were survived with 0 duplicates, 0 lost trials and no other problem.
@@ -44,6 +51,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=6, help="seeds the kill moments and delays")
     parser.add_argument("--epochs", type=int, default=20, help="frozen epochs per trial")
     parser.add_argument("--keep", type=Path, help="work here (kept) instead of a temp folder")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="distributed: a chief and N local workers"
+    )
     args = parser.parse_args()
 
     from study import config as study_config
@@ -65,7 +75,11 @@ def main() -> int:
         command += ["--state-dir", str(state)]
         for item in overrides:
             command += ["--set", item]
+        if args.workers:
+            command += ["--workers", str(args.workers)]
         sweep = SweepUnderTest(command, work, database, state, work / "sweep.log")
+        if args.workers:
+            return distributed(sweep, config, database, state, rng, args)
         print(f"8-trial sweep in {work}; kill moments (seed {args.seed}): {', '.join(moments)}")
         started = time.monotonic()
 
@@ -111,6 +125,65 @@ def main() -> int:
         if not ok:
             print(f"sweep output: {work / 'sweep.log'}" if args.keep else _tail(work / "sweep.log"))
         return 0 if ok else 1
+
+
+def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
+    targets = rng.sample(["worker", "worker", "worker", "chief", "chief"], 5)
+    print(
+        f"8-trial sweep, chief + {args.workers} workers, in {sweep.cwd}; kills (seed "
+        f"{args.seed}): {', '.join(targets)}"
+    )
+    started = time.monotonic()
+    kills = sweep.kill_processes(targets, rng)
+    code = sweep.exit_codes[-1] if sweep.exit_codes else None
+    print(f"sweep ended: exit code {code}, {time.monotonic() - started:.0f} s in all")
+    uri = f"sqlite:///{database}"
+    killed_runs = [run for kill in kills for run in kill.running_runs]
+    result = audit(config, uri, state, killed_runs)
+    result.problems += sweep.problems
+    finished_trials = _finished_trials(config, uri)
+    survived = 0
+    for number, kill in enumerate(kills, 1):
+        trials = sorted(_trial_of(uri, run) for run in kill.running_runs)
+        ok = code == 0 and all(finished_trials.get(t) == 1 for t in trials)
+        survived += ok
+        print(
+            f"kill {number} ({kill.moment}): SIGKILL {kill.after_s:5.1f} s after start | "
+            f"trials hit: {', '.join(trials) or 'none'} | now: {kill.seen} | "
+            f"{'survived' if ok else 'NOT survived'}"
+        )
+    print(result.line())
+    for problem in result.problems:
+        print(f"  problem: {problem}")
+    print(
+        f"kills survived: {survived}/{len(targets)}, duplicate runs: {result.duplicates}, "
+        f"lost trials: {result.lost}"
+    )
+    ok = survived == len(targets) and not result.problems
+    if not ok:
+        print(f"sweep output: {sweep.log}" if args.keep else _tail(sweep.log))
+    return 0 if ok else 1
+
+
+def _finished_trials(config, uri: str) -> dict[str, int]:
+    """Trial id -> how many FINISHED runs it has."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(config.name)
+    found = client.search_runs(
+        [experiment.experiment_id], "tags.run_type = 'trial' and attributes.status = 'FINISHED'"
+    )
+    counts: dict[str, int] = {}
+    for run in found:
+        counts[run.data.tags["trial_id"]] = counts.get(run.data.tags["trial_id"], 0) + 1
+    return counts
+
+
+def _trial_of(uri: str, run_id: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri).get_run(run_id).data.tags["trial_id"]
 
 
 def _cache_state(config, state: Path) -> str:

@@ -5,34 +5,41 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
 
+from study import logs
 from study.errors import StudyError
-from study.tracking import sigterm_as_interrupt
+from study.tracking import set_source, sigterm_as_interrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
+    set_source(["study", *argv])
+    if not args.verbose:
+        logs.quiet_tensorflow()
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     warnings.filterwarnings("ignore", category=FutureWarning)
     sigterm_as_interrupt()
-    try:
-        return args.command(args)
-    except StudyError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with contextlib.nullcontext() if args.verbose else logs.without_noise():
+        try:
+            return args.command(args)
+        except StudyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import runs
+    from study.errors import TrainingFailed
     from study.tracking import Store
-    from study.training import TrainingFailed
 
     config = study_config.load(args.config, args.set)
     if args.register:  # registering needs the run's Keras file
@@ -49,7 +56,7 @@ def train(args: argparse.Namespace) -> int:
     for notice in dataset.notices:
         say(f"note: {notice}")
     say(f"weights: {prepared.weights.label}")
-    experiment_id = store.experiment(config.name)
+    experiment_id = store.experiment(config.name, config.description)
     try:
         run_id, result = runs.execute(
             config,
@@ -85,6 +92,7 @@ def train(args: argparse.Namespace) -> int:
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
     from study import server
+    from study.errors import WorkersLost
     from study.sweep import Sweep
     from study.tracking import Store
 
@@ -104,7 +112,16 @@ def sweep(args: argparse.Namespace) -> int:
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
-    summary = runner.run(fresh=args.fresh, workers=args.workers, oracle_address=args.serve_oracle)
+    try:
+        summary = runner.run(
+            fresh=args.fresh,
+            workers=args.workers,
+            oracle_address=args.serve_oracle,
+            retry_failed=args.retry_failed,
+        )
+    except WorkersLost as error:
+        print(f"sweep failed: {error}", file=sys.stderr)
+        return 1
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -213,8 +230,21 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
     )
     what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
     print(f"{what} for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
+    address = None
+    if kind == "ui":
+        experiments = store.recent_experiments()
+        for n, experiment in enumerate(experiments):
+            url = server.runs_url(process_spec.url, experiment.experiment_id)
+            address = address or url
+            print(f"{'latest experiment' if n == 0 else '  also'} {experiment.name}: {url}")
+    sys.stdout.flush()
     process = subprocess.Popen(process_spec.line, env=process_spec.env)
     try:
+        if getattr(args, "open", False):
+            import webbrowser
+
+            server.wait_until_up(process_spec, process)
+            webbrowser.open(address or process_spec.url)
         return process.wait()
     except KeyboardInterrupt:
         server.stop(process)
@@ -282,6 +312,11 @@ def _parser() -> argparse.ArgumentParser:
         help="where the feature cache and sweep state live (default: mlruns)",
     )
     common.add_argument("--quiet", "-q", action="store_true", help="print only the result")
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        help="let TensorFlow's own log lines (absl, oneDNN, CUDA) through",
+    )
 
     study_args = argparse.ArgumentParser(add_help=False, parents=[common])
     study_args.add_argument("config", help="study YAML, for example search_spaces/smoke.yaml")
@@ -313,6 +348,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true", help="start a new sweep instead of resuming"
     )
     command.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming, run every failed trial once more (its failed run stays, tagged)",
+    )
+    command.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -341,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     command = commands.add_parser(
         "ui", parents=[server_args], help="browse the runs in the MLflow UI"
+    )
+    command.add_argument(
+        "--open", action="store_true", help="open the latest experiment's runs in a browser"
     )
     command.set_defaults(command=ui)
     command = commands.add_parser(

@@ -63,6 +63,9 @@ KNOBS = {
     "optimizer": "fine_tune.optimizer",
     "decay_rate": "fine_tune.decay_rate",
 }
+# Knobs of a training phase: their short names follow the phase that trains last (fine-tuning
+# when it runs, else the frozen phase), so that a run's `optimizer` is the one that acted.
+PHASE_KNOBS = ("optimizer", "decay_rate")
 
 
 class Strict(BaseModel):
@@ -156,6 +159,9 @@ class Model(Strict):
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
     head_width: int = Field(100, ge=1, le=8192)
+    normalize_features: bool = Field(
+        False, description="standardize the backbone's features with the training split's"
+    )
 
 
 class EarlyStopping(Strict):
@@ -173,6 +179,9 @@ class Phase(Strict):
     learning_rate: float = Field(1e-3, gt=0, le=10)
     decay_rate: float = Field(0.0, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
     early_stopping: EarlyStopping = EarlyStopping()
+    augment: bool = Field(
+        True, description="train on augmented images (the paper); false: on the clean images"
+    )
     execution: Literal["graph", "eager"] = Field(
         "graph",
         description="graph: TensorFlow traces the step once (about a minute for the whole "
@@ -203,6 +212,7 @@ class Features(Strict):
 
 class Tracking(Strict):
     log_model: bool = False
+    system_metrics: bool = Field(True, description="record CPU and memory use while a run trains")
 
 
 class Choice(Strict):
@@ -316,9 +326,17 @@ class StudyConfig(Strict):
         body = self.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
         return _flatten(body)
 
+    def knob_keys(self) -> dict[str, str]:
+        """Each knob's short name -> its config key in this study (see PHASE_KNOBS)."""
+        phase = "fine_tune" if self.fine_tune.epochs > 0 else "frozen"
+        return {
+            short: f"{phase}.{short}" if short in PHASE_KNOBS else key
+            for short, key in KNOBS.items()
+        }
+
     def knob_values(self) -> dict[str, Any]:
         flat = self.flat()
-        return {short: flat[key] for short, key in KNOBS.items()}
+        return {short: flat[key] for short, key in self.knob_keys().items()}
 
     def with_values(self, values: dict[str, Any]) -> StudyConfig:
         """This config with dotted keys set to new values, validated again."""

@@ -291,14 +291,15 @@ def augment(images: np.ndarray, settings: Augmentation, rng: np.random.Generator
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled, freshly augmented batches of images for training end to end."""
+    """Shuffled, freshly augmented batches of images for training end to end (`settings` None:
+    the clean images)."""
 
     def __init__(
         self,
         images: np.ndarray,
         labels: np.ndarray,
         batch_size: int,
-        settings: Augmentation,
+        settings: Augmentation | None,
         seed: int,
     ):
         super().__init__()
@@ -312,6 +313,8 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.settings is None:
+            return to_model_input(self.images[chosen]), self.labels[chosen]
         return augment(self.images[chosen], self.settings, self.rng), self.labels[chosen]
 
     def on_epoch_end(self) -> None:

@@ -1,7 +1,8 @@
 """The project's error types.
 
 Every `StudyError` is a problem with the user's input or environment that the user can fix;
-the command line prints its message on one line and exits with code 2.
+the command line prints its message on one line and exits with code 2. A `TrainingFailed` is
+not the user's input: the work itself failed (exit code 1).
 """
 
 
@@ -27,6 +28,18 @@ class TrackingError(StudyError):
 
 class SweepStateError(StudyError):
     """The saved state of a sweep does not match the sweep being run."""
+
+
+class WorkerIdError(StudyError):
+    """A worker asked for an id that a live worker of the same sweep holds."""
+
+
+class TrainingFailed(Exception):
+    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
+
+
+class WorkersLost(Exception):
+    """Every local worker of a distributed sweep died before it could run a trial."""
 
 
 class ModelError(StudyError):

@@ -46,7 +46,7 @@ def settings(config: StudyConfig) -> dict:
     return {
         "image_size": config.data.image_size,
         "augmentation": config.data.augmentation,
-        "views": config.features.views,
+        "views": config.features.views if config.frozen.augment else 0,
         "seed": config.features.seed,
     }
 
@@ -132,7 +132,9 @@ def _build(
         key="",
         path=Path(),
         clean=clean,
-        views=np.stack(augmented, axis=1),
+        views=np.stack(augmented, axis=1)
+        if augmented
+        else np.empty((len(clean), 0, clean.shape[1]), np.float32),
         backbone_parameters=int(backbone.count_params()),
     )
 

@@ -24,6 +24,7 @@ IMAGENET_URL = (
 )
 FEATURE_WIDTH = 1056  # NASNet-Mobile's pooled output channels
 WEIGHTS_SUFFIXES = (".h5", ".weights.h5", ".hdf5")
+NORMALIZATION = "feature_normalization"
 
 
 @dataclass(frozen=True)
@@ -120,16 +121,30 @@ def build_backbone(image_size: int, weights: Weights) -> keras.Model:
 
 
 def build_head(
-    n_classes: int, activation: str, dropout: float, width: int, seed: int
+    n_classes: int,
+    activation: str,
+    dropout: float,
+    width: int,
+    seed: int,
+    normalize: bool = False,
 ) -> keras.Model:
-    """Dropout -> Dense(width, activation) -> Dropout -> Dense(n_classes, softmax)."""
+    """Dropout -> Dense(width, activation) -> Dropout -> Dense(n_classes, softmax), the paper's
+    head; `normalize` puts a Normalization layer in front, to be adapted with `adapt_head`."""
     keras.utils.set_random_seed(seed)
     features = keras.Input((FEATURE_WIDTH,), name="pooled_features")
-    x = keras.layers.Dropout(dropout, seed=seed)(features)
+    x = keras.layers.Normalization(name=NORMALIZATION)(features) if normalize else features
+    x = keras.layers.Dropout(dropout, seed=seed)(x)
     x = keras.layers.Dense(width, activation=activation)(x)
     x = keras.layers.Dropout(dropout, seed=seed + 1)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
     return keras.Model(features, outputs, name="head")
+
+
+def adapt_head(head: keras.Model, features: np.ndarray) -> None:
+    """Set the head's feature normalization, if it has one, to the features' mean and variance
+    (non-trainable weights, saved with the model)."""
+    if NORMALIZATION in {layer.name for layer in head.layers}:
+        head.get_layer(NORMALIZATION).adapt(features)
 
 
 def build_classifier(backbone: keras.Model, head: keras.Model) -> keras.Model:

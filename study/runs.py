@@ -8,6 +8,7 @@ data by the run's seed, trains, and logs the whole story of the run.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ import study
 from study import bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
-from study.tracking import PREDICTIONS, Store
+from study.tracking import NOTE_TAG, PREDICTIONS, Store
+
+CONTEXTS = {"val": "validation"}  # split name -> MLflow's dataset context, where they differ
 
 
 @dataclass
@@ -63,13 +66,20 @@ def execute(
     parent_run_id: str | None = None,
     verbose: int = 0,
     time_budget_s: float | None = None,
+    note: str | None = None,
 ) -> tuple[str, training.TrainingResult]:
-    """Train one configuration and log it as one MLflow run; returns (run id, result)."""
+    """Train one configuration and log it as one MLflow run; returns (run id, result). The
+    run's description is `note` (by default its knobs and seed) and what it scored."""
     dataset = prepared.dataset
     split = data.split(dataset, config.data.split, config.seed)
     run_tags = {**describe(prepared, split), **(tags or {})}
-    with store.run(experiment_id, run_name, run_tags, parent_run_id) as run_id:
+    with store.run(
+        experiment_id, run_name, run_tags, parent_run_id, config.tracking.system_metrics
+    ) as run_id:
         store.log(run_id, params=run_params(config, dataset, split))
+        store.log_datasets(
+            run_id, dataset.root.name, str(dataset.root), split_digests(dataset, split)
+        )
         result = training.train(
             config,
             dataset,
@@ -80,6 +90,10 @@ def execute(
             time_budget_s=time_budget_s,
         )
         store.log(run_id, metrics=run_metrics(result), tags={"kept_model": result.final_stage})
+        if note is None:
+            knobs = ", ".join(f"{key} = {value}" for key, value in config.knob_values().items())
+            note = f"{config.name}: {knobs}, seed = {config.seed}"
+        store.log(run_id, tags={NOTE_TAG: f"{note}\n\n{scores_table(result)}"})
         with tempfile.TemporaryDirectory() as folder:
             write_artifacts(Path(folder), config, prepared, split, result)
             store.log_artifacts(run_id, Path(folder))
@@ -106,6 +120,18 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
     return tags
 
 
+def split_digests(dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict[str, str]:
+    """A digest per non-empty split, by MLflow's dataset context names: the data fingerprint
+    with the contents of the split, so the same split of the same data has the same digest."""
+    digests = {}
+    for name, indices in split.items():
+        if len(indices):
+            members = sorted(dataset.content_hashes[i] for i in indices)
+            body = "\n".join([dataset.fingerprint, name, *members]).encode()
+            digests[CONTEXTS.get(name, name)] = hashlib.sha256(body).hexdigest()[:16]
+    return digests
+
+
 def run_params(config: StudyConfig, dataset: data.Dataset, split: dict[str, np.ndarray]) -> dict:
     params = {**config.flat(), **config.knob_values()}
     # Facts of the data as loaded, under `dataset.`: not config keys, so never a configuration.
@@ -126,6 +152,18 @@ def class_counts(dataset: data.Dataset, indices: np.ndarray) -> str:
     return json.dumps(
         dict(zip(dataset.class_names, counts.tolist(), strict=True)), ensure_ascii=False
     )
+
+
+def scores_table(result: training.TrainingResult) -> str:
+    """The final model's main scores per split, as a Markdown table."""
+    final = result.evaluations[result.final_stage]
+    keys = ("accuracy", "loss", "error_rate", "f1_macro")
+    rows = [
+        f"| {name} | " + " | ".join(f"{scores.metrics[key]:.4f}" for key in keys) + " |"
+        for name, scores in final.items()
+    ]
+    head = f"| after {result.final_stage.replace('_', '-')} | " + " | ".join(keys) + " |"
+    return "\n".join([head, "|---" * (len(keys) + 1) + "|", *rows])
 
 
 def run_metrics(result: training.TrainingResult) -> list[tuple[str, float, int]]:

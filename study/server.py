@@ -32,6 +32,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def runs_url(base_url: str, experiment_id: str) -> str:
+    """The UI's address of an experiment's runs, opened as model training (MLflow 3's UI
+    otherwise opens an experiment on its GenAI overview)."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 @dataclass(frozen=True)
 class Command:
     """An `mlflow ui` or `mlflow server` process to start. The store URI travels in its
@@ -83,6 +89,14 @@ def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> su
     on its /health endpoint."""
     output = open(log, "ab") if log else None  # noqa: SIM115 - the server process owns it
     process = subprocess.Popen(server.line, stdout=output, stderr=output, env=server.env)
+    wait_until_up(server, process, log, wait_s)
+    return process
+
+
+def wait_until_up(
+    server: Command, process: subprocess.Popen, log: Path | None = None, wait_s: float = 120.0
+) -> None:
+    """Return once the started server answers on its /health endpoint."""
     kind = server.line[3]
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -91,7 +105,7 @@ def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> su
             raise RuntimeError(f"mlflow {kind} exited with code {process.returncode}{where}")
         try:
             urllib.request.urlopen(f"{server.url}/health", timeout=2)
-            return process
+            return
         except OSError:
             time.sleep(0.5)
     stop(process)

@@ -7,25 +7,20 @@ is checked before a trial runs: a trial that already has a finished run is not r
 a run left RUNNING by a killed process is closed as KILLED before the trial runs anew.
 
 Distributed, this process is Keras Tuner's chief: it owns the oracle and serves it over gRPC,
-while worker processes (started here, or on other machines) ask it for trials and log them to a
-shared MLflow tracking server. A worker that dies is started again under the same id, and the
-chief hands it back the trial it had.
+while worker processes (started here, see `workers`, or on other machines) ask it for trials and
+log them to a shared MLflow tracking server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import socket
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,13 +32,14 @@ import yaml
 
 from study import runs, server, tuner
 from study.config import StudyConfig
-from study.errors import ConfigError, SweepStateError
+from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
-from study.tracking import PARENT_TAG, Store, redact, sigterm_as_interrupt
-from study.training import TrainingFailed
+from study.tracking import NOTE_TAG, PARENT_TAG, Store
+from study.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
+RETRIED_TAG = "retried"  # on a trial's FAILED run that --retry-failed ran again
 # Keras Tuner's distribution settings, read from the environment.
 TUNER_ID, ORACLE_IP, ORACLE_PORT = (
     "KERASTUNER_TUNER_ID",
@@ -92,10 +88,15 @@ class Sweep:
         self._durations: list[float] = []
 
     def run(
-        self, fresh: bool = False, workers: int = 0, oracle_address: str | None = None
+        self,
+        fresh: bool = False,
+        workers: int = 0,
+        oracle_address: str | None = None,
+        retry_failed: bool = False,
     ) -> SweepSummary:
         """Run or resume the sweep: in this process, or as the chief of `workers` local
-        worker processes and of any remote workers that reach `oracle_address` (host:port)."""
+        worker processes and of any remote workers that reach `oracle_address` (host:port).
+        With `retry_failed`, the trials that failed run once more."""
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
         distributed = workers > 0 or oracle_address is not None
         self.prepared = runs.prepare(
@@ -109,24 +110,27 @@ class Sweep:
             self.say(f"note: {notice}")
         if fresh:
             self._abandon()
-        self.experiment_id = self.store.experiment(self.config.name)
+        self.experiment_id = self.store.experiment(self.config.name, self.config.description)
         self.parent_run_id = self._parent_run(self._identity(self.prepared))
         pool = None
         if distributed:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
             os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
-            if workers:
-                pool = WorkerPool(self, workers, server.reachable(host), port)
+            pool = WorkerPool(self, workers, server.reachable(host), port)
+        self.serves_remote_workers = oracle_address is not None
         study_tuner = self._tuner(oracle)
-        self._ended = sum(
-            trial.status in ("COMPLETED", "FAILED") for trial in study_tuner.oracle.trials.values()
-        )
+        if retry_failed:
+            self._retry_failed(study_tuner.oracle)
+        self._ended = len(study_tuner.oracle.end_order)
         self.sweep_started = time.monotonic()
         try:
             if pool:
-                pool.start()
+                pool.start(study_tuner.oracle)
             study_tuner.search(verbose=0)
         except (KeyboardInterrupt, SystemExit):
+            if pool and pool.failure:
+                self.store.end_run(self.parent_run_id, "FAILED", pool.failure)
+                raise WorkersLost(pool.failure) from None
             self.store.end_run(self.parent_run_id, "KILLED", "interrupted; run again to resume")
             raise
         finally:
@@ -138,6 +142,8 @@ class Sweep:
         summary.stop_reason = getattr(study_tuner.oracle, "stop_reason", None)
         status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
         self.store.end_run(self.parent_run_id, status)
+        if summary.completed:
+            self._log_importance()  # after the sweep is recorded as ended: its trials are safe
         return summary
 
     def work(self, oracle_address: str, worker_id: str) -> None:
@@ -148,10 +154,28 @@ class Sweep:
         self.prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
         self.experiment_id = self.store.experiment(self.config.name)
         self.parent_run_id = self._find_parent(self._identity(self.prepared))
+        lease = Lease(self.store, self.parent_run_id, worker_id)
+        lease.acquire()
         study_tuner = self._tuner(oracle)
         # A worker sees only its own trials: it counts them, the sweep's total is the chief's.
         self._ended, self.sweep_started, self.planned = 0, time.monotonic(), None
-        study_tuner.search(verbose=0)
+        try:
+            study_tuner.search(verbose=0)
+        finally:
+            lease.release()
+
+    def _retry_failed(self, oracle) -> None:
+        """Queue the failed trials to run again, each once; their FAILED runs stay, tagged as
+        retried, and the trial's new run is the one that counts."""
+        failed = [t for t in oracle.end_order if oracle.trials[t].status == "FAILED"]
+        for trial_id in failed:
+            for run in self.child_runs(trial_id):
+                if run.info.status == "FAILED":
+                    self.store.client.set_tag(run.info.run_id, RETRIED_TAG, "true")
+        oracle.end_order = [t for t in oracle.end_order if t not in failed]
+        oracle._retry_queue += reversed(failed)  # handed out from the end: in trial order
+        oracle.save()
+        self.say(f"retrying {len(failed)} failed trials: {', '.join(failed) or 'none'}")
 
     def _tuner(self, oracle) -> tuner.StudyTuner:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading..."
@@ -194,7 +218,7 @@ class Sweep:
         orphans = self._orphan_parents()
         run_id = self.store.create_run(
             self.experiment_id,
-            f"{self.config.name}-sweep",
+            f"{self.config.name} · {self.config.tuner.oracle} sweep",
             {"run_type": "sweep", "sweep_identity": identity, STATE_TAG: self._state_label()},
         )
         for orphan in orphans:
@@ -213,7 +237,7 @@ class Sweep:
                 "hyperparameters": json.dumps(space, sort_keys=True),
                 "planned_trials": self.planned,
             },
-            tags=runs.describe(self.prepared),
+            tags={**runs.describe(self.prepared), NOTE_TAG: self._sweep_note()},
         )
         self.store.client.log_text(run_id, self.config.to_yaml(), "search_space.yaml")
         self.project.mkdir(parents=True, exist_ok=True)
@@ -226,6 +250,18 @@ class Sweep:
         atomic_write_text(state_path, json.dumps(state, indent=2))
         self.say(f"new sweep {self.config.name} (parent run {run_id})")
         return run_id
+
+    def _sweep_note(self) -> str:
+        space = "; ".join(
+            f"{key}: {spec.model_dump(exclude={'type'})}"
+            for key, spec in self.config.hyperparameters.items()
+        )
+        planned = f"{self.planned} trials" if self.planned else "trials"
+        return (
+            f"{self.config.description}\n\n{self.config.tuner.oracle.capitalize()} search over "
+            f"{space or 'nothing'}; each configuration once per seed {self.config.sweep_seeds}; "
+            f"{planned}, chosen on {self.config.tuner.objective}."
+        ).strip()
 
     def _state_label(self) -> str:
         return f"{socket.gethostname()}:{self.project.resolve()}"
@@ -289,7 +325,7 @@ class Sweep:
             if run.info.status == "FINISHED":
                 self._scores[trial_id] = _scores(run.data.metrics)
                 return self._scores[trial_id]
-            if run.info.status == "FAILED":
+            if run.info.status == "FAILED" and RETRIED_TAG not in run.data.tags:
                 raise kt.errors.FailedTrialError(run.data.tags.get("error", "failed earlier"))
         for run in existing:
             if run.info.status == "RUNNING":
@@ -307,7 +343,7 @@ class Sweep:
                 self.prepared,
                 self.store,
                 self.experiment_id,
-                run_name=f"trial-{trial_id}",
+                run_name=trial_name(self.config, trial_id, values),
                 tags={
                     "run_type": "trial",
                     "trial_id": trial_id,
@@ -317,6 +353,8 @@ class Sweep:
                 },
                 parent_run_id=self.parent_run_id,
                 time_budget_s=self.config.tuner.trial_timeout_s,
+                note=f"Trial {trial_id} of sweep {self.config.name}: "
+                + ", ".join(f"{key} = {value}" for key, value in values.items()),
             )
         except TrainingFailed as error:
             raise kt.errors.FailedTrialError(str(error)) from None
@@ -328,6 +366,28 @@ class Sweep:
         }
         return self._scores[trial_id]
 
+    def close_failed(self, trial) -> None:
+        """Give a FAILED trial its one FAILED run with the error: its RUNNING run is closed, or,
+        when it failed before its run existed, a run is made for it."""
+        reason = _last_line(trial.message)
+        found = [r for r in self.child_runs(trial.trial_id) if RETRIED_TAG not in r.data.tags]
+        if any(run.info.status in ("FINISHED", "FAILED") for run in found):
+            return
+        running = [run for run in found if run.info.status == "RUNNING"]
+        for run in running:
+            self.store.end_run(run.info.run_id, "FAILED", reason)
+        if running:
+            return
+        values = tuner.trial_values(trial)
+        tags = {"run_type": "trial", "trial_id": trial.trial_id}
+        if tuner.SEED in values:
+            tags["seed"] = str(values[tuner.SEED])
+        run_id = self.store.create_run(
+            self.experiment_id, f"trial-{trial.trial_id}", tags, self.parent_run_id
+        )
+        self.store.log(run_id, params=values)
+        self.store.end_run(run_id, "FAILED", reason)
+
     def _report_trial(self, trial) -> None:
         took = time.monotonic() - self._started.get(trial.trial_id, time.monotonic())
         self._durations.append(took)
@@ -336,8 +396,7 @@ class Sweep:
         if trial.status == "COMPLETED":
             outcome = f"{objective} {self._scores[trial.trial_id][objective]:.4f}"
         else:
-            outcome = (trial.message or "").strip().splitlines()[-1:] or ["no message"]
-            outcome = f"FAILED: {outcome[0]}"
+            outcome = f"FAILED: {_last_line(trial.message)}"
         values = " ".join(f"{k}={v}" for k, v in tuner.trial_values(trial).items())
         elapsed = time.monotonic() - self.sweep_started
         total = f"/{self.planned}" if self.planned else ""
@@ -364,6 +423,8 @@ class Sweep:
         configs: dict[str, dict] = {}
         for trial in trials:
             summary.statuses[trial.trial_id] = str(trial.status)
+            if trial.status == "FAILED":
+                self.close_failed(trial)
         for trial in completed:
             if _budget(trial) != budget:
                 continue
@@ -397,6 +458,21 @@ class Sweep:
         )
         return summary
 
+    def _log_importance(self) -> None:
+        """Which knob mattered, on the parent run as `importance.*` metrics (and printed)."""
+        from study.report.build import sweep_importance  # loads optuna only when needed
+
+        table = sweep_importance(
+            self.store, self.experiment_id, self.parent_run_id, self.config.tuner.objective
+        )
+        if table is not None:
+            shown = ", ".join(
+                f"{row.knob} {row.importance:.3f}"
+                + ("" if np.isnan(row.ci_low) else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+                for row in table.itertuples()
+            )
+            self.say(f"importance of each knob (fANOVA share of variance, 95% interval): {shown}")
+
     def _write_best_config(self, summary: SweepSummary) -> Path:
         best = self.config.with_values(summary.best_values)
         body = best.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
@@ -416,104 +492,31 @@ def _budget(trial) -> int:
     return int(trial.hyperparameters.values.get("tuner/epochs", 0))
 
 
+def trial_name(config: StudyConfig, trial_id: str, values: dict) -> str:
+    """A short name, unique in the sweep, that says what differs: `t03 relu s1` is trial 3,
+    the values of the knobs the sweep varies, and the seed."""
+    varied = [key for key, spec in config.hyperparameters.items() if spec.type != "fixed"]
+    parts = [_short(key, values[key]) for key in varied if key in values]
+    return " ".join([f"t{trial_id.zfill(2)}", *parts, f"s{values[tuner.SEED]}"])
+
+
+def _short(key: str, value) -> str:
+    """A value in few characters: a name stands alone, a number says which knob it sets."""
+    if isinstance(value, str):
+        return value
+    leaf = key.rpartition(".")[2]
+    return f"{leaf}={value}" if isinstance(value, bool) else f"{leaf}={value:g}"
+
+
 def _scores(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if re.match(r"^(train|val|test)_", k)}
+
+
+def _last_line(message: str | None) -> str:
+    """The error of a Keras Tuner trial message (a traceback, or a reason)."""
+    return ((message or "").strip().splitlines() or ["no message"])[-1]
 
 
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class WorkerPool:
-    """Local worker processes for a chief; a worker that dies is started again under the same
-    id, so the chief hands it back the trial it was running."""
-
-    MAX_RESTARTS = 3
-
-    def __init__(self, sweep: Sweep, count: int, host: str, port: str):
-        self.sweep, self.count, self.address = sweep, count, f"{host}:{port}"
-        self.threads = max(1, (os.cpu_count() or 1) // count)
-        self.tracker = None
-        self.tracking_uri = sweep.store.uri
-        if sweep.store.uri.startswith("sqlite:"):  # several writers: go through a server
-            tracking = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
-            self.tracker = server.start(tracking, log=sweep.project / "tracking-server.log")
-            self.tracking_uri = tracking.url
-        self.processes: dict[str, multiprocessing.Process] = {}
-        self.restarts: dict[str, int] = {}
-        self._stopping = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
-
-    def start(self) -> None:
-        for number in range(1, self.count + 1):
-            self._spawn(f"worker{number}")
-        self._watcher.start()
-        self.sweep.say(
-            f"chief at {self.address} with {self.count} workers ({self.threads} threads each), "
-            f"tracking through {redact(self.tracking_uri)}"
-        )
-
-    def _spawn(self, worker_id: str) -> None:
-        context = multiprocessing.get_context("spawn")
-        process = context.Process(
-            target=work,
-            args=(
-                self.sweep.config,
-                self.tracking_uri,
-                str(self.sweep.state_dir),
-                self.address,
-                worker_id,
-                self.threads,
-                self.sweep.progress,
-            ),
-            name=worker_id,
-        )
-        process.start()
-        self.processes[worker_id] = process
-
-    def _watch(self) -> None:
-        while not self._stopping.wait(1.0):
-            for worker_id, process in list(self.processes.items()):
-                if process.is_alive() or process.exitcode == 0:
-                    continue
-                restarts = self.restarts.get(worker_id, 0)
-                if restarts >= self.MAX_RESTARTS:
-                    continue
-                self.restarts[worker_id] = restarts + 1
-                print(
-                    f"{worker_id} died (exit code {process.exitcode}); starting it again",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                self._spawn(worker_id)
-
-    def stop(self) -> None:
-        self._stopping.set()
-        for process in self.processes.values():
-            process.join(timeout=60)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-        if self.tracker is not None:
-            server.stop(self.tracker)
-
-
-def work(
-    config: StudyConfig,
-    tracking_uri: str,
-    state_dir: str,
-    oracle_address: str,
-    worker_id: str,
-    threads: int,
-    progress: bool,
-) -> None:
-    """A worker process: its share of the cores, then trials until the chief says stop."""
-    sigterm_as_interrupt()
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    say = functools.partial(print, f"[{worker_id}]", flush=True)
-    sweep = Sweep(config, Store(tracking_uri), Path(state_dir), say=say, progress=progress)
-    sweep.work(oracle_address, worker_id)

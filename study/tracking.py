@@ -7,10 +7,14 @@ beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQ
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shlex
 import signal
+import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +27,13 @@ DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
 PREDICTIONS = "predictions.csv"  # artifact: the final model's prediction for each image
+NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in the MLflow UI
+# MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+SOURCE_ENV = "STUDY_SOURCE_NAME"  # the command that makes the runs, set by the command line
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+# Trials last seconds: MLflow's default of one system-metrics sample per 10 s records none.
+SYSTEM_METRICS_INTERVAL_S = 1.0
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)
 
@@ -35,6 +45,42 @@ def sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def set_source(words: list[str]) -> None:
+    """Name the command that makes this process's runs (`mlflow.source.name`), without the
+    credentials of any URI in it; processes it starts inherit the name through the
+    environment."""
+    shown = []
+    for word in words:
+        key, sep, value = word.partition("=") if word.startswith("-") else ("", "", word)
+        shown.append(key + sep + redact(value))
+    os.environ[SOURCE_ENV] = shlex.join(shown)
+
+
+def source_tags() -> dict[str, str]:
+    """The command that made a run and, in a git checkout, the commit of the code."""
+    tags = {"mlflow.source.type": "LOCAL"}
+    if SOURCE_ENV in os.environ:
+        tags["mlflow.source.name"] = os.environ[SOURCE_ENV]
+    if commit := _git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@functools.cache
+def _git_commit() -> str | None:
+    try:
+        answer = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return answer.stdout.strip() if answer.returncode == 0 else None
 
 
 def default_uri() -> str:
@@ -156,8 +202,10 @@ class Store:
                 "store; use sqlite:///PATH/mlflow.db or an http(s):// tracking server"
             )
 
-    def experiment(self, name: str) -> str:
-        """The id of the named experiment, created if needed."""
+    def experiment(self, name: str, description: str = "") -> str:
+        """The id of the named experiment, created if needed, tagged as model training and
+        described by `description` (when given)."""
+        tags = {**EXPERIMENT_KIND, **({NOTE_TAG: description} if description else {})}
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
@@ -165,18 +213,32 @@ class Store:
                     f"experiment {name!r} is deleted in {self.display_uri}; restore it in the "
                     "MLflow UI or rename the study"
                 )
+            for key, value in tags.items():
+                if found.tags.get(key) != value:
+                    self.client.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         location = None
         database = sqlite_path(self.uri)
         if database is not None:
             slug = re.sub(r"[^\w.-]+", "_", name)
             location = (database.resolve().parent / "artifacts" / slug).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        return self.client.create_experiment(name, artifact_location=location, tags=tags)
+
+    def recent_experiments(self) -> list:
+        """The experiments that hold runs, the one with the latest run first."""
+        latest = []
+        for experiment in self.client.search_experiments():
+            found = self.client.search_runs(
+                [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+            )
+            if found:
+                latest.append((found[0].info.start_time, experiment))
+        return [experiment for _, experiment in sorted(latest, key=lambda p: p[0], reverse=True)]
 
     def create_run(
         self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
     ) -> str:
-        tags = dict(tags)
+        tags = {**source_tags(), **tags}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
         return self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -188,12 +250,19 @@ class Store:
 
     @contextmanager
     def run(
-        self, experiment_id: str, name: str, tags: dict[str, str], parent_run_id: str | None = None
+        self,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+        system_metrics: bool = False,
     ) -> Iterator[str]:
-        """A run that ends FINISHED, FAILED (with the error logged) or KILLED (Ctrl-C)."""
+        """A run that ends FINISHED, FAILED (with the error logged) or KILLED (Ctrl-C), and
+        records CPU and memory use (MLflow's system metrics) while it is open if asked to."""
         run_id = self.create_run(experiment_id, name, tags, parent_run_id)
         try:
-            yield run_id
+            with self._system_metrics(run_id, system_metrics):
+                yield run_id
         except (KeyboardInterrupt, SystemExit):
             self.end_run(run_id, "KILLED", "interrupted")
             raise
@@ -201,6 +270,25 @@ class Store:
             self.end_run(run_id, "FAILED", f"{type(error).__name__}: {error}")
             raise
         self.end_run(run_id, "FINISHED")
+
+    @contextmanager
+    def _system_metrics(self, run_id: str, on: bool) -> Iterator[None]:
+        if not on:
+            yield
+            return
+        import logging
+
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no line per run
+        monitor = SystemMetricsMonitor(
+            run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=self.uri
+        )
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def log(
         self,
@@ -218,10 +306,36 @@ class Store:
             "metrics": [Metric(k, float(v), now, step) for k, v, step in metrics or []],
             "tags": [RunTag(k, str(v)) for k, v in (tags or {}).items()],
         }
-        for kind, entries in items.items():
-            size = _BATCH[kind]
-            for start in range(0, len(entries), size):
-                self.client.log_batch(run_id, **{kind: entries[start : start + size]})
+        # One request carries up to MLflow's limit of each kind at once.
+        calls = max(-(-len(entries) // _BATCH[kind]) for kind, entries in items.items())
+        for call in range(calls):
+            self.client.log_batch(
+                run_id,
+                **{
+                    kind: entries[call * _BATCH[kind] : (call + 1) * _BATCH[kind]]
+                    for kind, entries in items.items()
+                },
+            )
+
+    def log_datasets(self, run_id: str, name: str, source: str, digests: dict[str, str]) -> None:
+        """One MLflow dataset input per context (train, validation, test): a name, the data's
+        digest in that context, and where it comes from (a folder)."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():  # MLflow registers its local-folder source twice
+            warnings.simplefilter("ignore", UserWarning)
+            origin = resolve_dataset_source(source)
+        inputs = [
+            DatasetInput(
+                MetaDataset(origin, name=name, digest=digest)._to_mlflow_entity(),
+                tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)],
+            )
+            for context, digest in digests.items()
+        ]
+        self.client.log_inputs(run_id, datasets=inputs)
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))

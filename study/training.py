@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
+import tensorflow as tf
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -22,10 +23,19 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from study import keras_scores
 from study.config import Phase, StudyConfig
 from study.data import AugmentedBatches, Dataset, to_model_input
+from study.errors import TrainingFailed
 from study.features import FeatureCache
-from study.model import Weights, build_backbone, build_classifier, build_head, parameter_counts
+from study.model import (
+    Weights,
+    adapt_head,
+    build_backbone,
+    build_classifier,
+    build_head,
+    parameter_counts,
+)
 
 STAGES = ("frozen", "fine_tune")
 SPLIT_METRICS = (
@@ -49,10 +59,6 @@ _OPTIMIZERS = {
     "adamw": keras.optimizers.AdamW,
 }
 _PREDICT_BATCH = 64
-
-
-class TrainingFailed(Exception):
-    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
 
 
 @dataclass
@@ -118,6 +124,7 @@ def train(
         config.model.dropout,
         config.model.head_width,
         config.seed,
+        normalize=config.model.normalize_features,
     )
     result = TrainingResult(class_names=dataset.class_names, head=head)
     needs_backbone = features is None or config.fine_tune.epochs > 0
@@ -126,7 +133,7 @@ def train(
 
     def image_batches(phase: Phase, seed: int) -> AugmentedBatches:
         train = split["train"]
-        augmentation = config.data.augmentation
+        augmentation = config.data.augmentation if phase.augment else None
         return AugmentedBatches(
             dataset.images[train], labels[train], phase.batch_size, augmentation, seed
         )
@@ -134,26 +141,36 @@ def train(
     def clean_images(indices: np.ndarray) -> np.ndarray:
         return to_model_input(dataset.images[indices])
 
+    if config.model.normalize_features:  # on the training split's clean features
+        train = split["train"]
+        adapt_head(
+            head,
+            features.clean[train]
+            if features is not None
+            else backbone.predict(clean_images(train), batch_size=_PREDICT_BATCH, verbose=0),
+        )
+
     if config.frozen.epochs:
         if features is not None:
             trained, inputs = head, features.clean.__getitem__
             train = split["train"]
-            batches = CachedViews(
-                features.views[train], labels[train], config.frozen.batch_size, config.seed
-            )
+            views = features.views[train] if config.frozen.augment else features.clean[train, None]
+            batches = CachedViews(views, labels[train], config.frozen.batch_size, config.seed)
         else:
             trained, inputs = model, clean_images
             backbone.trainable = False
             batches = image_batches(config.frozen, config.seed)
         validation = (inputs(split["val"]), labels[split["val"]])
         # On cached features a step costs next to nothing: run a whole epoch per call, and
-        # score the validation split in one batch, to spare Keras's per-call overhead.
+        # score the validation split in one eager call, to spare Keras's per-call overhead.
         quick = {"whole_epochs": True} if features is not None else {}
         phase = _fit(
             "frozen", trained, batches, validation, config.frozen, deadline, verbose, **quick
         )
         result.phases.append(phase)
-        result.evaluations["frozen"] = _evaluate_splits(trained, inputs, split, dataset)
+        result.evaluations["frozen"] = _evaluate_splits(
+            trained, inputs, split, dataset, whole=features is not None
+        )
 
     if config.fine_tune.epochs:
         backbone.trainable = True
@@ -205,6 +222,22 @@ class CachedViews(keras.utils.PyDataset):
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return self.views[chosen, self.view_of[chosen]], self.labels[chosen]
 
+    def dataset(self, epochs: int) -> tf.data.Dataset:
+        """The batches of `epochs` epochs, in the order iterating this PyDataset gives them, as
+        one tf.data pipeline that gathers them inside TensorFlow: Keras then never calls back
+        into Python for a batch. Uses up this PyDataset's draws."""
+        count = len(self.views)
+        picks = []  # per epoch: (image, view) of every training image, in batch order
+        for _ in range(epochs):
+            picks.append(np.stack([self.order, self.view_of[self.order]], axis=1))
+            self.on_epoch_end()
+        views, labels = tf.constant(self.views), tf.constant(self.labels)
+        epochs_data = tf.data.Dataset.from_tensor_slices(np.stack(picks).reshape(-1, count, 2))
+        batches = epochs_data.flat_map(
+            lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(self.batch_size)
+        )
+        return batches.map(lambda pick: (tf.gather_nd(views, pick), tf.gather(labels, pick[:, 0])))
+
     def on_epoch_end(self) -> None:
         self.epoch += 1
         count, pool = self.views.shape[:2]
@@ -224,8 +257,9 @@ def _fit(
     verbose: int,
     whole_epochs: bool = False,
 ) -> PhaseResult:
-    """Train one phase. `whole_epochs` runs an epoch per TensorFlow call and validates in one
-    batch: the same updates, less overhead, but NaN and the time budget are checked per epoch."""
+    """Train one phase. `whole_epochs` (the head on `CachedViews`) runs an epoch per TensorFlow
+    call, feeds it from `CachedViews.dataset` and validates with `EagerValidation`: the same
+    updates and scores, less overhead, but NaN and the time budget are checked per epoch."""
     learning_rate = phase.learning_rate
     if phase.decay_rate > 0:
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
@@ -245,12 +279,15 @@ def _fit(
     # second time, which for the whole network costs about a minute on a CPU: create the
     # optimizer's and the metrics' variables first.
     model.optimizer.build(model.trainable_variables)
-    initial = model.evaluate(
-        *validation,
-        batch_size=len(validation[0]) if whole_epochs else phase.batch_size,
-        verbose=0,
-        return_dict=True,
-    )
+    callbacks: list[keras.callbacks.Callback] = []
+    if whole_epochs:
+        scorer = EagerValidation(*validation)
+        initial = scorer.scores(model)
+        callbacks.append(scorer)
+    else:
+        initial = model.evaluate(
+            *validation, batch_size=phase.batch_size, verbose=0, return_dict=True
+        )
     stopping = phase.early_stopping
     early_stop = keras.callbacks.EarlyStopping(
         monitor=stopping.monitor,
@@ -260,11 +297,13 @@ def _fit(
     watch = _Watch(name, deadline)
     started = time.perf_counter()
     fit = model.fit(
-        batches,
-        validation_data=validation,
-        validation_batch_size=len(validation[0]) if whole_epochs else phase.batch_size,
+        batches.dataset(phase.epochs) if whole_epochs else batches,
+        steps_per_epoch=len(batches) if whole_epochs else None,
+        shuffle=not whole_epochs,  # the pipeline holds the epochs' own orders
+        validation_data=None if whole_epochs else validation,
+        validation_batch_size=phase.batch_size,
         epochs=phase.epochs,
-        callbacks=[watch, early_stop],
+        callbacks=[*callbacks, watch, early_stop],
         verbose=verbose,
     )
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
@@ -279,6 +318,27 @@ def _fit(
         initial={f"val_{key}": float(value) for key, value in initial.items()},
         monitor=stopping.monitor,
     )
+
+
+class EagerValidation(keras.callbacks.Callback):
+    """Scores the validation split with one eager call of the model and adds `val_loss` and
+    `val_accuracy` to each epoch's logs, as Keras's validation would, without tracing a test
+    function: for a model whose call is a few matrix products (the head on cached features).
+    It must come before the callbacks that read those logs."""
+
+    def __init__(self, inputs: np.ndarray, labels: np.ndarray):
+        super().__init__()
+        self.inputs, self.labels = inputs, labels
+
+    def scores(self, model: keras.Model) -> dict[str, float]:
+        """`loss` and `accuracy` as `model.evaluate` gives them in one batch."""
+        probabilities = model(self.inputs, training=False)
+        loss = keras.losses.sparse_categorical_crossentropy(self.labels, probabilities)
+        right = keras.metrics.sparse_categorical_accuracy(self.labels, probabilities)
+        return {"loss": float(keras.ops.mean(loss)), "accuracy": float(keras.ops.mean(right))}
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs.update({f"val_{key}": value for key, value in self.scores(self.model).items()})
 
 
 class _Watch(keras.callbacks.Callback):
@@ -302,12 +362,17 @@ class _Watch(keras.callbacks.Callback):
             raise TrainingFailed(f"{self.phase} phase: the trial's time budget ran out")
 
 
-def _evaluate_splits(model, inputs, split, dataset) -> dict[str, Evaluation]:
+def _evaluate_splits(model, inputs, split, dataset, whole: bool = False) -> dict[str, Evaluation]:
+    """Score every split; `whole` predicts a split in one eager call (the head on cached
+    features), which spares tracing Keras's predict function for a few matrix products."""
     scores = {}
     for name, indices in split.items():
         if len(indices) == 0:
             continue
-        probabilities = model.predict(inputs(indices), batch_size=_PREDICT_BATCH, verbose=0)
+        if whole:
+            probabilities = keras.ops.convert_to_numpy(model(inputs(indices), training=False))
+        else:
+            probabilities = model.predict(inputs(indices), batch_size=_PREDICT_BATCH, verbose=0)
         scores[name] = evaluate(probabilities, dataset.labels[indices], dataset.class_names)
     return scores
 
@@ -316,7 +381,8 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[st
     """Score predicted class probabilities against true labels.
 
     `*_macro` are scikit-learn's class-averaged forms; `precision_keras`, `recall_keras` and
-    `auc_keras` are Keras's metrics on one-hot targets (threshold 0.5), the form the paper reports.
+    `auc_keras` are Keras's metrics on one-hot targets (threshold 0.5), the form the paper reports,
+    computed with numpy (`keras_scores`).
     """
     n_classes = len(class_names)
     classes = np.arange(n_classes)
@@ -333,9 +399,9 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[st
         "precision_macro": precision.mean(),
         "recall_macro": recall.mean(),
         "f1_macro": f1.mean(),
-        "precision_keras": _keras_metric(keras.metrics.Precision(), one_hot, probabilities),
-        "recall_keras": _keras_metric(keras.metrics.Recall(), one_hot, probabilities),
-        "auc_keras": _keras_metric(keras.metrics.AUC(), one_hot, probabilities),
+        "precision_keras": keras_scores.precision(one_hot, probabilities),
+        "recall_keras": keras_scores.recall(one_hot, probabilities),
+        "auc_keras": keras_scores.auc(one_hot, probabilities),
     }
     if np.all(support > 0):
         metrics["auc_ovr_macro"] = roc_auc_score(
@@ -351,8 +417,3 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[st
         per_class=per_class,
         predicted=predicted,
     )
-
-
-def _keras_metric(metric: keras.metrics.Metric, targets: np.ndarray, scores: np.ndarray) -> float:
-    metric.update_state(targets, scores)
-    return float(metric.result())

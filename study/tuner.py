@@ -286,6 +286,13 @@ class StudyTuner(kt.engine.base_tuner.BaseTuner):
             self.oracle.save()
         atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
 
+    def _get_tuner_fname(self) -> str:
+        # Keras Tuner reloads the oracle only from the tuner's own file, named by its tuner id:
+        # the chief and a sweep in one process share one, so either resumes the other's sweep.
+        if self._is_worker():
+            return super()._get_tuner_fname()
+        return os.path.join(str(self.project_dir), "tuner0.json")
+
 
 def configuration(trial) -> dict:
     """A trial's values without the seed: what its runs over several seeds share."""

@@ -87,15 +87,21 @@ def tracking_server(tmp_path):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.5)
+        wait_for_health(port, process)
         yield port, folder
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+
+
+def wait_for_health(port: int, process: subprocess.Popen, log: Path | None = None) -> None:
+    """Wait until the MLflow process started on `port` answers /health (two minutes at most)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            return
+        except OSError:
+            detail = log.read_text() if log else ""
+            assert process.poll() is None and time.monotonic() < deadline, detail
+            time.sleep(0.5)

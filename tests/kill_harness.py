@@ -17,6 +17,7 @@ Moments:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -89,6 +90,7 @@ class SweepUnderTest:
         self.state_dir, self.log = Path(state_dir), Path(log)
         self.kills: list[Kill] = []
         self.exit_codes: list[int] = []  # of the launches that ended on their own
+        self.problems: list[str] = []
 
     def start(self) -> subprocess.Popen:
         with open(self.log, "ab") as output:
@@ -163,6 +165,58 @@ class SweepUnderTest:
             return 0.0
         return None
 
+    def kill_processes(
+        self, targets: list[str], rng: random.Random, timeout_s: float = 1800
+    ) -> list[Kill]:
+        """A distributed sweep (`--workers N`): while a trial runs, SIGKILL the worker running
+        it ("worker"; the chief starts it again) or the chief alone ("chief"; it is started
+        again, and its workers must stop by themselves), once per target in order; then let
+        the sweep run to its end. A worker that outlives its chief is a problem."""
+        process = self.start()
+        stale = set(self.observe().running())  # RUNNING runs of earlier launches
+        started = time.monotonic()
+        try:
+            for target in targets:
+                running: list[str] = []
+                while not running:  # a trial of this launch RUNNING, still so after a delay
+                    if process.poll() is not None:
+                        self.exit_codes.append(process.returncode)
+                        return self.kills  # the sweep ended before every kill came
+                    if time.monotonic() - started > timeout_s:
+                        return self.kills
+                    time.sleep(POLL_S)
+                    if [r for r in self.observe().running() if r not in stale]:
+                        time.sleep(rng.uniform(0.0, 2.0))
+                        seen = self.observe()
+                        running = [r for r in seen.running() if r not in stale]
+                run_id = rng.choice(running)
+                if target == "worker":
+                    os.kill(int(seen.children[run_id]["pid"]), signal.SIGKILL)
+                    hit = [run_id]
+                else:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait()
+                    hit = running
+                    workers = {int(seen.children[r]["pid"]) for r in hit}
+                    time.sleep(40.0)  # the workers notice within a second, stop within 30 s
+                    outlived = [pid for pid in workers if _alive(pid)]
+                    with contextlib.suppress(ProcessLookupError):  # its tracking server
+                        os.killpg(process.pid, signal.SIGKILL)
+                    if outlived:
+                        self.problems.append(f"workers {outlived} outlived their chief")
+                    process = self.start()
+                stale |= set(hit)
+                after = self.observe()
+                self.kills.append(Kill(target, time.monotonic() - started, after.describe(), hit))
+            self.exit_codes.append(
+                process.wait(timeout=max(timeout_s - (time.monotonic() - started), 1))
+            )
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        return self.kills
+
     # -- watching without writing -------------------------------------------------------------
 
     def observe(self) -> Observation:
@@ -184,7 +238,7 @@ class SweepUnderTest:
                     "SELECT r.run_uuid, r.status, t.key, t.value, "
                     "(SELECT count(*) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid) "
                     "FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                    "WHERE t.key IN ('run_type', 'trial_id')"
+                    "WHERE t.key IN ('run_type', 'trial_id', 'pid')"
                 ).fetchall()
         except sqlite3.Error:  # being created or written: look again at the next poll
             return seen
@@ -198,9 +252,18 @@ class SweepUnderTest:
                 seen.children[run_id] = {
                     "status": info["status"],
                     "trial": info.get("trial_id"),
+                    "pid": info.get("pid"),
                     "metrics": info["metrics"],
                 }
         return seen
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie that nobody reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _held(lock: Path) -> bool:
@@ -345,6 +408,9 @@ def check_feature_cache(config, state_dir: Path) -> str | None:
     files = sorted(p.name for p in folder.iterdir())
     if files != [f"{key}.lock", f"{key}.npz"]:
         return f"the feature cache folder holds {files}, expected one lock and one .npz"
-    if features._read(folder / f"{key}.npz", key, len(dataset), config.features.views) is None:
+    if (
+        features._read(folder / f"{key}.npz", key, len(dataset), features.settings(config)["views"])
+        is None
+    ):
         return "the feature cache file is not complete and valid"
     return None

@@ -1,7 +1,8 @@
+import keras
 import numpy as np
 import pytest
 
-from study import model
+from study import data, model
 from study.errors import WeightsError
 
 
@@ -87,3 +88,31 @@ def test_random_weights_are_seeded():
     first = model.build_backbone(32, model.resolve_weights("none", 3)).predict(images, verbose=0)
     again = model.build_backbone(32, model.resolve_weights("none", 3)).predict(images, verbose=0)
     np.testing.assert_array_equal(first, again)
+
+
+def test_feature_normalization_is_adapted_saved_and_not_trained(tmp_path):
+    images = data.to_model_input(data.load(None, 32).images)
+    backbone = model.build_backbone(32, model.resolve_weights("none"))
+    features = backbone.predict(images, verbose=0)
+    head = model.build_head(6, "elu", 0.2, 100, seed=0, normalize=True)
+    model.adapt_head(head, features)
+    classifier = model.build_classifier(backbone, head)
+
+    backbone.trainable = False
+    total, trainable = model.parameter_counts(classifier)
+    assert trainable == 106_306  # the mean and variance are statistics, not trained
+    assert total == 4_376_022 + 2 * model.FEATURE_WIDTH + 1  # mean, variance, count
+
+    layer = head.get_layer(model.NORMALIZATION)
+    standardized = keras.Model(head.input, layer.output).predict(features, verbose=0)
+    spread = features.std(axis=0) > 1e-3  # constant features stay constant
+    np.testing.assert_allclose(standardized.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(standardized.std(axis=0)[spread], 1, atol=1e-2)
+
+    path = tmp_path / "model.keras"
+    classifier.save(path)
+    np.testing.assert_allclose(
+        keras.saving.load_model(path).predict(images, verbose=0),
+        classifier.predict(images, verbose=0),
+        atol=1e-5,
+    )

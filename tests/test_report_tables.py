@@ -233,6 +233,14 @@ def test_failed_killed_unfinished_and_outside_runs_are_excluded_and_counted():
     assert failed["error"].startswith("TrainingFailed") and not failed["included"]
 
 
+def test_a_failed_run_that_was_retried_says_so():
+    failed = run(0, status="FAILED")
+    failed["tags"]["retried"] = "true"
+    selection = select(frame([failed, run(0)]))
+    assert len(selection.runs) == 1
+    assert selection.excluded == {"failed, then run again by --retry-failed": 1}
+
+
 def test_a_repeated_configuration_and_seed_keeps_the_latest_run():
     first, repeat = run(0), run(0)
     repeat["metrics"]["val_accuracy"] = 0.5
@@ -471,8 +479,11 @@ def test_knobs_of_a_phase_that_never_ran_are_not_listed():
         for seed in (0, 1)
     ]
     selection = select(frame(specs))
-    assert "optimizer" in selection.swept
+    # With fine-tuning off, the short name optimizer is the frozen phase's, which did not vary.
+    assert selection.swept == ["fine_tune.optimizer"]
     assert tables.report_knobs(selection.runs, selection.swept) == []
+    nothing = tables.knob_table(selection.runs, [], "val_accuracy", "test")
+    assert nothing.empty and {"knob", "value", "objective_mean"} <= set(nothing.columns)
 
 
 def test_inference_table_puts_our_timings_beside_the_paper():

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from study import config, data, features, model, training
+from study.errors import TrainingFailed
 
 from .conftest import copy_slice
 
@@ -91,13 +92,13 @@ def test_nan_loss_fails_the_training(dataset, weights, cache):
     )
     poisoned.views[:, :, 0] = np.nan
     cfg = study_config()
-    with pytest.raises(training.TrainingFailed, match="loss became nan"):
+    with pytest.raises(TrainingFailed, match="loss became nan"):
         training.train(cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, poisoned)
 
 
 def test_time_budget_fails_the_training(dataset, weights, cache):
     cfg = study_config()
-    with pytest.raises(training.TrainingFailed, match="time budget ran out"):
+    with pytest.raises(TrainingFailed, match="time budget ran out"):
         training.train(
             cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, cache, time_budget_s=1e-6
         )
@@ -173,3 +174,47 @@ def test_each_seed_goes_through_the_cached_views_in_an_order_of_its_own():
         assert sorted(first[4:, image]) == [0, 1, 2, 3]
     assert not np.array_equal(first, views_seen(seed=1, epochs=8))
     assert np.array_equal(first, views_seen(seed=0, epochs=8))
+
+
+def test_without_augmentation_the_frozen_phase_trains_on_clean_cached_features(
+    dataset, weights, tmp_path
+):
+    cfg = study_config(augment=False)
+    settings = features.settings(cfg)
+    assert settings["views"] == 0
+    cache = features.load_or_build(dataset, weights, **settings, directory=tmp_path)
+    assert cache.views.shape == (len(dataset), 0, model.FEATURE_WIDTH)
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache)
+    train = result.evaluations["frozen"]["train"].metrics["accuracy"]
+    assert train > 1 / len(dataset.class_names)  # it learned from the clean features
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights, cache, cached):
+    cfg = study_config(epochs=1).with_values({"model.normalize_features": True})
+    parts = data.split(dataset, cfg.data.split, 0)
+    result = training.train(cfg, dataset, parts, weights, cache if cached else None)
+    layer = result.head.get_layer(model.NORMALIZATION)
+    train = cache.clean[parts["train"]]
+    np.testing.assert_allclose(layer.mean.numpy().ravel(), train.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        layer.variance.numpy().ravel(), train.var(axis=0), rtol=1e-3, atol=1e-6
+    )
+    assert result.parameters["trainable_frozen"] == 106_306
+
+
+def test_cached_views_as_one_tf_dataset_give_the_same_batches_in_the_same_order():
+    views = np.arange(10 * 4 * 2, dtype=np.float32).reshape(10, 4, 2)
+    labels = np.arange(10)
+    iterated = training.CachedViews(views, labels, batch_size=3, seed=5)
+    expected = []
+    for _ in range(6):  # more epochs than views: a second round of view orders
+        expected += [iterated[i] for i in range(len(iterated))]
+        iterated.on_epoch_end()
+    pipeline = training.CachedViews(views, labels, batch_size=3, seed=5).dataset(6)
+    found = list(pipeline.as_numpy_iterator())
+    assert len(found) == len(expected)
+    for (inputs, classes), (got_inputs, got_classes) in zip(expected, found, strict=True):
+        np.testing.assert_array_equal(got_inputs, inputs)
+        np.testing.assert_array_equal(got_classes, classes)

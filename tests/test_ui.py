@@ -1,16 +1,40 @@
-"""`study ui` serves the store's runs on 127.0.0.1."""
+"""`study ui` serves the store's runs on 127.0.0.1, opened where the study is, with runs a
+person can read, seen in a real browser (Debian's chromium, driven by Playwright)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from playwright.sync_api import sync_playwright
+
 from study import server
 from study.server import free_port
 from study.tracking import Store
+
+from .conftest import REPO, run_study, wait_for_health
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADDRESS = re.compile(r"latest experiment smoke: (http://\S+/#/experiments/(\d+)/runs\S*)")
 
 
 def test_mlflow_job_runner_is_off_unless_the_environment_asks(monkeypatch):
@@ -68,3 +92,101 @@ def test_ui_serves_the_page_and_the_runs_api(tmp_path):
         os.killpg(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert f"at http://127.0.0.1:{port}" in output
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    """The README's smoke sweep (at 32 px) in a store of its own: (folder, store URI, output)."""
+    folder = tmp_path_factory.mktemp("smoke")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    result = run_study(
+        "sweep", str(SMOKE), "--set", "data.image_size=32", "--tracking-uri", uri, cwd=folder
+    )
+    assert result.returncode == 0, result.stderr
+    return folder, uri, result
+
+
+def test_the_smoke_sweep_prints_no_tensorflow_log_lines(smoke_sweep):
+    _, _, result = smoke_sweep
+    lines = (result.stdout + result.stderr).replace("\r", "\n").splitlines()
+    noise = [
+        line
+        for line in lines
+        if line.startswith(("E0000", "I0000", "W0000")) or "oneDNN" in line or "cuInit" in line
+    ]
+    assert noise == []
+    assert "[  4/4]" in result.stdout
+
+
+def test_runs_say_what_they_are_with_their_data_source_and_system_metrics(smoke_sweep):
+    _, uri, _ = smoke_sweep
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.search_runs(experiment_names=["smoke"])
+    trials = found[found["tags.run_type"] == "trial"]
+    parent = found[found["tags.run_type"] == "sweep"].iloc[0]
+    assert parent["tags.mlflow.runName"] == "smoke · grid sweep"
+    for _, trial in trials.iterrows():
+        name, activation = trial["tags.mlflow.runName"], trial["params.model.activation"]
+        assert activation in name.split() and f"s{trial['tags.seed']}" in name.split()
+        note = trial["tags.mlflow.note.content"]
+        assert f"model.activation = {activation}" in note
+        assert f"{trial['metrics.val_accuracy']:.4f}" in note
+        assert trial["tags.mlflow.source.name"].startswith(f"study sweep {SMOKE}")
+        assert trial["tags.mlflow.source.type"] == "LOCAL"
+        assert trial["metrics.system/cpu_utilization_percentage"] >= 0
+    assert len(set(trials["tags.mlflow.runName"])) == len(trials) == 4
+    client = MlflowClient(uri)
+    for run_id in trials["run_id"]:
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        contexts = {tag.value for i in inputs for tag in i.tags if tag.key == "mlflow.data.context"}
+        assert contexts == {"train", "validation", "test"}
+        assert {i.dataset.name for i in inputs} == {"neu"}
+        assert all(json.loads(i.dataset.source)["uri"].endswith("neu") for i in inputs)
+    experiment = client.get_experiment_by_name("smoke")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Embedded NEU sample")
+
+
+def test_study_ui_opens_on_the_sweep_and_its_trials_in_chromium(smoke_sweep):
+    folder, uri, _ = smoke_sweep
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.search_runs(experiment_names=["smoke"])
+    trial_names = sorted(found[found["tags.run_type"] == "trial"]["tags.mlflow.runName"])
+    port = free_port()
+    log = folder / "ui.log"
+    with open(log, "w") as output:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "study.cli", "ui", "--tracking-uri", uri, "--port", str(port)],
+            cwd=folder,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        wait_for_health(port, ui, log)
+        printed = ADDRESS.search(log.read_text())
+        assert printed, log.read_text()
+        address, experiment_id = printed.groups()
+        assert address == (
+            f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+            "?workflowType=machine_learning"
+        )
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(address)
+                parent = page.get_by_role("row").filter(has_text="smoke · grid sweep")
+                parent.wait_for(timeout=60_000)
+                assert page.get_by_role("columnheader", name="Run Name").first.is_visible()
+                assert page.get_by_text("Embedded NEU sample").first.is_visible()
+                parent.locator('button[data-component-id*="runnamecellrenderer"]').click()
+                for name in trial_names:
+                    page.get_by_role("row").filter(has_text=name).wait_for(timeout=30_000)
+                page.screenshot(path=ARTIFACTS / "ui_runs.png")
+            finally:
+                browser.close()
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from study.config import OBJECTIVES
 from study.report import tables
+from study.report.importance import importance_tables
 from study.report.paper import Paper
 from study.report.selection import ReportError, Selection, column, select
 
@@ -25,6 +26,9 @@ TABLE_FILES = {
     "inference": "table5_inference.csv",
     "activations": "table6_activation_error.csv",
     "knobs": "knobs.csv",
+    "importance": "importance.csv",
+    "interactions": "importance_interactions.csv",
+    "partial_dependence": "importance_partial_dependence.csv",
     "runs": "runs.csv",
 }
 
@@ -86,6 +90,7 @@ def analyse(
             included, tables.report_knobs(included, selection.swept), objective, split
         ),
     }
+    found |= importance_tables(included, tables.report_knobs(included, selection.swept), objective)
     for stage in tables.STAGES:
         scores = tables.scores_table(best_runs, stage, paper)
         if not scores.empty:

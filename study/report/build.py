@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from study.files import atomic_file, atomic_write_text
-from study.report import document, paper, render
+from study.report import document, paper, render, tables
 from study.report.analysis import analyse
+from study.report.importance import importance_metrics, importance_tables
 from study.report.selection import ReportError, select
 from study.tracking import PREDICTIONS, Store, sqlite_path
 
@@ -53,7 +54,29 @@ def build_report(
         store.client.log_artifacts(
             analysis.selection.parent_run_id, str(folder), artifact_path="report"
         )
+        if "importance" in analysis.tables:
+            log_importance(store, analysis.selection.parent_run_id, analysis.tables["importance"])
     return folder
+
+
+def sweep_importance(
+    store: Store, experiment_id: str, sweep_run_id: str, objective: str
+) -> pd.DataFrame | None:
+    """Each knob's importance over the sweep's included runs (as the report computes it),
+    logged on the sweep's run as `importance.*` metrics; None when fewer than two knobs
+    varied."""
+    selection = select(fetch_runs(store, experiment_id), sweep_run_id)
+    knobs = tables.report_knobs(selection.runs, selection.swept)
+    found = importance_tables(selection.runs, knobs, objective)
+    if not found:
+        return None
+    log_importance(store, sweep_run_id, found["importance"])
+    return found["importance"]
+
+
+def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
+    """The importance table as metrics `importance.<knob>` (and `.ci_low`, `.ci_high`)."""
+    store.log(run_id, metrics=[(k, v, 0) for k, v in importance_metrics(table).items()])
 
 
 def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:

@@ -6,6 +6,7 @@ blocks, the CSV tables and the PNG figures out. Nothing here reads the store or 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 
 import study
 from study import plots
-from study.report import balance, figures, tables
+from study.report import balance, figures, importance, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
@@ -76,6 +77,7 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
         blocks += _inference(analysis, paper)
         blocks += _activations(analysis, paper, images)
         blocks += _knobs(analysis, images)
+        blocks += _importance(analysis, images)
         blocks += _best_run(analysis, details, images)
     blocks += [
         Heading(2, "Reference"),
@@ -189,7 +191,7 @@ def _provenance(analysis: Analysis) -> list[Block]:
             + f"; {_listing(param(runs, 'dataset.images'))} images in classes "
             + _listing(param(runs, "dataset.classes").str.replace(",", ", "))
             + f"; unreadable files skipped: {_listing(column(runs, 'tags.skipped_files'))}.",
-            f"Split (images): {_listing(column(runs, 'tags.split'))}. {_split_design(analysis)}",
+            f"Split (images): {_listing(column(runs, 'tags.split'))}.",
             f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
             f"Training machine: {trained_on}. Inference timing: {timed_on}.",
             f"Selection: configurations are ranked by their mean "
@@ -501,7 +503,11 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
         "the exact McNemar test on the test images (in brackets: images the activation got "
         "right in more seeds than elu / fewer)."
     )
-    notes = [protocol, *(f"Paper: {note}" for note in paper.activation_notes)]
+    notes = [
+        protocol,
+        _split_design(analysis),
+        *(f"Paper: {note}" for note in paper.activation_notes),
+    ]
     if not analysis.same_data:
         notes.append(_not_neu(paper))
     measured = table[table["n"] > 0]
@@ -608,6 +614,88 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
             "orange.",
         ),
     ]
+
+
+def _importance(analysis: Analysis, images: dict) -> list[Block]:
+    """Which knob matters, when the runs varied two or more knobs (see `importance`)."""
+    if "importance" not in analysis.tables:
+        return []
+    table = analysis.tables["importance"]
+    pairs = analysis.tables["interactions"]
+    runs = analysis.selection.runs
+    first = table.iloc[0]
+    interval = (
+        f"{CONFIDENCE:.0%} percentile interval over {first['resamples']} bootstrap resamples of "
+        f"the {first['seeds']} seeds ({first['distinct_resamples']} distinct draws): each draws "
+        f"{first['seeds']} seeds with replacement, keeps those seeds' runs and fits again, with a "
+        f"fixed random seed ({importance.SEED}), so the report rebuilds identically"
+        if first["resamples"]
+        else "no interval: the runs have one seed, and the interval resamples seeds"
+    )
+    shown = pd.DataFrame(
+        {
+            "Knob": table["knob"].str.replace("_", " "),
+            "Importance (share of variance)": [f"{value:.3f}" for value in table["importance"]],
+            f"{CONFIDENCE:.0%} interval": [
+                DASH if math.isnan(row.ci_low) else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
+                for row in table.itertuples()
+            ],
+            "Values tried": table["values"],
+        }
+    )
+    strongest = pairs.iloc[0]
+    blocks: list[Block] = [
+        Heading(2, "Which knob matters"),
+        Paragraph(
+            f"{importance.METHOD} Objective: {_objective_name(analysis.objective)}, "
+            f"{first['runs']} runs, one fANOVA trial per run. Interval: {interval}."
+        ),
+        Table(shown, TABLE_FILES["importance"]),
+        Paragraph(
+            f"Strongest pairwise interaction: **{strongest['knob_a']} x {strongest['knob_b']}**, "
+            f"Friedman's H = {strongest['h_statistic']:.2f} (the share of the pair's joint "
+            f"effect their separate effects leave unexplained), "
+            f"{100 * strongest['interaction_share']:.2f}% of the objective's variance. H comes "
+            f"from scikit-learn's `partial_dependence` (recursion method) on a "
+            f"{importance.TREES}-tree random forest of the runs; every pair is in "
+            f"`{TABLE_FILES['interactions']}`."
+        ),
+    ]
+    for knob in table["knob"]:
+        name = f"importance_{_file_part(knob)}.png"
+        figure = figures.knob_effect(
+            runs,
+            knob,
+            analysis.objective,
+            analysis.tables["partial_dependence"],
+            analysis.configuration,
+        )
+        images[name] = figures.png(figure)
+        blocks.append(
+            Image(
+                name,
+                f"{_objective_name(analysis.objective).capitalize()} against {knob}: one dot "
+                "per run (the best configuration's in orange); the line is the partial "
+                "dependence, the other knobs marginalised "
+                f"(`{TABLE_FILES['partial_dependence']}`).",
+            )
+        )
+    top, second = table["knob"].iloc[:2]
+    figure = figures.knob_pair(runs, top, second, analysis.objective, analysis.configuration)
+    images["importance_pair.png"] = figures.png(figure)
+    blocks.append(
+        Image(
+            "importance_pair.png",
+            f"The two most important knobs, {top} and {second}, against each other: one dot per "
+            f"configuration, coloured by its mean {_objective_name(analysis.objective)} over "
+            "its seeds; the best configuration ringed in red.",
+        )
+    )
+    return blocks
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text)
 
 
 def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list[Block]:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from study.report.importance import knob_values
 from study.report.selection import metric, param, value_order
 
 DPI = 100
@@ -93,6 +94,89 @@ def sweep_overview(
                 axis.set_ylabel(label)
     figure.suptitle("The whole sweep: one dot per run (best configuration in orange), bar = mean")
     return figure
+
+
+def knob_effect(
+    runs: pd.DataFrame, knob: str, objective: str, dependence: pd.DataFrame, best: str
+) -> Figure:
+    """The objective against one knob's values: one dot per run (the best configuration's in
+    orange) and the knob's partial dependence (the other knobs marginalised) as a line."""
+    values, categories = knob_values(runs, knob)
+    scores = metric(runs, objective)
+    curve = dependence[dependence["knob"] == knob]
+    colours = np.where(runs["configuration"] == best, "tab:orange", "tab:blue")
+    figure = Figure(figsize=(5, 3.6), layout="constrained")
+    axis = figure.subplots()
+    if categories is None:
+        x, curve_x = values.to_numpy(), curve["value"].astype(float).to_numpy()
+    else:
+        position = {value: index for index, value in enumerate(categories)}
+        jitter = (runs["seed"].astype(float).to_numpy() % 5 - 2) * 0.05
+        x = values.map(position).to_numpy() + jitter
+        curve_x = curve["value"].map(position).to_numpy()
+        axis.set_xticks(range(len(categories)), categories)
+    axis.scatter(x, scores, c=colours, alpha=0.6, s=20, label="one run")
+    order = np.argsort(curve_x)
+    axis.plot(
+        curve_x[order],
+        curve["objective"].to_numpy()[order],
+        "-" if categories is None else "s",
+        color="black",
+        label="partial dependence",
+    )
+    axis.set_xlabel(knob.replace("_", " "))
+    axis.set_ylabel(_objective_label(objective))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return figure
+
+
+def knob_pair(runs: pd.DataFrame, first: str, second: str, objective: str, best: str) -> Figure:
+    """Two knobs against each other: one dot per configuration, coloured by its mean objective
+    over its seeds, the best configuration ringed."""
+    frame = pd.DataFrame({"configuration": runs["configuration"], "score": metric(runs, objective)})
+    ticks = {}
+    for knob in (first, second):
+        values, categories = knob_values(runs, knob)
+        if categories is not None:
+            ticks[knob] = categories
+            values = values.map({value: index for index, value in enumerate(categories)})
+        frame[knob] = values.astype(float)
+    means = frame.groupby("configuration", sort=True).agg(
+        score=("score", "mean"), x=(first, "first"), y=(second, "first")
+    )
+    spread = np.arange(len(means)) % 7 - 3  # separates configurations on one category
+    if first in ticks:
+        means["x"] += spread * 0.04
+    if second in ticks:
+        means["y"] += spread * 0.04
+    figure = Figure(figsize=(6, 4.6), layout="constrained")
+    axis = figure.subplots()
+    dots = axis.scatter(means["x"], means["y"], c=means["score"], cmap="viridis", s=45)
+    figure.colorbar(dots, ax=axis, label=f"mean {_objective_label(objective)} over seeds")
+    if best in means.index:
+        axis.scatter(
+            means.loc[best, "x"],
+            means.loc[best, "y"],
+            s=260,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=2,
+            label="best configuration",
+        )
+        axis.legend(fontsize="small", loc="best")
+    for knob, set_ticks in ((first, axis.set_xticks), (second, axis.set_yticks)):
+        if knob in ticks:
+            set_ticks(range(len(ticks[knob])), ticks[knob])
+    axis.set_xlabel(first.replace("_", " "))
+    axis.set_ylabel(second.replace("_", " "))
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _objective_label(objective: str) -> str:
+    stage, _, name = objective.partition("_")
+    return f"{_split_name(stage)} {name.replace('_', ' ')}"
 
 
 def _split_name(split: str) -> str:

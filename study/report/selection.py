@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS
+from study.config import KNOBS, PHASE_KNOBS
 from study.errors import StudyError
 from study.tracking import ERROR_TAG, PARENT_TAG
 
@@ -105,9 +105,10 @@ def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
     included["seed"] = _seeds(included)
     ledger["configuration"] = configuration_labels(in_scope, swept)
     ledger["included"] = ledger.index.isin(included.index)
+    retried = column(in_scope, "tags.retried") == "true"
     ledger["reason"] = [
-        "" if kept else _reason(status)
-        for kept, status in zip(ledger["included"], ledger["status"], strict=True)
+        "" if kept else "failed, then run again by --retry-failed" if again else _reason(status)
+        for kept, status, again in zip(ledger["included"], ledger["status"], retried, strict=True)
     ]
     if budget is not None:
         lower = ~ledger["included"] & (ledger["status"] == "FINISHED")
@@ -184,8 +185,18 @@ def _swept(runs: pd.DataFrame, identity: list[str]) -> list[str]:
         if runs[name].astype(object).fillna("").nunique() > 1
     }
     short = [knob for knob in KNOBS if knob in varying]
-    aliased = {KNOBS[knob] for knob in short}
+    aliased = {key for knob in short for key in _aliases(runs, knob)}
     return short + sorted(varying - set(short) - aliased)
+
+
+def _aliases(runs: pd.DataFrame, knob: str) -> set[str]:
+    """The config keys that a short knob name stood for in these runs: those logged with the
+    same value in every run (a phase knob follows the phase that ran, see PHASE_KNOBS)."""
+    keys = {KNOBS[knob]} | (
+        {f"frozen.{knob}", f"fine_tune.{knob}"} if knob in PHASE_KNOBS else set()
+    )
+    short = param(runs, knob).astype(str)
+    return {key for key in keys if (param(runs, key).astype(str) == short).all()}
 
 
 def _reason(status: str) -> str:

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, OBJECTIVES
+from study.config import KNOBS, OBJECTIVES, PHASE_KNOBS
 from study.report import stats
 from study.report.paper import Paper
 from study.report.selection import column, matching, metric, param, value_order
@@ -393,7 +393,9 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
                     "error_pct_std": error.std,
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["knob", "value", "n", "configurations", "objective", "objective_mean"]
+    columns += ["objective_std", "error_split", "error_pct_mean", "error_pct_std"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def report_knobs(runs: pd.DataFrame, swept: list[str]) -> list[str]:
@@ -401,6 +403,8 @@ def report_knobs(runs: pd.DataFrame, swept: list[str]) -> list[str]:
     that no run trained (`frozen.*` or `fine_tune.*` with 0 epochs everywhere)."""
 
     def phase_ran(key: str) -> bool:
+        if key in PHASE_KNOBS:  # named after the phase that ran
+            return True
         stage = KNOBS.get(key, key).partition(".")[0]
         if stage not in STAGES:
             return True

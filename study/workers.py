@@ -1,0 +1,286 @@
+"""Worker processes of a distributed sweep: the pool of local workers a chief starts, the lease
+by which a worker holds its id, and the entry point of a worker process.
+
+A worker is a Keras Tuner tuner that asks the chief's oracle for trials and runs them as the
+sweep's child runs. A local worker that dies is started again under the same id, and the chief
+hands it back the trial it had; after `MAX_RESTARTS` deaths on one trial that trial is FAILED
+and the worker goes on with the next one. Every worker announces itself with a lease on the
+sweep's parent run (host, pid and a heartbeat), through the tracking server: a second process
+cannot take an id a live worker holds, and the chief fails the trial of a worker, local or
+remote, whose heartbeat stopped, so it never waits forever on a dead worker.
+"""
+
+from __future__ import annotations
+
+import _thread
+import functools
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras_tuner as kt
+
+from study import server
+from study.config import StudyConfig
+from study.errors import WorkerIdError
+from study.tracking import Store, redact, sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    from study.sweep import Sweep
+
+MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
+LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
+HEARTBEAT_S = 10.0
+LEASE_EXPIRES_S = 120.0  # a worker silent this long is dead: its trial is FAILED
+# Fault injection for the reliability tests: a worker SIGKILLs itself when handed this trial.
+KILL_TRIAL = "STUDY_KILL_TRIAL"
+
+
+class Lease:
+    """A worker id, held by one live process and announced on the sweep's parent run."""
+
+    def __init__(self, store: Store, parent_run_id: str, worker_id: str):
+        self.store, self.parent_run_id, self.worker_id = store, parent_run_id, worker_id
+        self.tag = LEASE_TAG + worker_id
+        self._stopping = threading.Event()
+        self._beater = threading.Thread(target=self._beat, daemon=True)
+
+    def acquire(self) -> None:
+        """Take the id, or raise WorkerIdError when a live worker holds it."""
+        holder = read_leases(self.store, self.parent_run_id).get(self.worker_id)
+        if holder is not None and alive(holder):
+            age = time.time() - holder["beat"]
+            raise WorkerIdError(
+                f"worker id {self.worker_id} is held by a live worker (pid {holder['pid']} "
+                f"on {holder['host']}, heartbeat {age:.0f} s ago); give this worker another "
+                "--worker id"
+            )
+        self._write(released=False)
+        self._beater.start()
+
+    def release(self) -> None:
+        self._stopping.set()
+        self._write(released=True)
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(HEARTBEAT_S):
+            try:
+                self._write(released=False)
+            except Exception as error:  # noqa: BLE001 - a missed beat is retried at the next one
+                print(f"[{self.worker_id}] heartbeat not sent: {error}", file=sys.stderr)
+
+    def _write(self, released: bool) -> None:
+        lease = {"host": socket.gethostname(), "pid": os.getpid(), "beat": time.time()}
+        lease["released"] = released
+        self.store.client.set_tag(self.parent_run_id, self.tag, json.dumps(lease))
+
+
+def read_leases(store: Store, parent_run_id: str) -> dict[str, dict]:
+    """Worker id -> its lease, as the parent run holds them."""
+    tags = store.client.get_run(parent_run_id).data.tags
+    return {
+        key.removeprefix(LEASE_TAG): json.loads(value)
+        for key, value in tags.items()
+        if key.startswith(LEASE_TAG)
+    }
+
+
+def alive(lease: dict) -> bool:
+    """Whether the process that holds a lease still runs: on this machine its pid tells, on
+    another its heartbeat."""
+    if lease["released"]:
+        return False
+    if lease["host"] == socket.gethostname():
+        try:
+            os.kill(lease["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process
+            return True
+        return True
+    return time.time() - lease["beat"] < LEASE_EXPIRES_S
+
+
+@kt.synchronized
+def abandon(oracle: kt.Oracle, tuner_id: str, reason: str, give_up: bool):
+    """End the trial a dead tuner held as FAILED with `reason` (returns it, or None); with
+    `give_up`, the chief also stops waiting for that tuner to ask again."""
+    trial = oracle.ongoing_trials.get(tuner_id)
+    if trial is not None:
+        trial.status = kt.engine.trial.TrialStatus.FAILED
+        trial.message = reason
+        oracle.end_trial(trial)
+    if give_up:
+        oracle.tuner_ids.discard(tuner_id)
+    return trial
+
+
+class WorkerPool:
+    """The chief's watch over its workers: local worker processes (none with `count` 0),
+    started again when they die, and the leases of remote workers."""
+
+    def __init__(self, sweep: Sweep, count: int, host: str, port: str):
+        self.sweep, self.count, self.address = sweep, count, f"{host}:{port}"
+        self.threads = max(1, (os.cpu_count() or 1) // max(count, 1))
+        self.tracker = None
+        self.tracking_uri = sweep.store.uri
+        if count and sweep.store.uri.startswith("sqlite:"):  # several writers: through a server
+            tracking = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
+            self.tracker = server.start(tracking, log=sweep.project / "tracking-server.log")
+            self.tracking_uri = tracking.url
+        self.processes: dict[str, multiprocessing.Process] = {}
+        self.deaths: dict[tuple[str, str | None], int] = {}  # (worker, trial) -> deaths
+        self.failure: str | None = None  # why the sweep cannot go on, when no worker is left
+        self.oracle = None
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self, oracle: kt.Oracle) -> None:
+        self.oracle = oracle
+        for number in range(1, self.count + 1):
+            self._spawn(f"worker{number}")
+        self._watcher.start()
+        if self.count:
+            self.sweep.say(
+                f"chief at {self.address} with {self.count} workers ({self.threads} threads "
+                f"each), tracking through {redact(self.tracking_uri)}"
+            )
+
+    def _spawn(self, worker_id: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(
+            target=work,
+            args=(
+                self.sweep.config,
+                self.tracking_uri,
+                str(self.sweep.state_dir),
+                self.address,
+                worker_id,
+                self.threads,
+                self.sweep.progress,
+            ),
+            name=worker_id,
+        )
+        process.start()
+        self.processes[worker_id] = process
+
+    def _watch(self) -> None:
+        last_lease_check = time.monotonic()
+        while not self._stopping.wait(1.0):
+            for worker_id, process in list(self.processes.items()):
+                if not process.is_alive() and process.exitcode != 0:
+                    self._died(worker_id, process.exitcode)
+            if time.monotonic() - last_lease_check >= HEARTBEAT_S:
+                last_lease_check = time.monotonic()
+                self._expire_remote_workers()
+
+    def _died(self, worker_id: str, exitcode: int | None) -> None:
+        trial = self.oracle.ongoing_trials.get(worker_id)
+        key = (worker_id, trial.trial_id if trial else None)
+        self.deaths[key] = deaths = self.deaths.get(key, 0) + 1
+        if deaths <= MAX_RESTARTS:
+            _tell(f"{worker_id} died (exit code {exitcode}); starting it again")
+            self._spawn(worker_id)
+            return
+        if trial is not None:
+            reason = (
+                f"{worker_id} died {deaths} times running this trial (last exit code {exitcode})"
+            )
+            self._fail(worker_id, reason, give_up=False)
+            _tell(f"trial {trial.trial_id} FAILED: {reason}; {worker_id} goes on with the next")
+            self._spawn(worker_id)
+            return
+        del self.processes[worker_id]
+        self._fail(worker_id, "", give_up=True)
+        _tell(f"{worker_id} died {deaths} times before it got a trial (exit code {exitcode})")
+        if not self.processes and not self.sweep.serves_remote_workers:
+            self.failure = f"every local worker died {MAX_RESTARTS + 1} times; see their output"
+            _thread.interrupt_main()
+
+    def _expire_remote_workers(self) -> None:
+        try:
+            leases = read_leases(self.sweep.store, self.sweep.parent_run_id)
+        except Exception as error:  # noqa: BLE001 - the tracking server may be busy: next time
+            _tell(f"worker leases not read: {error}")
+            return
+        waited_for = set(self.oracle.tuner_ids) | set(self.oracle.ongoing_trials)
+        for worker_id in waited_for - set(self.processes) - {"chief"}:
+            lease = leases.get(worker_id)
+            if lease is None:
+                continue
+            silent = time.time() - lease["beat"]
+            if silent < LEASE_EXPIRES_S:
+                continue
+            reason = f"worker {worker_id} stopped: no heartbeat for {silent:.0f} s"
+            trial = self._fail(worker_id, reason, give_up=True)
+            _tell(reason + (f"; its trial {trial.trial_id} FAILED" if trial else ""))
+
+    def _fail(self, worker_id: str, reason: str, give_up: bool):
+        trial = abandon(self.oracle, worker_id, reason, give_up)
+        if trial is not None:
+            self.sweep.close_failed(trial)
+        return trial
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for process in self.processes.values():
+            process.join(timeout=60)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        if self.tracker is not None:
+            server.stop(self.tracker)
+
+
+def _tell(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def work(
+    config: StudyConfig,
+    tracking_uri: str,
+    state_dir: str,
+    oracle_address: str,
+    worker_id: str,
+    threads: int,
+    progress: bool,
+) -> None:
+    """A worker process: its share of the cores, then trials until the chief says stop."""
+    from study.sweep import Sweep
+
+    sigterm_as_interrupt()
+    threading.Thread(target=_stop_with_chief, args=(os.getppid(),), daemon=True).start()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    say = functools.partial(print, f"[{worker_id}]", flush=True)
+    sweep = Sweep(config, Store(tracking_uri), Path(state_dir), say=say, progress=progress)
+    doomed = os.environ.get(KILL_TRIAL)
+    if doomed:
+        run_trial = sweep._run_trial
+
+        def _run_trial(trial):
+            if trial.trial_id == doomed:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return run_trial(trial)
+
+        sweep._run_trial = _run_trial
+    sweep.work(oracle_address, worker_id)
+
+
+def _stop_with_chief(chief: int) -> None:
+    """A local worker ends when its chief is gone (killed): its run ends KILLED, and the chief,
+    started again, hands its trial out anew (a SIGKILL follows if SIGTERM is not enough)."""
+    while os.getppid() == chief:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30.0)
+    os.kill(os.getpid(), signal.SIGKILL)

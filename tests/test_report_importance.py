@@ -1,0 +1,137 @@
+"""Which knob matters: a runs table where only dropout moves the objective must rank dropout
+first with the other knobs near zero, in the tables, the report and the MLflow metrics."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from study import config
+from study.report import document, importance, paper, tables
+from study.report.analysis import TABLE_FILES, analyse
+from study.report.build import build_report, sweep_importance
+from study.report.render import markdown
+from study.report.selection import select
+from study.tracking import Store
+from tests.test_report_build import populate
+from tests.test_report_tables import frame, run
+
+PAPER = paper.load()
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    """Two activations x three dropouts x two head widths x three seeds; the validation
+    accuracy depends on dropout, plus a small wobble per seed shared by every configuration."""
+    specs = [
+        run(seed, activation, **{"model.dropout": dropout, "model.head_width": width})
+        for activation, dropout, width, seed in itertools.product(
+            ("elu", "relu"), (0.1, 0.3, 0.5), (32, 128), SEEDS
+        )
+    ]
+    table = frame(specs)
+    trials = table["tags.run_type"] == "trial"
+    dropout = pd.to_numeric(table.loc[trials, "params.dropout"])
+    seed = pd.to_numeric(table.loc[trials, "params.seed"])
+    table.loc[trials, "metrics.val_accuracy"] = 0.95 - 0.3 * dropout + 0.004 * (seed - 1)
+    return table
+
+
+@pytest.fixture(scope="module")
+def analysis(runs):
+    return analyse("t", runs, PAPER)
+
+
+def test_only_the_knob_that_moves_the_objective_matters(analysis):
+    table = analysis.tables["importance"]
+    assert list(table["knob"])[0] == "dropout"
+    assert set(table["knob"]) == {"activation", "dropout", "head_width"}
+    ranked = table.set_index("knob")
+    assert ranked.loc["dropout", "importance"] > 0.8
+    assert ranked.loc["dropout", "ci_low"] > 0.8
+    for knob in ("activation", "head_width"):
+        assert ranked.loc[knob, "importance"] < 0.05
+        assert ranked.loc[knob, "ci_high"] < 0.05
+    assert (table["ci_low"] <= table["importance"] + 1e-9).all()
+    assert (table["importance"] <= table["ci_high"] + 1e-9).all()
+    assert set(table["resamples"]) == {importance.RESAMPLES}
+    assert set(table["seeds"]) == {len(SEEDS)}
+    # Three seeds drawn with replacement make at most 10 distinct draws.
+    assert set(table["distinct_resamples"]) <= set(range(2, 11))
+    interactions = analysis.tables["interactions"]
+    assert len(interactions) == 3  # every pair of three knobs
+    assert (interactions["interaction_share"] < 0.05).all()
+    dependence = analysis.tables["partial_dependence"]
+    curve = dependence[dependence["knob"] == "dropout"].sort_values("value")["objective"]
+    assert curve.is_monotonic_decreasing and curve.iloc[0] - curve.iloc[-1] > 0.08
+
+
+def test_report_shows_the_section_and_rebuilds_identically(runs, analysis):
+    details = document.BestRunDetails({}, None, 0)
+    report = document.compose(analysis, details, PAPER)
+    again = document.compose(analyse("t", runs, PAPER), details, PAPER)
+    text = markdown(report.blocks)
+    assert "## Which knob matters" in text
+    assert "fANOVA" in text and "Friedman's H" in text
+    assert f"{importance.RESAMPLES} bootstrap resamples of the 3 seeds" in text
+    for name in ("importance", "interactions", "partial_dependence"):
+        assert report.csv[TABLE_FILES[name]].equals(again.csv[TABLE_FILES[name]])
+    expected = {f"importance_{k}.png" for k in ("activation", "dropout", "head_width")}
+    assert expected | {"importance_pair.png"} <= set(report.figures)
+    assert all(report.figures[name] == again.figures[name] for name in expected)
+
+
+def test_metrics_for_the_parent_run(analysis):
+    found = importance.importance_metrics(analysis.tables["importance"])
+    assert set(found) == {
+        f"importance.{knob}{end}"
+        for knob in ("activation", "dropout", "head_width")
+        for end in ("", ".ci_low", ".ci_high")
+    }
+    assert found["importance.dropout"] > found["importance.head_width"]
+
+
+def test_no_section_when_fewer_than_two_knobs_varied():
+    specs = [run(seed, "elu", **{"model.dropout": d}) for d in (0.1, 0.5) for seed in SEEDS]
+    analysis = analyse("t", frame(specs), PAPER)
+    assert "importance" not in analysis.tables
+    report = document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER)
+    assert "Which knob matters" not in markdown(report.blocks)
+
+
+def test_phase_knobs_follow_the_phase_that_ran():
+    frozen_only = config.validate({"name": "t", "fine_tune": {"epochs": 0}})
+    assert frozen_only.knob_keys()["optimizer"] == "frozen.optimizer"
+    assert frozen_only.knob_keys()["decay_rate"] == "frozen.decay_rate"
+    both = config.validate({"name": "t", "fine_tune": {"epochs": 2}})
+    assert both.knob_keys()["optimizer"] == "fine_tune.optimizer"
+    specs = [
+        run(seed, "elu", stages=("frozen",), **{"frozen.optimizer": o, "frozen.decay_rate": d})
+        for o, d, seed in itertools.product(("adam", "adamax"), (0.0, 0.05), SEEDS)
+    ]
+    selection = select(frame(specs))
+    assert selection.swept == ["optimizer", "decay_rate"]  # frozen.* named once, short
+    assert tables.report_knobs(selection.runs, selection.swept) == ["optimizer", "decay_rate"]
+    logged = selection.runs
+    assert (logged["params.optimizer"] == logged["params.frozen.optimizer"]).all()
+
+
+def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    specs = [
+        run(seed, activation, **{"model.dropout": dropout})
+        for activation, dropout, seed in itertools.product(("elu", "relu"), (0.1, 0.5), (0, 1))
+    ]
+    for spec in specs:
+        spec["metrics"]["val_accuracy"] = 0.95 - 0.3 * spec["params"]["model.dropout"]
+    parent = populate(store, "knobs", specs)
+    build_report("knobs", store, tmp_path / "reports")
+    logged = store.client.get_run(parent).data.metrics
+    table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
+    expected = importance.importance_metrics(table)
+    assert set(expected) == {k for k in logged if k.startswith("importance.")}
+    assert logged == pytest.approx(logged | expected)
+    assert (tmp_path / "reports" / "knobs" / TABLE_FILES["importance"]).is_file()
