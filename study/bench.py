@@ -2,8 +2,9 @@
 Table 5 reports it, measured on this machine and logged as an MLflow run for the report.
 
 Each batch size is warmed up first (the first calls trace the graph), then timed step by step:
-one step is one `predict_on_batch` call on random images, which returns the class
-probabilities to the host. The median step is the figure; the quartiles are its spread.
+one step is one inference call on random images on the chosen runtime (`study.runtimes`:
+TensorFlow's `predict_on_batch`, ONNX Runtime or OpenVINO on Keras's ONNX export), which returns
+the class probabilities to the host. The median step is the figure; the quartiles are its spread.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import keras
 import numpy as np
 
 import study
+from study import runtimes
 from study.config import StudyConfig
 from study.errors import StudyError
 from study.model import (
@@ -64,6 +67,7 @@ class Benchmark:
     parameters: int
     timings: tuple[Timing, ...]
     machine: dict[str, str]
+    runtime: str = "tensorflow"
 
 
 @functools.cache
@@ -102,8 +106,11 @@ def measure(
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
     warmup: int = 3,
     repeats: int = 20,
+    runtime: str = "tensorflow",
 ) -> Benchmark:
-    """Time inference steps of the full classifier at each batch size on random images."""
+    """Time inference steps of the full classifier at each batch size on random images, on
+    `runtime` (one of `study.runtimes.RUNTIMES`)."""
+    runtimes.check(runtime)
     if warmup < 1 or repeats < 1 or min(batch_sizes) < 1:
         raise StudyError(
             f"bench: warmup, repeats and batch sizes must be at least 1 "
@@ -114,16 +121,10 @@ def measure(
     images = np.random.default_rng(0).uniform(-1, 1, (max(batch_sizes), image_size, image_size, 3))
     images = images.astype(np.float32)
     timings = []
-    for batch_size in batch_sizes:
-        batch = images[:batch_size]
-        for _ in range(warmup):
-            model.predict_on_batch(batch)
-        steps = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model.predict_on_batch(batch)
-            steps.append(1000 * (time.perf_counter() - started))
-        timings.append(Timing(batch_size, tuple(steps)))
+    with tempfile.TemporaryDirectory() as folder:
+        predict = runtimes.predictor(model, runtime, Path(folder))
+        for batch_size in batch_sizes:
+            timings.append(time_steps(predict, images[:batch_size], warmup, repeats))
     return Benchmark(
         image_size=image_size,
         weights=weights,
@@ -138,7 +139,20 @@ def measure(
         parameters=parameter_counts(model)[0],
         timings=tuple(timings),
         machine=machine(),
+        runtime=runtime,
     )
+
+
+def time_steps(predict: runtimes.Predict, batch: np.ndarray, warmup: int, repeats: int) -> Timing:
+    """`repeats` timed calls of `predict` on `batch`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        predict(batch)
+    steps = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict(batch)
+        steps.append(1000 * (time.perf_counter() - started))
+    return Timing(len(batch), tuple(steps))
 
 
 def measure_config(
@@ -147,6 +161,7 @@ def measure_config(
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
     warmup: int = 3,
     repeats: int = 20,
+    runtime: str = "tensorflow",
 ) -> Benchmark:
     """`measure` with a study's image size, backbone weights and head."""
     weights = resolve_weights(config.model.weights, config.model.init_seed)
@@ -160,6 +175,7 @@ def measure_config(
         batch_sizes,
         warmup,
         repeats,
+        runtime,
     )
 
 
@@ -175,6 +191,7 @@ def log(benchmark: Benchmark, store: Store, experiment_name: str) -> str:
         "weights_source": weights.source,
         "weights_id": weights.identity,
         **benchmark.machine,
+        "runtime": benchmark.runtime,
     }
     params = {
         "image_size": benchmark.image_size,
@@ -183,6 +200,7 @@ def log(benchmark: Benchmark, store: Store, experiment_name: str) -> str:
         "batch_sizes": ",".join(str(t.batch_size) for t in benchmark.timings),
         "warmup": benchmark.warmup,
         "repeats": benchmark.repeats,
+        "runtime": benchmark.runtime,
     }
     metrics: list[tuple[str, float, int]] = [("parameters_total", benchmark.parameters, 0)]
     for timing in benchmark.timings:
@@ -195,7 +213,7 @@ def log(benchmark: Benchmark, store: Store, experiment_name: str) -> str:
             (f"{name}_ms_per_image", timing.ms_per_image, 0),
         ]
         metrics += [(f"{name}/step_ms", ms, step) for step, ms in enumerate(timing.step_ms)]
-    run_name = f"{experiment_name}-bench-{benchmark.image_size}px"
+    run_name = f"{experiment_name}-bench-{benchmark.image_size}px-{benchmark.runtime}"
     with store.run(experiment_id, run_name, tags) as run_id:
         store.log(run_id, params=params, metrics=metrics)
     return run_id
@@ -205,7 +223,7 @@ def summary(benchmark: Benchmark) -> str:
     """The timings in a few lines, for the terminal."""
     lines = [
         f"NASNet-Mobile classifier, {benchmark.image_size} px, {benchmark.parameters:,} "
-        f"parameters, on {benchmark.machine['machine']}"
+        f"parameters, {benchmark.runtime} on {benchmark.machine['machine']}"
     ]
     for timing in benchmark.timings:
         q1, q3 = timing.quartiles_ms

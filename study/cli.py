@@ -42,6 +42,8 @@ def train(args: argparse.Namespace) -> int:
     from study.tracking import Store
 
     config = study_config.load(args.config, args.set)
+    if args.register:  # registering needs the run's Keras file
+        config = config.with_values({"tracking.log_model": True})
     store = Store(args.tracking_uri)
     say = _printer(args.quiet)
     say(f"study {config.name}: tracking in {store.display_uri}")
@@ -74,6 +76,15 @@ def train(args: argparse.Namespace) -> int:
     )
     times = ", ".join(f"{p.name} {p.wall_time_s:.1f} s" for p in result.phases)
     say(f"run {run_id} FINISHED: {scores} ({times})")
+    if args.register:
+        from study import registry
+
+        objective = config.tuner.objective
+        split, _, name = objective.partition("_")
+        score = final[split].metrics[name]
+        print(
+            _registered(registry.register(store, run_id, args.register, prepared, objective, score))
+        )
     say("browse the runs with: study ui")
     return 0
 
@@ -123,7 +134,72 @@ def sweep(args: argparse.Namespace) -> int:
             f"best configuration: {values}, mean {config.tuner.objective} "
             f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
         )
+        from study import registry
+
+        kept = registry.keep_sweep_best(
+            config,
+            runner.prepared,
+            store,
+            summary.experiment_id,
+            summary.parent_run_id,
+            summary.best_values,
+            summary.best_score,
+        )
+        print(_registered(kept))
     return 1 if summary.statuses and not summary.completed else 0
+
+
+def _registered(kept) -> str:
+    holder = "it is the champion" if kept.is_champion else f"champion stays version {kept.champion}"
+    return (
+        f"model: run {kept.run_id} registered as {kept.name} version {kept.version} "
+        f"(score {kept.score:.4f}; {holder}); use it as models:/{kept.name}@champion"
+    )
+
+
+def predict(args: argparse.Namespace) -> int:
+    from study import predict as predicting
+    from study import serving
+    from study.tracking import Store
+
+    files = predicting.image_files(args.paths)
+    store = Store(args.tracking_uri)
+    store.check()
+    classifier = serving.load(store.uri, args.model_uri)
+    rows = predicting.predict(classifier, files, progress=not args.quiet)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(args.out, index=False)
+    else:
+        rows.to_csv(sys.stdout, index=False)
+    skipped = rows[rows[predicting.SKIPPED_COLUMN] != ""]
+    columns = [predicting.FILE_COLUMN, predicting.SKIPPED_COLUMN]
+    for file, why in skipped[columns].itertuples(index=False):
+        print(f"skipped {file}: {why}", file=sys.stderr)
+    if args.out:
+        _printer(args.quiet)(
+            f"predictions: {args.out} ({len(rows) - len(skipped)} images, {len(skipped)} skipped)"
+        )
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from study import export as exporting
+    from study.tracking import Store
+
+    store = Store(args.tracking_uri)
+    store.check()
+    try:
+        done = exporting.export(store, args.model_uri, args.format, args.tolerance)
+    except exporting.ExportFailed as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"{done.format} export logged to run {done.run_id} under {done.artifact_path}/: on "
+        f"{done.images} test images max abs difference {done.max_abs_diff:.2e}, "
+        "predicted classes identical"
+    )
+    return 0
 
 
 def ui(args: argparse.Namespace) -> int:
@@ -196,13 +272,17 @@ def bench(args: argparse.Namespace) -> int:
     store = Store(args.tracking_uri)
     store.check()
     say = _printer(args.quiet)
-    say(f"timing NASNet-Mobile inference at {config.data.image_size} px on this machine")
+    say(
+        f"timing NASNet-Mobile inference at {config.data.image_size} px on this machine "
+        f"with {args.runtime}"
+    )
     result = timing.measure_config(
         config,
         n_classes=args.classes,
         batch_sizes=tuple(args.batch_sizes),
         warmup=args.warmup,
         repeats=args.repeats,
+        runtime=args.runtime,
     )
     run_id = timing.log(result, store, config.name)
     print(timing.summary(result))
@@ -250,6 +330,12 @@ def _parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "train", parents=[study_args], help="train one configuration as one MLflow run"
+    )
+    command.add_argument(
+        "--register",
+        metavar="NAME",
+        help="log the model as an MLflow model and register it under NAME (alias champion "
+        "when it scores best)",
     )
     command.set_defaults(command=train)
 
@@ -342,7 +428,42 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--repeats", type=int, default=20, help="timed steps per batch size")
     command.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     command.add_argument("--classes", type=int, default=6, help="output classes (NEU: 6)")
+    command.add_argument(
+        "--runtime",
+        choices=["tensorflow", "onnxruntime", "openvino", "openvino-bf16"],
+        default="tensorflow",
+        help="inference runtime (default tensorflow); each is a row of Table 5",
+    )
     command.set_defaults(command=bench)
+
+    command = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="predict the class of image files with a logged model, as CSV",
+    )
+    command.add_argument(
+        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
+    )
+    command.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or folders")
+    command.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    command.set_defaults(command=predict)
+
+    command = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a logged model for another runtime, checked against Keras on its test split",
+    )
+    command.add_argument(
+        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
+    )
+    command.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
+    command.add_argument(
+        "--tolerance",
+        type=float,
+        help="largest allowed absolute difference of a probability from Keras's "
+        "(default: onnx 1e-4, openvino 1e-3)",
+    )
+    command.set_defaults(command=export)
     return parser
 
 

@@ -40,3 +40,7 @@ class TrainingFailed(Exception):
 
 class WorkersLost(Exception):
     """Every local worker of a distributed sweep died before it could run a trial."""
+
+
+class ModelError(StudyError):
+    """A model URI or a model file cannot be used."""

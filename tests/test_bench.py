@@ -58,3 +58,20 @@ def test_bench_measures_both_batch_sizes_and_logs_a_bench_run(tmp_path):
 def test_bench_refuses_no_repeats():
     with pytest.raises(StudyError, match="at least 1"):
         bench.measure(32, resolve_weights("none"), repeats=0)
+
+
+def test_bench_on_onnxruntime_names_the_runtime(tmp_path):
+    result = bench.measure(
+        32, resolve_weights("none"), batch_sizes=(2, 1), warmup=1, repeats=1, runtime="onnxruntime"
+    )
+    assert result.runtime == "onnxruntime" and "onnxruntime on" in bench.summary(result)
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    run_id = bench.log(result, store, "tiny")
+    run = store.client.get_run(run_id)
+    assert run.data.tags["runtime"] == "onnxruntime" and run.data.params["runtime"] == "onnxruntime"
+    assert run.data.metrics["batch2_ms_per_step"] > 0
+
+
+def test_bench_refuses_an_unknown_runtime():
+    with pytest.raises(StudyError, match="openvino-bf16"):
+        bench.measure(32, resolve_weights("none"), runtime="tensorrt")

@@ -570,3 +570,28 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_mcnemar_test():
     assert table.loc["sigmoid", "mcnemar_images"] == 360
     assert table.loc["sigmoid", "mcnemar_better"] == exact.a_better
     assert table.loc["sigmoid", "mcnemar_p"] == pytest.approx(exact.p_value)
+
+
+def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():
+    runs = select(frame([run(seed) for seed in (0, 1)])).runs
+    bench = pd.DataFrame(
+        [
+            {
+                "run_id": f"bench-{runtime}",
+                "status": "FINISHED",
+                "start_time": pd.Timestamp("2025-01-02", tz="UTC") + pd.Timedelta(hours=ms),
+                "tags.run_type": "bench",
+                "tags.machine": "Test CPU, 2 cores, no GPU",
+                "tags.runtime": runtime,
+                "params.image_size": "224",
+                "metrics.batch1_ms_per_step": ms,
+            }
+            for runtime, ms in (("onnxruntime", 15.0), (None, 36.0), ("openvino", 14.0))
+        ]
+    )
+    ours = tables.inference_table(runs, tables.benchmarks(bench), "test", "elu", PAPER).iloc[4:]
+    assert list(ours["runtime"]) == ["openvino", "onnxruntime", "tensorflow"]  # oldest first
+    assert list(ours["batch1_ms_per_step"]) == [14.0, 15.0, 36.0]
+    assert all(
+        method.endswith(f", {r}") for method, r in zip(ours["method"], ours["runtime"], strict=True)
+    )

@@ -50,7 +50,7 @@ TIMINGS = [
 INFERENCE_COLUMNS = [
     *("method", "source", "split", "n", "accuracy", "accuracy_std", "parameters"),
     *TIMINGS,
-    *("data_size", "image_size", "machine", "bench_run_id"),
+    *("data_size", "image_size", "machine", "runtime", "bench_run_id"),
 ]
 # A comparison of one setting with a reference, as `compare` gives it.
 COMPARISON_COLUMNS = [
@@ -264,14 +264,23 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
 
 
 def benchmarks(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished `study bench` runs, the latest per machine and image size, oldest first."""
+    """Finished `study bench` runs, the latest per machine, image size and runtime, oldest
+    first (runs from before runtimes were named ran on TensorFlow)."""
     finished = column(runs, "status") == "FINISHED"
     bench = runs[(column(runs, "tags.run_type") == "bench") & finished]
     bench = bench.sort_values(["start_time", "run_id"], kind="stable")
     keys = pd.DataFrame(
-        {"machine": column(bench, "tags.machine"), "size": param(bench, "image_size")}
+        {
+            "machine": column(bench, "tags.machine"),
+            "size": param(bench, "image_size"),
+            "runtime": bench_runtime(bench),
+        }
     )
     return bench[~keys.duplicated(keep="last")]
+
+
+def bench_runtime(bench: pd.DataFrame) -> pd.Series:
+    return column(bench, "tags.runtime").fillna("tensorflow")
 
 
 def inference_table(
@@ -306,14 +315,16 @@ def inference_table(
     }
     if bench.empty:
         rows.append(ours)
-    for _, run in bench.iterrows():
+    for (_, run), runtime in zip(bench.iterrows(), bench_runtime(bench), strict=True):
         timings = {name: run.get(f"metrics.{name}", math.nan) for name in TIMINGS}
         rows.append(
             {
                 **ours,
                 **timings,
+                "method": f"{ours['method']}, {runtime}",
                 "image_size": run.get("params.image_size"),
                 "machine": run.get("tags.machine"),
+                "runtime": runtime,
                 "bench_run_id": run["run_id"],
             }
         )
