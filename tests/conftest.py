@@ -94,12 +94,18 @@ def tracking_server(tmp_path):
         process.wait(timeout=60)
 
 
-def wait_for_health(port: int, process: subprocess.Popen, log: Path | None = None) -> None:
-    """Wait until the MLflow process started on `port` answers /health (two minutes at most)."""
-    deadline = time.monotonic() + 120
+def wait_for_health(
+    port: int,
+    process: subprocess.Popen,
+    log: Path | None = None,
+    path: str = "/health",
+    wait_s: float = 120,
+) -> None:
+    """Wait until the MLflow process started on `port` answers `path`."""
+    deadline = time.monotonic() + wait_s
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2)
             return
         except OSError:
             detail = log.read_text() if log else ""

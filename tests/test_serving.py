@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from study import server
 from study.data import discover, sample_root
 from study.export import TOLERANCE
 
-from .conftest import REPO, run_study
+from .conftest import REPO, run_study, wait_for_health
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -127,14 +126,7 @@ def test_served_champion_answers_with_probabilities(swept):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(1)
+        wait_for_health(port, process, path="/ping", wait_s=180)
         images = discover(sample_root()).files[:2]
         records = [{"image": base64.b64encode(item.path.read_bytes()).decode()} for item in images]
         request = urllib.request.Request(
