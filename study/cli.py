@@ -436,13 +436,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.set_defaults(command=bench)
 
+    model_args = argparse.ArgumentParser(add_help=False, parents=[common])
+    model_args.add_argument(
+        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
+    )
     command = commands.add_parser(
         "predict",
-        parents=[common],
+        parents=[model_args],
         help="predict the class of image files with a logged model, as CSV",
-    )
-    command.add_argument(
-        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
     )
     command.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or folders")
     command.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
@@ -450,11 +451,8 @@ def _parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser(
         "export",
-        parents=[common],
+        parents=[model_args],
         help="export a logged model for another runtime, checked against Keras on its test split",
-    )
-    command.add_argument(
-        "model_uri", metavar="MODEL_URI", help="runs:/<run id>/model or models:/NAME@champion"
     )
     command.add_argument("--format", choices=["onnx", "openvino"], default="onnx")
     command.add_argument(
