@@ -570,6 +570,8 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_mcnemar_test():
     assert table.loc["sigmoid", "mcnemar_images"] == 360
     assert table.loc["sigmoid", "mcnemar_better"] == exact.a_better
     assert table.loc["sigmoid", "mcnemar_p"] == pytest.approx(exact.p_value)
+    others = table.loc[["relu", "tanh", "sigmoid"], ["mcnemar_p", "mcnemar_p_holm"]]
+    assert others["mcnemar_p_holm"].to_numpy() == pytest.approx(stats.holm(others["mcnemar_p"]))
 
 
 def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():

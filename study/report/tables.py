@@ -56,7 +56,7 @@ INFERENCE_COLUMNS = [
 COMPARISON_COLUMNS = [
     *("pairs", "difference_pct", "difference_ci_low", "difference_ci_high", "effect_size_dz"),
     *("t_corrected", "p_corrected", "p_holm", "nval_over_ntrain"),
-    *("mcnemar_images", "mcnemar_better", "mcnemar_worse", "mcnemar_p"),
+    *("mcnemar_images", "mcnemar_better", "mcnemar_worse", "mcnemar_p", "mcnemar_p_holm"),
 ]
 ACTIVATION_COLUMNS = [
     *("activation", "n", "seeds"),
@@ -196,6 +196,7 @@ def compare(
         rows[label] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COMPARISON_COLUMNS)
     table["p_holm"] = stats.holm(table["p_corrected"].to_numpy(dtype=float))
+    table["mcnemar_p_holm"] = stats.holm(table["mcnemar_p"].to_numpy(dtype=float))
     return table
 
 
