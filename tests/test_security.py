@@ -69,7 +69,8 @@ def test_credentials_in_the_tracking_uri_are_never_written(
 
     client = MlflowClient(f"http://127.0.0.1:{port}")
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
-    assert sorted(r.data.tags["run_type"] for r in runs) == ["sweep", "trial"]
+    # the trial, its sweep, and the champion model trained again for the registry
+    assert sorted(r.data.tags["run_type"] for r in runs) == ["model", "sweep", "trial"]
     assert all(r.info.status == "FINISHED" for r in runs)
     logged = [str(r.data.params) + str(r.data.tags) for r in runs]
     assert (reports / "smoke" / "report.md").is_file()
