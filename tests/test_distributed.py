@@ -174,7 +174,8 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(tmp_p
     parent = parents.iloc[0]
     assert (parent["metrics.trials_completed"], parent["metrics.trials_failed"]) == (4, 0)
     chosen = selection.select(mlflow.search_runs(experiment_names=["smoke"]))
-    assert len(chosen.runs) == 4 and chosen.excluded == {"failed": 1}  # the retried run
+    assert len(chosen.runs) == 4  # the retried run is listed, as retried
+    assert chosen.excluded == {"failed, then run again by --retry-failed": 1}
     assert failed["run_id"] not in set(chosen.runs["run_id"])
 
 
