@@ -126,7 +126,7 @@ def test_served_champion_answers_with_probabilities(swept):
         start_new_session=True,
     )
     try:
-        wait_for_health(port, process, path="/ping", wait_s=180)
+        wait_for_health(port, process, path="/ping", wait_s=300)
         images = discover(sample_root()).files[:2]
         records = [{"image": base64.b64encode(item.path.read_bytes()).decode()} for item in images]
         request = urllib.request.Request(
