@@ -300,9 +300,10 @@ def configuration(trial) -> dict:
 
 
 def trial_values(trial) -> dict:
-    """The config overrides of a trial: its hyperparameters without Keras Tuner's own."""
+    """The config overrides of a trial: its hyperparameters without Keras Tuner's own, a float
+    step's rounding error dropped (0.15, not 0.15000000000000002)."""
     return {
-        key: value
+        key: float(f"{value:.12g}") if isinstance(value, float) else value
         for key, value in trial.hyperparameters.values.items()
         if not key.startswith("tuner/")
     }

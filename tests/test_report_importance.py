@@ -135,3 +135,17 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     assert set(expected) == {k for k in logged if k.startswith("importance.")}
     assert logged == pytest.approx(logged | expected)
     assert (tmp_path / "reports" / "knobs" / TABLE_FILES["importance"]).is_file()
+
+
+def test_an_estimate_outside_its_resample_interval_is_called_out():
+    table = pd.DataFrame(
+        {
+            "knob": ["dropout", "decay_rate"],
+            "importance": [0.35, 0.072],
+            "ci_low": [0.32, 0.032],
+            "ci_high": [0.48, 0.068],
+        }
+    )
+    (note,) = document._outside_interval(table)
+    assert "decay rate (0.072)" in note.text and "dropout" not in note.text
+    assert document._outside_interval(table.iloc[:1]) == []

@@ -597,3 +597,11 @@ def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():
     assert all(
         method.endswith(f", {r}") for method, r in zip(ours["method"], ours["runtime"], strict=True)
     )
+
+
+def test_a_float_steps_rounding_error_in_logged_params_is_dropped():
+    runs = [run(seed, "elu", **{"model.dropout": 0.15000000000000002}) for seed in (0, 1)]
+    runs += [run(seed, "elu", **{"model.dropout": 0.3}) for seed in (0, 1)]
+    chosen = select(frame(runs))
+    assert set(chosen.runs["params.model.dropout"]) == {"0.15", "0.3"}
+    assert set(chosen.runs["configuration"]) == {"dropout=0.15", "dropout=0.3"}

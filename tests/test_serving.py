@@ -148,7 +148,12 @@ def test_served_champion_answers_with_probabilities(swept):
 
 
 @pytest.mark.parametrize(
-    "format, files", [("onnx", ["model.onnx"]), ("openvino", ["model.bin", "model.xml"])]
+    "format, files",
+    [
+        # converting NASNet to ONNX takes minutes; test_bench converts it in the default run
+        pytest.param("onnx", ["model.onnx"], marks=pytest.mark.slow),
+        ("openvino", ["model.bin", "model.xml"]),
+    ],
 )
 def test_export_logs_files_and_parity_beside_the_model(swept, format, files):
     folder, uri = swept

@@ -1,7 +1,9 @@
 """The grid oracle as the workers of one sweep see it: asking at once, ending in any order."""
 
 import random
+from types import SimpleNamespace
 
+import keras_tuner as kt
 import pytest
 
 from study import config as study_config
@@ -93,3 +95,12 @@ def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
     assert seen[-1][1] == pytest.approx(means)  # one point per configuration: its mean
     assert len(seen) == 6 and len(seen[2][1]) == 2  # the third proposal is the first modelled
     assert "used up" in oracle.stop_reason
+
+
+def test_trial_values_drop_a_float_steps_rounding_error():
+    space = kt.HyperParameters()
+    space.Float("model.dropout", 0.0, 0.6, step=0.05)
+    for index in range(13):
+        space.values["model.dropout"] = 0.05 * index  # 0.15000000000000002, as steps sum up
+        values = tuner.trial_values(SimpleNamespace(hyperparameters=space))
+        assert repr(values["model.dropout"]) == repr(round(0.05 * index, 2))

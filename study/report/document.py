@@ -617,6 +617,26 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     ]
 
 
+def _outside_interval(table: pd.DataFrame) -> list[Block]:
+    """Say so when a knob's importance from all runs lies outside its resamples' interval."""
+    outside = table[
+        (table["importance"] < table["ci_low"]) | (table["importance"] > table["ci_high"])
+    ]
+    if outside.empty:
+        return []
+    names = ", ".join(
+        f"{row.knob.replace('_', ' ')} ({row.importance:.3f})" for row in outside.itertuples()
+    )
+    return [
+        Paragraph(
+            f"The importance from all runs lies outside its resamples' interval for {names}: "
+            "fits on resampled seeds (which repeat some seeds and drop others) disagree with the "
+            "fit on all of them, so read that interval as the spread over seed resamples, not as "
+            "a confidence interval around the estimate; more seeds make it trustworthy."
+        )
+    ]
+
+
 def _importance(analysis: Analysis, images: dict) -> list[Block]:
     """Which knob matters, when the runs varied two or more knobs (see `importance`)."""
     if "importance" not in analysis.tables:
@@ -652,6 +672,7 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
             f"{first['runs']} runs, one fANOVA trial per run. Interval: {interval}."
         ),
         Table(shown, TABLE_FILES["importance"]),
+        *_outside_interval(table),
         Paragraph(
             f"Strongest pairwise interaction: **{strongest['knob_a']} x {strongest['knob_b']}**, "
             f"Friedman's H = {strongest['h_statistic']:.2f} (the share of the pair's joint "

@@ -154,7 +154,19 @@ def value_order(value: object) -> tuple:
 def _ordered(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty or "run_id" not in runs.columns:
         return pd.DataFrame(columns=["run_id", "status", "start_time"])
-    return runs.sort_values(["start_time", "run_id"], kind="stable").reset_index(drop=True)
+    runs = runs.sort_values(["start_time", "run_id"], kind="stable").reset_index(drop=True)
+    params = [name for name in runs.columns if name.startswith("params.")]
+    return runs.assign(**{name: runs[name].map(_without_float_noise) for name in params})
+
+
+def _without_float_noise(value: object) -> object:
+    """A logged 0.15000000000000002 (a float step's sum, as Keras Tuner makes it) as 0.15."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    tidy = repr(float(f"{number:.12g}"))
+    return tidy if "." in str(value) and len(tidy) < len(str(value)) else value
 
 
 def _seeds(runs: pd.DataFrame) -> pd.Series:
