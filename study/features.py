@@ -133,9 +133,8 @@ def load_or_build(
 
 def _version(runtime: str) -> str:
     """The version of the package that runs `runtime` (Keras's is in the key already)."""
-    package = {"tensorflow": "tensorflow", "onnxruntime": "onnxruntime"}.get(runtime, "openvino")
     try:
-        return importlib.metadata.version(package)
+        return importlib.metadata.version(runtimes.package(runtime))
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 

@@ -10,6 +10,7 @@ file.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,11 @@ Predict = Callable[[np.ndarray], np.ndarray]
 def check(runtime: str) -> None:
     if runtime not in RUNTIMES:
         raise StudyError(f"runtime {runtime!r} is unknown; choose one of {', '.join(RUNTIMES)}")
+
+
+def package(runtime: str) -> str:
+    """The Python package that runs `runtime`."""
+    return "openvino" if runtime.startswith("openvino") else runtime
 
 
 def export_onnx(model: keras.Model, path: Path) -> Path:
@@ -61,6 +67,7 @@ def predictor(
     check(runtime)
     if runtime == "tensorflow":
         return lambda images: np.asarray(model.predict_on_batch(images))
+    importlib.import_module(package(runtime))  # not installed: fail before the slow export
     onnx_file = export_onnx(model, folder / "model.onnx")
     if runtime == "onnxruntime":
         return onnx_predictor(onnx_file)

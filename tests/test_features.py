@@ -70,15 +70,14 @@ def sample_cache(folder, runtime):
 def test_a_runtime_builds_its_own_cache_with_tensorflows_features(tmp_path):
     reference = sample_cache(tmp_path, "tensorflow")
     assert reference.runtime == "tensorflow"
-    for runtime in ("onnxruntime", "openvino"):
-        cache = sample_cache(tmp_path, runtime)
-        assert cache.runtime == runtime
-        assert cache.key != reference.key and cache.path != reference.path
-        scale = np.abs(reference.clean).max()
-        np.testing.assert_allclose(cache.clean, reference.clean, atol=1e-4 * scale)
-        np.testing.assert_allclose(cache.views, reference.views, atol=1e-4 * scale)
-        assert sample_cache(tmp_path, runtime).path == cache.path  # reused, not rebuilt
-    assert len(list(tmp_path.glob("*.npz"))) == 3
+    cache = sample_cache(tmp_path, "openvino")  # converts the backbone: about a minute
+    assert cache.runtime == "openvino"
+    assert cache.key != reference.key and cache.path != reference.path
+    scale = np.abs(reference.clean).max()
+    np.testing.assert_allclose(cache.clean, reference.clean, atol=1e-4 * scale)
+    np.testing.assert_allclose(cache.views, reference.views, atol=1e-4 * scale)
+    assert sample_cache(tmp_path, "openvino").path == cache.path  # reused, not rebuilt
+    assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
 def test_an_unknown_runtime_is_refused_with_the_valid_ones(tmp_path):
