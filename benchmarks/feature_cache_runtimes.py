@@ -53,7 +53,7 @@ def main() -> None:
     print(f"{'runtime':<14} {'build s':>8} {'images/s':>9} {'max abs diff':>13} {'relative':>9}")
     caches = {}
     with tempfile.TemporaryDirectory() as folder:
-        for runtime in features.RUNTIMES:
+        for runtime in features.runtimes.RUNTIMES:
             started = time.perf_counter()
             cache = features.load_or_build(
                 dataset,

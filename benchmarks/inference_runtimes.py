@@ -1,7 +1,6 @@
 """Every inference runtime on one logged model, in one run: batch-1 ms per image, batch-32
 images per second (median of timed steps on the model's test images, after warm-up), and the
 accuracy on the test split of the run that trained it, with its change from TensorFlow's.
-openvino-int8 is calibrated on `--calibration` images of that run's training split.
 
     python benchmarks/inference_runtimes.py models:/NAME@champion [--tracking-uri URI]
 
@@ -32,7 +31,6 @@ def main() -> None:
     parser.add_argument("--tracking-uri")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--calibration", type=int, default=128, help="training images for int8")
     args = parser.parse_args()
 
     store = Store(args.tracking_uri)
@@ -42,9 +40,6 @@ def main() -> None:
     inputs = to_model_input(images)
     truth = np.array([classifier.class_names.index(name) for name in classes])
     batch32 = np.resize(inputs, (32, *inputs.shape[1:]))  # the test images, repeated to 32
-    training, _ = parity_images(store, run_id, classifier.image_size, ("train",))
-    every = max(1, len(training) // args.calibration)
-    calibration = to_model_input(training[::every][: args.calibration])
     print(
         f"{args.model_uri}: {classifier.image_size} px, {len(images)} test images, "
         f"on {bench.machine()['machine']}"
@@ -53,7 +48,7 @@ def main() -> None:
     rows = {}
     for runtime in runtimes.RUNTIMES:
         with tempfile.TemporaryDirectory() as folder:
-            predict = runtimes.predictor(classifier.model, runtime, Path(folder), calibration)
+            predict = runtimes.predictor(classifier.model, runtime, Path(folder))
             scores = np.concatenate(
                 [predict(inputs[i : i + 32]) for i in range(0, len(inputs), 32)]
             )

@@ -93,27 +93,24 @@ def export(store: Store, model_uri: str, format: str, tolerance: float | None = 
     return result
 
 
-def parity_images(
-    store: Store, run_id: str, image_size: int, splits: tuple[str, ...] = ("test", "val")
-) -> tuple[np.ndarray, list[str]]:
-    """The images of the first of `splits` that the run has (by default its test split, else
-    its validation split), decoded as in training, and their classes."""
+def parity_images(store: Store, run_id: str, image_size: int) -> tuple[np.ndarray, list[str]]:
+    """The run's test-split images (its validation split when it had no test split), decoded
+    as in training, and their classes."""
     client = store.client
     root = Path(client.get_run(run_id).data.params.get("dataset.root", ""))
     with tempfile.TemporaryDirectory() as folder:
         split_file = client.download_artifacts(run_id, "split.csv", folder)
         with open(split_file, newline="") as handle:
             rows = list(csv.DictReader(handle))
-    chosen = next(
-        (kept for split in splits if (kept := [row for row in rows if row["split"] == split])),
-        [],
-    )
+    chosen = [row for row in rows if row["split"] == "test"] or [
+        row for row in rows if row["split"] == "val"
+    ]
     names = [row["file"] for row in chosen]
     missing = [name for name in names if not (root / name).is_file()]
     if missing:
         raise ModelError(
-            f"run {run_id}: {len(missing)} of its {splits[0]} images are not under its "
-            f"data root {root} (first: {missing[0]}); export where the run's data is"
+            f"run {run_id}: {len(missing)} of its test images are not under its data root "
+            f"{root} (first: {missing[0]}); export where the run's data is"
         )
     images = [decode((root / name).read_bytes(), image_size, root / name) for name in names]
     return np.stack(images), [row["class"] for row in chosen]

@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import sys
 import tempfile
-import typing
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,14 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from study import runtimes
-from study.config import Augmentation, FeatureRuntime, StudyConfig
+from study.config import Augmentation, StudyConfig
 from study.data import Dataset, augment, to_model_input
-from study.errors import StudyError
 from study.files import atomic_file, remove_stale_partials
 from study.model import Weights, build_backbone
 
 FORMAT_VERSION = 1
-RUNTIMES = typing.get_args(FeatureRuntime)
 _CHUNK = 32
 
 
@@ -98,10 +95,7 @@ def load_or_build(
 ) -> FeatureCache:
     """The cached features for these inputs, building them first if needed: on `runtime`, or
     on TensorFlow when `runtime` fails."""
-    if runtime not in RUNTIMES:
-        raise StudyError(
-            f"features.runtime {runtime!r} is unknown; choose one of {', '.join(RUNTIMES)}"
-        )
+    runtimes.check(runtime)
     backbone = None
     for candidate in dict.fromkeys([runtime, "tensorflow"]):
         key = cache_key(dataset, weights, image_size, augmentation, views, seed, candidate)

@@ -1,6 +1,6 @@
 """A Keras model (the full classifier, or the frozen backbone) on an inference runtime:
-TensorFlow (Keras itself), ONNX Runtime, or OpenVINO (fp32; with the bf16 inference-precision
-hint, which CPUs with AMX run natively; or quantized to int8 by NNCF, calibrated on images given).
+TensorFlow (Keras itself), ONNX Runtime, or OpenVINO (fp32, or with the bf16 inference-precision
+hint, which CPUs with AMX run natively).
 
 Every runtime takes the same input, (N, size, size, 3) float32 images in [-1, 1], and returns
 the model's output for them. ONNX Runtime runs Keras's ONNX export; OpenVINO converts that ONNX
@@ -12,19 +12,20 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from study.config import Runtime
 from study.errors import StudyError
 
-RUNTIMES = ("tensorflow", "onnxruntime", "openvino", "openvino-bf16", "openvino-int8")
+RUNTIMES = typing.get_args(Runtime)
 _OPENVINO_CONFIG = {
     "openvino": {"INFERENCE_PRECISION_HINT": "f32"},  # else AMX CPUs default to bf16
     "openvino-bf16": {"INFERENCE_PRECISION_HINT": "bf16"},
-    "openvino-int8": {"INFERENCE_PRECISION_HINT": "f32"},  # what stays unquantized runs fp32
 }
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -59,11 +60,8 @@ def export_openvino(onnx_file: Path, folder: Path) -> Path:
     return path
 
 
-def predictor(
-    model: keras.Model, runtime: str, folder: Path, calibration: np.ndarray | None = None
-) -> Predict:
-    """A function running `model` on `runtime`; exported files go to `folder`. `openvino-int8`
-    calibrates its quantization on `calibration`, model inputs of training images."""
+def predictor(model: keras.Model, runtime: str, folder: Path) -> Predict:
+    """A function running `model` on `runtime`; exported files go to `folder`."""
     check(runtime)
     if runtime == "tensorflow":
         return lambda images: np.asarray(model.predict_on_batch(images))
@@ -71,26 +69,7 @@ def predictor(
     onnx_file = export_onnx(model, folder / "model.onnx")
     if runtime == "onnxruntime":
         return onnx_predictor(onnx_file)
-    if runtime == "openvino-int8":
-        if calibration is None or not len(calibration):
-            raise StudyError("runtime openvino-int8 needs calibration images to quantize with")
-        return openvino_predictor(quantize_int8(onnx_file, calibration, folder), runtime)
     return openvino_predictor(onnx_file, runtime)
-
-
-def quantize_int8(onnx_file: Path, calibration: np.ndarray, folder: Path) -> Path:
-    """NNCF's post-training int8 quantization of the ONNX model for OpenVINO, its activation
-    ranges calibrated on `calibration` (one image per calibration step)."""
-    import nncf
-    import openvino
-
-    data = nncf.Dataset([image[None] for image in calibration])
-    quantized = nncf.quantize(
-        openvino.convert_model(str(onnx_file)), data, subset_size=len(calibration)
-    )
-    path = folder / "model-int8.xml"
-    openvino.save_model(quantized, str(path))
-    return path
 
 
 def onnx_predictor(onnx_file: Path) -> Predict:
