@@ -117,12 +117,13 @@ def load_or_build(
                         file=sys.stderr,
                     )
                     continue
-                cache = _build(dataset, predict, augmentation, views, seed, progress)
-            cache.key, cache.path, cache.runtime = key, path, candidate
-            cache.backbone_parameters = int(backbone.count_params())
+                clean, augmented = _compute(dataset, predict, augmentation, views, seed, progress)
+            cache = FeatureCache(
+                key, path, clean, augmented, int(backbone.count_params()), candidate
+            )
             _write(cache)
             return cache
-    raise AssertionError("tensorflow, the last candidate, does not fail over")
+    raise AssertionError("unreachable: tensorflow needs no conversion, so it never fails over")
 
 
 def _version(runtime: str) -> str:
@@ -133,14 +134,15 @@ def _version(runtime: str) -> str:
         return "not installed"
 
 
-def _build(
+def _compute(
     dataset: Dataset,
     predict: runtimes.Predict,
     augmentation: Augmentation,
     views: int,
     seed: int,
     progress: bool,
-) -> FeatureCache:
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clean features of every image, and those of its `views` augmented views."""
     total = len(dataset) * (views + 1)
     with tqdm(
         total=total, desc="feature cache", unit="img", disable=not progress, leave=False
@@ -162,16 +164,9 @@ def _build(
             augmented.append(
                 pooled(augment(images[i : i + _CHUNK], augmentation, rng) for i in chunks)
             )
-    return FeatureCache(
-        key="",
-        path=Path(),
-        clean=clean,
-        views=np.stack(augmented, axis=1)
-        if augmented
-        else np.empty((len(clean), 0, clean.shape[1]), np.float32),
-        backbone_parameters=0,
-        runtime="",
-    )
+    if not augmented:
+        return clean, np.empty((len(clean), 0, clean.shape[1]), np.float32)
+    return clean, np.stack(augmented, axis=1)
 
 
 def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | None:
