@@ -43,7 +43,7 @@ class FeatureCache:
     clean: np.ndarray  # (N, FEATURE_WIDTH) float32, one per dataset image
     views: np.ndarray  # (N, views, FEATURE_WIDTH) float32, augmented
     backbone_parameters: int
-    runtime: str  # the runtime that computed the features
+    runtime: str = "tensorflow"  # the runtime that computed the features
 
 
 def settings(config: StudyConfig) -> dict:
