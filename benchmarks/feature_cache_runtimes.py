@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
     args = parser.parse_args()
 
-    from study import bench, data, features, training
+    from study import bench, data, features, runtimes, training
     from study import config as study_config
     from study.model import resolve_weights
     from study.report import stats
@@ -53,7 +53,7 @@ def main() -> None:
     print(f"{'runtime':<14} {'build s':>8} {'images/s':>9} {'max abs diff':>13} {'relative':>9}")
     caches = {}
     with tempfile.TemporaryDirectory() as folder:
-        for runtime in features.runtimes.RUNTIMES:
+        for runtime in runtimes.RUNTIMES:
             started = time.perf_counter()
             cache = features.load_or_build(
                 dataset,
