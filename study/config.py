@@ -204,10 +204,19 @@ class FineTunePhase(Phase):
     )
 
 
+# The inference runtimes (study.runtimes), for the feature cache among others.
+Runtime = Literal["tensorflow", "onnxruntime", "openvino", "openvino-bf16"]
+
+
 class Features(Strict):
     cache: bool = True
     views: int = Field(8, ge=1, le=256, description="augmented views per image in the cache")
     seed: int = Field(0, ge=0)
+    runtime: Runtime = Field(
+        "tensorflow",
+        description="computes the cache's backbone features (study.runtimes); tensorflow "
+        "when it fails",
+    )
 
 
 class Tracking(Strict):

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata
 import json
+import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from study import runtimes
 from study.config import Augmentation, StudyConfig
 from study.data import Dataset, augment, to_model_input
 from study.files import atomic_file, remove_stale_partials
@@ -39,6 +43,7 @@ class FeatureCache:
     clean: np.ndarray  # (N, FEATURE_WIDTH) float32, one per dataset image
     views: np.ndarray  # (N, views, FEATURE_WIDTH) float32, augmented
     backbone_parameters: int
+    runtime: str = "tensorflow"  # the runtime that computed the features
 
 
 def settings(config: StudyConfig) -> dict:
@@ -48,6 +53,7 @@ def settings(config: StudyConfig) -> dict:
         "augmentation": config.data.augmentation,
         "views": config.features.views if config.frozen.augment else 0,
         "seed": config.features.seed,
+        "runtime": config.features.runtime,
     }
 
 
@@ -58,6 +64,7 @@ def cache_key(
     augmentation: Augmentation,
     views: int,
     seed: int,
+    runtime: str = "tensorflow",
 ) -> str:
     inputs = {
         "format": FORMAT_VERSION,
@@ -69,6 +76,8 @@ def cache_key(
         "views": views,
         "seed": seed,
         "keras": keras.__version__,
+        "runtime": runtime,
+        "runtime_version": _version(runtime),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -82,31 +91,58 @@ def load_or_build(
     seed: int,
     directory: Path,
     progress: bool = True,
+    runtime: str = "tensorflow",
 ) -> FeatureCache:
-    """The cached features for these inputs, building them first if needed."""
-    key = cache_key(dataset, weights, image_size, augmentation, views, seed)
-    path = Path(directory) / f"{key}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path.with_suffix(".lock")):
-        remove_stale_partials(path)  # what a builder killed while writing left behind
-        cache = _read(path, key, len(dataset), views)
-        if cache is None:
-            cache = _build(dataset, weights, image_size, augmentation, views, seed, progress)
-            cache.key, cache.path = key, path
+    """The cached features for these inputs, building them first if needed: on `runtime`, or
+    on TensorFlow when `runtime` fails."""
+    runtimes.check(runtime)
+    backbone = None
+    for candidate in dict.fromkeys([runtime, "tensorflow"]):
+        key = cache_key(dataset, weights, image_size, augmentation, views, seed, candidate)
+        path = Path(directory) / f"{key}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path.with_suffix(".lock")):
+            remove_stale_partials(path)  # what a builder killed while writing left behind
+            cache = _read(path, key, len(dataset), views)
+            if cache is not None:
+                return cache
+            backbone = backbone or build_backbone(image_size, weights)
+            with tempfile.TemporaryDirectory() as folder:
+                try:
+                    predict = runtimes.predictor(backbone, candidate, Path(folder))
+                except Exception as error:  # not installed, or the conversion failed
+                    print(
+                        f"feature cache: runtime {candidate} failed "
+                        f"({type(error).__name__}: {error}); using tensorflow",
+                        file=sys.stderr,
+                    )
+                    continue
+                clean, augmented = _compute(dataset, predict, augmentation, views, seed, progress)
+            cache = FeatureCache(
+                key, path, clean, augmented, int(backbone.count_params()), candidate
+            )
             _write(cache)
-    return cache
+            return cache
+    raise AssertionError("unreachable: tensorflow needs no conversion, so it never fails over")
 
 
-def _build(
+def _version(runtime: str) -> str:
+    """The version of the package that runs `runtime` (Keras's is in the key already)."""
+    try:
+        return importlib.metadata.version(runtimes.package(runtime))
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _compute(
     dataset: Dataset,
-    weights: Weights,
-    image_size: int,
+    predict: runtimes.Predict,
     augmentation: Augmentation,
     views: int,
     seed: int,
     progress: bool,
-) -> FeatureCache:
-    backbone = build_backbone(image_size, weights)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clean features of every image, and those of its `views` augmented views."""
     total = len(dataset) * (views + 1)
     with tqdm(
         total=total, desc="feature cache", unit="img", disable=not progress, leave=False
@@ -115,7 +151,7 @@ def _build(
         def pooled(batches: Iterator[np.ndarray]) -> np.ndarray:
             out = []
             for batch in batches:
-                out.append(np.asarray(backbone.predict_on_batch(batch), dtype=np.float32))
+                out.append(np.asarray(predict(batch), dtype=np.float32))
                 bar.update(len(batch))
             return np.concatenate(out)
 
@@ -128,15 +164,9 @@ def _build(
             augmented.append(
                 pooled(augment(images[i : i + _CHUNK], augmentation, rng) for i in chunks)
             )
-    return FeatureCache(
-        key="",
-        path=Path(),
-        clean=clean,
-        views=np.stack(augmented, axis=1)
-        if augmented
-        else np.empty((len(clean), 0, clean.shape[1]), np.float32),
-        backbone_parameters=int(backbone.count_params()),
-    )
+    if not augmented:
+        return clean, np.empty((len(clean), 0, clean.shape[1]), np.float32)
+    return clean, np.stack(augmented, axis=1)
 
 
 def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | None:
@@ -151,6 +181,7 @@ def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | Non
                 clean=stored["clean"],
                 views=stored["views"],
                 backbone_parameters=int(stored["backbone_parameters"]),
+                runtime=str(stored["runtime"]),
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
@@ -168,6 +199,7 @@ def _write(cache: FeatureCache) -> None:
             clean=cache.clean,
             views=cache.views,
             backbone_parameters=np.array(cache.backbone_parameters),
+            runtime=np.array(cache.runtime),
         )
 
 

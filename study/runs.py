@@ -111,6 +111,7 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         "weights_id": weights.identity,
         "skipped_files": str(len(dataset.skipped)),
         "feature_cache": prepared.features.key if prepared.features else "off",
+        "feature_cache_runtime": prepared.features.runtime if prepared.features else "off",
         "machine": bench.machine()["machine"],
     }
     if split is not None:

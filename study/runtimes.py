@@ -1,24 +1,28 @@
-"""The full classifier on an inference runtime: TensorFlow (Keras itself), ONNX Runtime, or
-OpenVINO (fp32, or with the bf16 inference-precision hint, which CPUs with AMX run natively).
+"""A Keras model (the full classifier, or the frozen backbone) on an inference runtime:
+TensorFlow (Keras itself), ONNX Runtime, or OpenVINO (fp32, or with the bf16 inference-precision
+hint, which CPUs with AMX run natively).
 
 Every runtime takes the same input, (N, size, size, 3) float32 images in [-1, 1], and returns
-(N, classes) probabilities. ONNX Runtime runs Keras's ONNX export; OpenVINO converts that ONNX
+the model's output for them. ONNX Runtime runs Keras's ONNX export; OpenVINO converts that ONNX
 file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from study.config import Runtime
 from study.errors import StudyError
 
-RUNTIMES = ("tensorflow", "onnxruntime", "openvino", "openvino-bf16")
+RUNTIMES = typing.get_args(Runtime)
 _OPENVINO_CONFIG = {
     "openvino": {"INFERENCE_PRECISION_HINT": "f32"},  # else AMX CPUs default to bf16
     "openvino-bf16": {"INFERENCE_PRECISION_HINT": "bf16"},
@@ -30,6 +34,11 @@ Predict = Callable[[np.ndarray], np.ndarray]
 def check(runtime: str) -> None:
     if runtime not in RUNTIMES:
         raise StudyError(f"runtime {runtime!r} is unknown; choose one of {', '.join(RUNTIMES)}")
+
+
+def package(runtime: str) -> str:
+    """The Python package that runs `runtime`."""
+    return "openvino" if runtime.startswith("openvino") else runtime
 
 
 def export_onnx(model: keras.Model, path: Path) -> Path:
@@ -56,6 +65,7 @@ def predictor(model: keras.Model, runtime: str, folder: Path) -> Predict:
     check(runtime)
     if runtime == "tensorflow":
         return lambda images: np.asarray(model.predict_on_batch(images))
+    importlib.import_module(package(runtime))  # not installed: fail before the slow export
     onnx_file = export_onnx(model, folder / "model.onnx")
     if runtime == "onnxruntime":
         return onnx_predictor(onnx_file)

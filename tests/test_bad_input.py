@@ -44,6 +44,7 @@ CASES = [
     "labels CSV gives a file two classes",
     "unknown label_columns key",
     "class_depth 0",
+    "unknown feature cache runtime",
     "unknown YAML key",
     "wrong type",
     "empty choice list",
@@ -133,6 +134,10 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
     elif name == "class_depth 0":
         sets.append("data.class_depth=0")
         expected = ["data.class_depth: Input should be greater than or equal to 1 (got 0)"]
+    elif name == "unknown feature cache runtime":
+        sets.append("features.runtime=onnx")
+        expected = ["features.runtime: Input should be 'tensorflow', 'onnxruntime', 'openvino'"]
+        expected.append("(got 'onnx')")
     elif name == "unknown YAML key":
         config = str(tmp_path / "study.yaml")
         Path(config).write_text(

@@ -1,9 +1,11 @@
 import dataclasses
 import os
+import sys
 
 import numpy as np
+import pytest
 
-from study import config, data, features, model
+from study import config, data, errors, features, model
 
 from .conftest import copy_slice
 
@@ -55,3 +57,44 @@ def test_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
     rebuilt = build()
     np.testing.assert_allclose(rebuilt.views, first.views, atol=1e-5)
     assert not list(folder.glob("*.partial"))
+
+
+def sample_cache(folder, runtime):
+    dataset = data.load(data.sample_root(), 32)
+    weights = model.resolve_weights("none")
+    return features.load_or_build(
+        dataset, weights, 32, config.Augmentation(), 1, 0, folder, progress=False, runtime=runtime
+    )
+
+
+def test_a_runtime_builds_its_own_cache_with_tensorflows_features(tmp_path):
+    reference = sample_cache(tmp_path, "tensorflow")
+    assert reference.runtime == "tensorflow"
+    cache = sample_cache(tmp_path, "openvino")  # converts the backbone: about a minute
+    assert cache.runtime == "openvino"
+    assert cache.key != reference.key and cache.path != reference.path
+    scale = np.abs(reference.clean).max()
+    np.testing.assert_allclose(cache.clean, reference.clean, atol=1e-4 * scale)
+    np.testing.assert_allclose(cache.views, reference.views, atol=1e-4 * scale)
+    assert sample_cache(tmp_path, "openvino").path == cache.path  # reused, not rebuilt
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+
+
+def test_an_unknown_runtime_is_refused_with_the_valid_ones(tmp_path):
+    with pytest.raises(errors.ConfigError, match=r"features\.runtime: .*'openvino'.*'onnx'"):
+        config.validate({"name": "x", "features": {"runtime": "onnx"}})
+    with pytest.raises(errors.StudyError, match="'onnx' is unknown; choose one of tensorflow"):
+        sample_cache(tmp_path, "onnx")
+
+
+def test_tensorflow_builds_the_cache_when_the_runtime_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    cache = sample_cache(tmp_path, "openvino")
+    assert cache.runtime == "tensorflow"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "feature cache: runtime openvino failed (ModuleNotFoundError: import of openvino "
+        "halted; None in sys.modules); using tensorflow"
+    ]
+    assert sample_cache(tmp_path, "tensorflow").path == cache.path  # TensorFlow's own file
+    assert [path.name for path in tmp_path.glob("*.npz")] == [cache.path.name]
