@@ -44,10 +44,22 @@ def package(runtime: str) -> str:
 def export_onnx(model: keras.Model, path: Path) -> Path:
     """Keras's ONNX export of the model (tf2onnx under the TensorFlow backend)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _read_adapted_statistics_from_variables(model)
     model(np.zeros((1, *model.input_shape[1:]), np.float32))  # Keras exports called models only
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the exported signature
         model.export(str(path), format="onnx", verbose=False)
     return path
+
+
+def _read_adapted_statistics_from_variables(model: keras.Model) -> None:
+    """An adapted Normalization layer (the head's feature normalization) divides by constants
+    it computed from its variables, and tf2onnx leaves such constants as graph inputs nobody
+    feeds; the variables themselves, shape (features,), broadcast the same and are exported."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _read_adapted_statistics_from_variables(layer)
+        elif isinstance(layer, keras.layers.Normalization) and hasattr(layer, "adapt_mean"):
+            layer.mean, layer.variance = layer.adapt_mean, layer.adapt_variance
 
 
 def export_openvino(onnx_file: Path, folder: Path) -> Path:

@@ -3,10 +3,12 @@ that the report picks up."""
 
 from __future__ import annotations
 
+import keras
 import mlflow
+import numpy as np
 import pytest
 
-from study import bench, config
+from study import bench, config, model, runtimes
 from study.errors import StudyError
 from study.model import resolve_weights
 from study.tracking import Store
@@ -75,3 +77,16 @@ def test_bench_on_onnxruntime_names_the_runtime(tmp_path):
 def test_bench_refuses_an_unknown_runtime():
     with pytest.raises(StudyError, match="openvino-bf16"):
         bench.measure(32, resolve_weights("none"), runtime="tensorrt")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_a_head_with_adapted_feature_normalization_runs_on_other_runtimes(tmp_path, runtime):
+    # a saved and reloaded head, as `study export` and `study bench` get it from a run
+    head = model.build_head(6, "elu", 0.2, 16, seed=0, normalize=True)
+    features = np.random.default_rng(0).gamma(0.5, 2.0, (64, model.FEATURE_WIDTH))
+    model.adapt_head(head, features.astype("float32"))
+    head.save(tmp_path / "head.keras")
+    head = keras.models.load_model(tmp_path / "head.keras")
+    predict = runtimes.predictor(head, runtime, tmp_path)
+    expected = head.predict(features, verbose=0)
+    np.testing.assert_allclose(predict(features.astype("float32")), expected, atol=1e-5)
