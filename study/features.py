@@ -14,10 +14,11 @@ import fcntl
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import keras
 import numpy as np
@@ -30,6 +31,7 @@ from study.model import Weights, build_backbone
 
 FORMAT_VERSION = 1
 _CHUNK = 32
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,7 +60,10 @@ def cache_key(
     augmentation: Augmentation,
     views: int,
     seed: int,
+    cut: str | None = None,
 ) -> str:
+    """A digest of everything the cached content depends on; `cut` (the first cell above a
+    fine-tuning cut) for the activation cache."""
     inputs = {
         "format": FORMAT_VERSION,
         "data": dataset.fingerprint,
@@ -70,6 +75,8 @@ def cache_key(
         "seed": seed,
         "keras": keras.__version__,
     }
+    if cut is not None:
+        inputs["cut"] = cut
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -85,16 +92,48 @@ def load_or_build(
 ) -> FeatureCache:
     """The cached features for these inputs, building them first if needed."""
     key = cache_key(dataset, weights, image_size, augmentation, views, seed)
-    path = Path(directory) / f"{key}.npz"
+
+    def build(path: Path) -> None:
+        cache = _build(dataset, weights, image_size, augmentation, views, seed, progress)
+        cache.key, cache.path = key, path
+        _write(cache)
+
+    return locked_build(
+        Path(directory) / f"{key}.npz", lambda path: _read(path, key, len(dataset), views), build
+    )
+
+
+def locked_build(path: Path, read: Callable[[Path], T | None], build: Callable[[Path], None]) -> T:
+    """What `read` finds at path, after `build` wrote it there (atomically) if read found
+    nothing usable. Under a file lock beside path, so that a second builder waits for the first
+    and then reads its file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(path.with_suffix(".lock")):
         remove_stale_partials(path)  # what a builder killed while writing left behind
-        cache = _read(path, key, len(dataset), views)
-        if cache is None:
-            cache = _build(dataset, weights, image_size, augmentation, views, seed, progress)
-            cache.key, cache.path = key, path
-            _write(cache)
-    return cache
+        found = read(path)
+        if found is None:
+            build(path)
+            found = read(path)
+    return found
+
+
+def model_inputs(
+    dataset: Dataset, augmentation: Augmentation, views: int, seed: int
+) -> Iterator[np.ndarray]:
+    """Every image as model input in chunks: first clean, then each augmented view in turn
+    (view v drawn from the seed [seed, v]), in dataset order."""
+    images = dataset.images
+    chunks = range(0, len(images), _CHUNK)
+    for i in chunks:
+        yield to_model_input(images[i : i + _CHUNK])
+    for view in range(views):
+        rng = np.random.default_rng([seed, view])
+        for i in chunks:
+            yield augment(images[i : i + _CHUNK], augmentation, rng)
+
+
+def progress_bar(desc: str, images: int, progress: bool) -> tqdm:
+    return tqdm(total=images, desc=desc, unit="img", disable=not progress, leave=False)
 
 
 def _build(
@@ -107,34 +146,17 @@ def _build(
     progress: bool,
 ) -> FeatureCache:
     backbone = build_backbone(image_size, weights)
-    total = len(dataset) * (views + 1)
-    with tqdm(
-        total=total, desc="feature cache", unit="img", disable=not progress, leave=False
-    ) as bar:
-
-        def pooled(batches: Iterator[np.ndarray]) -> np.ndarray:
-            out = []
-            for batch in batches:
-                out.append(np.asarray(backbone.predict_on_batch(batch), dtype=np.float32))
-                bar.update(len(batch))
-            return np.concatenate(out)
-
-        images = dataset.images
-        chunks = range(0, len(images), _CHUNK)
-        clean = pooled(to_model_input(images[i : i + _CHUNK]) for i in chunks)
-        augmented = []
-        for view in range(views):
-            rng = np.random.default_rng([seed, view])
-            augmented.append(
-                pooled(augment(images[i : i + _CHUNK], augmentation, rng) for i in chunks)
-            )
+    pooled = []
+    with progress_bar("feature cache", len(dataset) * (views + 1), progress) as bar:
+        for batch in model_inputs(dataset, augmentation, views, seed):
+            pooled.append(np.asarray(backbone.predict_on_batch(batch), dtype=np.float32))
+            bar.update(len(batch))
+    every = np.concatenate(pooled).reshape(views + 1, len(dataset), -1)
     return FeatureCache(
         key="",
         path=Path(),
-        clean=clean,
-        views=np.stack(augmented, axis=1)
-        if augmented
-        else np.empty((len(clean), 0, clean.shape[1]), np.float32),
+        clean=every[0],
+        views=np.ascontiguousarray(every[1:].transpose(1, 0, 2)),
         backbone_parameters=int(backbone.count_params()),
     )
 
