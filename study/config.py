@@ -232,6 +232,13 @@ class FineTunePhase(Phase):
         "above it, on cached activations of the cells below",
     )
 
+    batch_norm: Literal["trainable", "frozen"] = Field(
+        "trainable",
+        description="trainable: the unfrozen cells' batch-norm scales and offsets train with "
+        "them (the paper); frozen: they stay as loaded. Either way batch norm normalizes with "
+        "its stored statistics (inference mode), which fine-tuning never changes",
+    )
+
     @field_validator("trainable", mode="before")
     @classmethod
     def _all_or_cut(cls, value: Any) -> Any:

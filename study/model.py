@@ -144,14 +144,18 @@ def split_backbone(backbone: keras.Model, first_cell: str) -> tuple[keras.Model,
     return below, top
 
 
-def set_trainable(backbone: keras.Model, first_cell: str | None) -> None:
-    """Unfreeze the backbone from `first_cell` up (None: all of it); the layers below stay
-    frozen."""
+def set_trainable(backbone: keras.Model, first_cell: str | None, batch_norm: bool = True) -> None:
+    """Unfreeze the backbone from `first_cell` up (None: all of it), its batch-norm layers
+    only if `batch_norm`; the layers below the cut stay frozen."""
     backbone.trainable = True
+    above = None
     if first_cell is not None:
         above = {layer.name for layer in split_backbone(backbone, first_cell)[1].layers}
-        for layer in backbone.layers:
-            layer.trainable = layer.name in above
+    for layer in backbone.layers:
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = (above is None or layer.name in above) and (
+            batch_norm or not is_batch_norm
+        )
 
 
 def build_head(

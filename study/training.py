@@ -180,8 +180,9 @@ def train(
         )
 
     first_trainable = config.fine_tune.first_trainable
+    batch_norm = config.fine_tune.batch_norm == "trainable"
     if config.fine_tune.epochs:
-        set_trainable(backbone, first_trainable)
+        set_trainable(backbone, first_trainable, batch_norm)
         before = model.get_weights()
         if activations is not None:
             # The cells above the cut and the head, on the cut's cached activations: a model
@@ -215,7 +216,7 @@ def train(
     else:
         backbone.trainable = False
         total, trainable_frozen = parameter_counts(model)
-        set_trainable(backbone, first_trainable)
+        set_trainable(backbone, first_trainable, batch_norm)
         result.parameters = {
             "total": total,
             "trainable_frozen": trainable_frozen,
