@@ -14,6 +14,16 @@ from .test_train_command import train_on
 CUT = "normal_9"
 
 
+def test_every_configurable_cut_splits_the_backbone_exactly():
+    backbone = model.build_backbone(32, model.resolve_weights("none"))
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    pooled = keras.ops.convert_to_numpy(backbone(images))
+    for cell in config.CELLS:
+        below, top = model.split_backbone(backbone, cell)
+        through = keras.ops.convert_to_numpy(top(below(images)))
+        np.testing.assert_allclose(through, pooled, atol=1e-6, err_msg=cell)
+
+
 def test_cache_is_reused_and_holds_what_the_backbone_computes(tmp_path):
     dataset = data.load(copy_slice(tmp_path / "neu", per_class=2), 32)
     weights = model.resolve_weights("none")
