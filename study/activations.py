@@ -36,10 +36,6 @@ class ActivationCache:
         """Augmented views per image."""
         return self.records.shape[0] - 1
 
-    @property
-    def nbytes(self) -> int:
-        return self.records.nbytes
-
     def inputs(self, images: np.ndarray, views: np.ndarray | int = 0) -> tuple[np.ndarray, ...]:
         """The cut's tensors for these images (and, per image, these views; 0 is the clean
         image, 1 to `self.views` the augmented ones), in the order the model above the cut

@@ -226,12 +226,21 @@ class TrainableFrom(Strict):
 class FineTunePhase(Phase):
     """Phase 2: the backbone (or its top cells) trainable, exponential decay, early stopping."""
 
+    epochs: int = Field(0, ge=0, le=10_000, description="0 switches the phase off")
+    optimizer: Optimizer = "adamax"
+    learning_rate: float = Field(1e-4, gt=0, le=10)
+    decay_rate: float = Field(0.05, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
+    early_stopping: EarlyStopping = EarlyStopping(patience=3)
+    keep_frozen_if_better: bool = Field(
+        True,
+        description="keep phase 1's model unless a fine-tuning epoch beats it on the early-"
+        "stopping monitor; false: always keep the fine-tuned model (the paper)",
+    )
     trainable: TrainableFrom | Literal["all"] = Field(
         "all",
         description="all: the whole backbone (the paper); {from: CELL}: that cell and the ones "
         "above it, on cached activations of the cells below",
     )
-
     batch_norm: Literal["trainable", "frozen"] = Field(
         "trainable",
         description="trainable: the unfrozen cells' batch-norm scales and offsets train with "
@@ -247,17 +256,6 @@ class FineTunePhase(Phase):
         raise ValueError(
             f"give all or {{from: CELL}}, for example {{from: normal_9}} (got {value!r})"
         )
-
-    epochs: int = Field(0, ge=0, le=10_000, description="0 switches the phase off")
-    optimizer: Optimizer = "adamax"
-    learning_rate: float = Field(1e-4, gt=0, le=10)
-    decay_rate: float = Field(0.05, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
-    early_stopping: EarlyStopping = EarlyStopping(patience=3)
-    keep_frozen_if_better: bool = Field(
-        True,
-        description="keep phase 1's model unless a fine-tuning epoch beats it on the early-"
-        "stopping monitor; false: always keep the fine-tuned model (the paper)",
-    )
 
     @property
     def first_trainable(self) -> str | None:
