@@ -52,7 +52,7 @@ def test_cache_is_reused_and_holds_what_the_backbone_computes(tmp_path):
             np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
 
 
-def test_fine_tuning_above_the_cut_trains_the_full_model(tmp_path):
+def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(tmp_path):
     dataset = data.load(copy_slice(tmp_path / "neu", per_class=5), 32)
     study = config.validate(
         {
@@ -65,6 +65,7 @@ def test_fine_tuning_above_the_cut_trains_the_full_model(tmp_path):
                 "batch_size": 8,
                 "learning_rate": 0.01,
                 "trainable": {"from": CUT},
+                "batch_norm": "frozen",
                 "keep_frozen_if_better": False,
                 "execution": "eager",
             },
@@ -91,6 +92,12 @@ def test_fine_tuning_above_the_cut_trains_the_full_model(tmp_path):
         )
     }
     assert changed and changed <= above  # trained above the cut, frozen below it
+    batch_norms = {
+        layer.name
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert not changed & batch_norms  # fine_tune.batch_norm: frozen
 
     # The full model on the images scores what the trained top and head do on the cache.
     everything = np.arange(len(dataset))
