@@ -202,7 +202,10 @@ def train(
             batches = image_batches(config.fine_tune, config.seed + 1)
         phase = _fit("fine_tune", trained, batches, validation, config.fine_tune, deadline, verbose)
         result.phases.append(phase)
-        result.evaluations["fine_tune"] = _evaluate_splits(model, clean_images, split, dataset)
+        # On cached activations, scored through the trained cells and head: what the full model
+        # gives on the images, up to float16 rounding, without the frozen cells' cost.
+        inputs = activations.inputs if activations is not None else clean_images
+        result.evaluations["fine_tune"] = _evaluate_splits(trained, inputs, split, dataset)
         if config.fine_tune.keep_frozen_if_better and config.frozen.epochs and not phase.improved:
             model.set_weights(before)  # fine-tuning made it no better on validation
             result.kept = "frozen"
