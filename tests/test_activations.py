@@ -59,7 +59,7 @@ def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(tmp_p
             "name": "cut",
             "data": {"image_size": 32},
             "model": {"weights": "none"},
-            "frozen": {"epochs": 1, "batch_size": 8},
+            "frozen": {"epochs": 0},
             "fine_tune": {
                 "epochs": 1,
                 "batch_size": 8,
