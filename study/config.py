@@ -53,6 +53,7 @@ NOT_SWEEPABLE = (
     "model.weights",
     "model.init_seed",
     "features",
+    "fine_tune.trainable",
 )
 
 # Config keys that the paper's design varies; each run logs them under these short names too.
@@ -189,8 +190,41 @@ class Phase(Strict):
     )
 
 
+# NASNet-Mobile's cells in the order they run (Keras's block ids). Each takes the outputs of the
+# two cells before it (the stem's first cell: of the stem convolution), so a cut before a cell
+# is crossed by at most two tensors.
+CELLS = (
+    "stem_1",
+    "stem_2",
+    *(f"normal_{i}" for i in range(4)),
+    "reduce_4",
+    *(f"normal_{i}" for i in range(5, 9)),
+    "reduce_8",
+    *(f"normal_{i}" for i in range(9, 13)),
+)
+
+
+class TrainableFrom(Strict):
+    """The backbone's cells from `from` up (and the head) are fine-tuned; the rest stays frozen."""
+
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    first: str = Field(alias="from", description="the first trainable cell, e.g. normal_9")
+
+    @field_validator("first")
+    @classmethod
+    def _known_cell(cls, value: str) -> str:
+        if value not in CELLS:
+            raise ValueError(
+                "not a NASNet-Mobile cell; valid cells, first to last: " + ", ".join(CELLS)
+            )
+        return value
+
+
 class FineTunePhase(Phase):
-    """Phase 2: everything trainable, exponential decay, early stopping."""
+    """Phase 2: the backbone (or its top cells) trainable, exponential decay, early stopping."""
 
     epochs: int = Field(0, ge=0, le=10_000, description="0 switches the phase off")
     optimizer: Optimizer = "adamax"
@@ -202,6 +236,31 @@ class FineTunePhase(Phase):
         description="keep phase 1's model unless a fine-tuning epoch beats it on the early-"
         "stopping monitor; false: always keep the fine-tuned model (the paper)",
     )
+    trainable: TrainableFrom | Literal["all"] = Field(
+        "all",
+        description="all: the whole backbone (the paper); {from: CELL}: that cell and the ones "
+        "above it, on cached activations of the cells below",
+    )
+    batch_norm: Literal["trainable", "frozen"] = Field(
+        "trainable",
+        description="trainable: the unfrozen cells' batch-norm scales and offsets train with "
+        "them (the paper); frozen: they stay as loaded. Either way batch norm normalizes with "
+        "its stored statistics (inference mode), which fine-tuning never changes",
+    )
+
+    @field_validator("trainable", mode="before")
+    @classmethod
+    def _all_or_cut(cls, value: Any) -> Any:
+        if value == "all" or isinstance(value, dict | TrainableFrom):
+            return value
+        raise ValueError(
+            f"give all or {{from: CELL}}, for example {{from: normal_9}} (got {value!r})"
+        )
+
+    @property
+    def first_trainable(self) -> str | None:
+        """The first trainable cell of the backbone; None: all of it."""
+        return None if self.trainable == "all" else self.trainable.first
 
 
 # The inference runtimes (study.runtimes), for the feature cache among others.
@@ -484,4 +543,4 @@ def _keys_at(location: tuple) -> list[str]:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return part in ("choice", "int", "float", "fixed")
+    return part in ("choice", "int", "float", "fixed", TrainableFrom.__name__)

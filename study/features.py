@@ -17,10 +17,11 @@ import json
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import keras
 import numpy as np
@@ -34,6 +35,7 @@ from study.model import Weights, build_backbone
 
 FORMAT_VERSION = 1
 _CHUNK = 32
+T = TypeVar("T")
 
 
 @dataclass
@@ -65,7 +67,10 @@ def cache_key(
     views: int,
     seed: int,
     runtime: str = "tensorflow",
+    cut: str | None = None,
 ) -> str:
+    """A digest of everything the cached content depends on; `cut` (the first cell above a
+    fine-tuning cut) for the activation cache."""
     inputs = {
         "format": FORMAT_VERSION,
         "data": dataset.fingerprint,
@@ -79,6 +84,8 @@ def cache_key(
         "runtime": runtime,
         "runtime_version": _version(runtime),
     }
+    if cut is not None:
+        inputs["cut"] = cut
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -94,36 +101,70 @@ def load_or_build(
     runtime: str = "tensorflow",
 ) -> FeatureCache:
     """The cached features for these inputs, building them first if needed: on `runtime`, or
-    on TensorFlow when `runtime` fails."""
+    on TensorFlow when `runtime` cannot run the backbone."""
     runtimes.check(runtime)
-    backbone = None
     for candidate in dict.fromkeys([runtime, "tensorflow"]):
         key = cache_key(dataset, weights, image_size, augmentation, views, seed, candidate)
-        path = Path(directory) / f"{key}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(path.with_suffix(".lock")):
-            remove_stale_partials(path)  # what a builder killed while writing left behind
-            cache = _read(path, key, len(dataset), views)
-            if cache is not None:
-                return cache
-            backbone = backbone or build_backbone(image_size, weights)
+
+        def read(path: Path, key: str = key) -> FeatureCache | None:
+            return _read(path, key, len(dataset), views)
+
+        def build(path: Path, key: str = key, candidate: str = candidate) -> None:
+            backbone = build_backbone(image_size, weights)
             with tempfile.TemporaryDirectory() as folder:
                 try:
                     predict = runtimes.predictor(backbone, candidate, Path(folder))
                 except Exception as error:  # not installed, or the conversion failed
-                    print(
-                        f"feature cache: runtime {candidate} failed "
-                        f"({type(error).__name__}: {error}); using tensorflow",
-                        file=sys.stderr,
-                    )
-                    continue
+                    raise _RuntimeFailed(f"{type(error).__name__}: {error}") from error
                 clean, augmented = _compute(dataset, predict, augmentation, views, seed, progress)
-            cache = FeatureCache(
-                key, path, clean, augmented, int(backbone.count_params()), candidate
+            parameters = int(backbone.count_params())
+            _write(FeatureCache(key, path, clean, augmented, parameters, candidate))
+
+        try:
+            return locked_build(Path(directory) / f"{key}.npz", read, build)
+        except _RuntimeFailed as error:
+            print(
+                f"feature cache: runtime {candidate} failed ({error}); using tensorflow",
+                file=sys.stderr,
             )
-            _write(cache)
-            return cache
     raise AssertionError("unreachable: tensorflow needs no conversion, so it never fails over")
+
+
+class _RuntimeFailed(Exception):
+    """The cache's runtime could not run the backbone (not installed, or no conversion)."""
+
+
+def locked_build(path: Path, read: Callable[[Path], T | None], build: Callable[[Path], None]) -> T:
+    """What `read` finds at path, after `build` wrote it there (atomically) if read found
+    nothing usable. Under a file lock beside path, so that a second builder waits for the first
+    and then reads its file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_suffix(".lock")):
+        remove_stale_partials(path)  # what a builder killed while writing left behind
+        found = read(path)
+        if found is None:
+            build(path)
+            found = read(path)
+    return found
+
+
+def model_inputs(
+    dataset: Dataset, augmentation: Augmentation, views: int, seed: int
+) -> Iterator[np.ndarray]:
+    """Every image as model input in chunks: first clean, then each augmented view in turn
+    (view v drawn from the seed [seed, v]), in dataset order."""
+    images = dataset.images
+    chunks = range(0, len(images), _CHUNK)
+    for i in chunks:
+        yield to_model_input(images[i : i + _CHUNK])
+    for view in range(views):
+        rng = np.random.default_rng([seed, view])
+        for i in chunks:
+            yield augment(images[i : i + _CHUNK], augmentation, rng)
+
+
+def progress_bar(desc: str, images: int, progress: bool) -> tqdm:
+    return tqdm(total=images, desc=desc, unit="img", disable=not progress, leave=False)
 
 
 def _version(runtime: str) -> str:
@@ -143,30 +184,13 @@ def _compute(
     progress: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clean features of every image, and those of its `views` augmented views."""
-    total = len(dataset) * (views + 1)
-    with tqdm(
-        total=total, desc="feature cache", unit="img", disable=not progress, leave=False
-    ) as bar:
-
-        def pooled(batches: Iterator[np.ndarray]) -> np.ndarray:
-            out = []
-            for batch in batches:
-                out.append(np.asarray(predict(batch), dtype=np.float32))
-                bar.update(len(batch))
-            return np.concatenate(out)
-
-        images = dataset.images
-        chunks = range(0, len(images), _CHUNK)
-        clean = pooled(to_model_input(images[i : i + _CHUNK]) for i in chunks)
-        augmented = []
-        for view in range(views):
-            rng = np.random.default_rng([seed, view])
-            augmented.append(
-                pooled(augment(images[i : i + _CHUNK], augmentation, rng) for i in chunks)
-            )
-    if not augmented:
-        return clean, np.empty((len(clean), 0, clean.shape[1]), np.float32)
-    return clean, np.stack(augmented, axis=1)
+    pooled = []
+    with progress_bar("feature cache", len(dataset) * (views + 1), progress) as bar:
+        for batch in model_inputs(dataset, augmentation, views, seed):
+            pooled.append(np.asarray(predict(batch), dtype=np.float32))
+            bar.update(len(batch))
+    every = np.concatenate(pooled).reshape(views + 1, len(dataset), -1)
+    return every[0], np.ascontiguousarray(every[1:].transpose(1, 0, 2))
 
 
 def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from study.config import CELLS
 from study.errors import WeightsError
 
 IMAGENET_FILE = "nasnet_mobile_no_top.h5"
@@ -118,6 +119,43 @@ def build_backbone(image_size: int, weights: Weights) -> keras.Model:
                 f"model.weights: cannot load {weights.path} into NASNet-Mobile (no top): {error}"
             ) from None
     return backbone
+
+
+def cut_layers(first_cell: str) -> list[str]:
+    """The backbone layers whose outputs cross the cut before `first_cell`: the outputs of the
+    two cells before it (Keras's NASNet passes each cell the last two cells' outputs)."""
+    outputs = ["stem_bn1"] + [
+        f"normal_concat_{cell.removeprefix('normal_')}"
+        if cell.startswith("normal_")
+        else f"reduction_concat_{cell}"
+        for cell in CELLS
+    ]
+    index = CELLS.index(first_cell)
+    return [outputs[index]] if index == 0 else [outputs[index], outputs[index - 1]]
+
+
+def split_backbone(backbone: keras.Model, first_cell: str) -> tuple[keras.Model, keras.Model]:
+    """(below, top): below maps images to the tensors that cross the cut before `first_cell`,
+    top maps them on to the pooled features. Both are views of the backbone: they share its
+    layers and variables, so training top trains the backbone."""
+    crossing = [backbone.get_layer(name).output for name in cut_layers(first_cell)]
+    below = keras.Model(backbone.input, crossing, name="below_cut")
+    top = keras.Model(crossing, backbone.output, name="above_cut")
+    return below, top
+
+
+def set_trainable(backbone: keras.Model, first_cell: str | None, batch_norm: bool = True) -> None:
+    """Unfreeze the backbone from `first_cell` up (None: all of it), its batch-norm layers
+    only if `batch_norm`; the layers below the cut stay frozen."""
+    backbone.trainable = True
+    above = None
+    if first_cell is not None:
+        above = {layer.name for layer in split_backbone(backbone, first_cell)[1].layers}
+    for layer in backbone.layers:
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = (above is None or layer.name in above) and (
+            batch_norm or not is_batch_norm
+        )
 
 
 def build_head(

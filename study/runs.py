@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import study
-from study import bench, data, features, plots, training
+from study import activations, bench, data, features, plots, training
 from study.config import StudyConfig
 from study.model import Weights, build_backbone, build_classifier, resolve_weights
 from study.tracking import NOTE_TAG, PREDICTIONS, Store
@@ -32,13 +32,15 @@ class Prepared:
     dataset: data.Dataset
     weights: Weights
     features: features.FeatureCache | None
+    activations: activations.ActivationCache | None = None
 
 
 def prepare(
     config: StudyConfig, store: Store, state_dir: Path, progress: bool = True, cache: bool = True
 ) -> Prepared:
-    """Load and check every input, then build or load the feature cache (unless `cache` is
-    false: a process that runs no trial needs none)."""
+    """Load and check every input, then build or load the feature cache and, for a fine-tuning
+    cut, the activation cache (unless `cache` is false: a process that runs no trial needs
+    none)."""
     store.check()  # first: it takes a moment, where loading the data can take minutes
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     dataset = data.load(
@@ -53,7 +55,17 @@ def prepare(
             directory=Path(state_dir) / "features",
             progress=progress,
         )
-    return Prepared(dataset, weights, features_cache)
+    activation_cache = None
+    cut = config.fine_tune.first_trainable
+    if cache and config.features.cache and config.fine_tune.epochs and cut is not None:
+        activation_cache = activations.load_or_build(
+            dataset,
+            weights,
+            **activations.settings(config),
+            directory=Path(state_dir) / "activations",
+            progress=progress,
+        )
+    return Prepared(dataset, weights, features_cache, activation_cache)
 
 
 def execute(
@@ -88,6 +100,7 @@ def execute(
             prepared.features,
             verbose=verbose,
             time_budget_s=time_budget_s,
+            activations=prepared.activations,
         )
         store.log(run_id, metrics=run_metrics(result), tags={"kept_model": result.final_stage})
         if note is None:
@@ -112,6 +125,7 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         "skipped_files": str(len(dataset.skipped)),
         "feature_cache": prepared.features.key if prepared.features else "off",
         "feature_cache_runtime": prepared.features.runtime if prepared.features else "off",
+        "activation_cache": prepared.activations.key if prepared.activations else "off",
         "machine": bench.machine()["machine"],
     }
     if split is not None:

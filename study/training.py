@@ -2,8 +2,10 @@
 
 Phase 1 ("frozen") trains the head with the backbone frozen: on cached features when a feature
 cache is given, else end to end through the backbone. Phase 2 ("fine_tune") puts the same head
-on the backbone, unfreezes everything and trains end to end with exponential decay and early
-stopping. After each phase the restored model is evaluated on every split.
+on the backbone, unfreezes it (all of it, or the cells from `fine_tune.trainable` up) and trains
+with exponential decay and early stopping: end to end, or the cells above the cut on cached
+activations when an activation cache is given. After each phase the restored model is
+evaluated on every split.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from study import keras_scores
+from study.activations import ActivationCache, TrainingViews
 from study.config import Phase, StudyConfig
 from study.data import AugmentedBatches, Dataset, to_model_input
 from study.errors import TrainingFailed
@@ -35,6 +38,8 @@ from study.model import (
     build_classifier,
     build_head,
     parameter_counts,
+    set_trainable,
+    split_backbone,
 )
 
 STAGES = ("frozen", "fine_tune")
@@ -114,8 +119,10 @@ def train(
     features: FeatureCache | None = None,
     verbose: int = 0,
     time_budget_s: float | None = None,
+    activations: ActivationCache | None = None,
 ) -> TrainingResult:
-    """Run the configured phases and evaluate after each; raises TrainingFailed."""
+    """Run the configured phases and evaluate after each; raises TrainingFailed. `activations`
+    (for a fine-tuning cut) lets phase 2 skip the frozen cells below the cut."""
     deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
     labels = dataset.labels
     head = build_head(
@@ -172,14 +179,33 @@ def train(
             trained, inputs, split, dataset, whole=features is not None
         )
 
+    first_trainable = config.fine_tune.first_trainable
+    batch_norm = config.fine_tune.batch_norm == "trainable"
     if config.fine_tune.epochs:
-        backbone.trainable = True
+        set_trainable(backbone, first_trainable, batch_norm)
         before = model.get_weights()
-        validation = (clean_images(split["val"]), labels[split["val"]])
-        batches = image_batches(config.fine_tune, config.seed + 1)
-        phase = _fit("fine_tune", model, batches, validation, config.fine_tune, deadline, verbose)
+        if activations is not None:
+            # The cells above the cut and the head, on the cut's cached activations: a model
+            # made of the backbone's own layers, so training it trains `model`.
+            _, top = split_backbone(backbone, first_trainable)
+            cut = [keras.Input(tensor.shape[1:]) for tensor in top.inputs]
+            trained = keras.Model(cut, head(top(cut, training=False)), name="above_cut_and_head")
+            train = split["train"]
+            views = TrainingViews(activations, train, config.fine_tune.augment)
+            batches = CachedViews(
+                views, labels[train], config.fine_tune.batch_size, config.seed + 1
+            )
+            validation = (activations.inputs(split["val"]), labels[split["val"]])
+        else:
+            trained = model
+            validation = (clean_images(split["val"]), labels[split["val"]])
+            batches = image_batches(config.fine_tune, config.seed + 1)
+        phase = _fit("fine_tune", trained, batches, validation, config.fine_tune, deadline, verbose)
         result.phases.append(phase)
-        result.evaluations["fine_tune"] = _evaluate_splits(model, clean_images, split, dataset)
+        # On cached activations, scored through the trained cells and head: what the full model
+        # gives on the images, up to float16 rounding, without the frozen cells' cost.
+        inputs = activations.inputs if activations is not None else clean_images
+        result.evaluations["fine_tune"] = _evaluate_splits(trained, inputs, split, dataset)
         if config.fine_tune.keep_frozen_if_better and config.frozen.epochs and not phase.improved:
             model.set_weights(before)  # fine-tuning made it no better on validation
             result.kept = "frozen"
@@ -193,7 +219,7 @@ def train(
     else:
         backbone.trainable = False
         total, trainable_frozen = parameter_counts(model)
-        backbone.trainable = True
+        set_trainable(backbone, first_trainable, batch_norm)
         result.parameters = {
             "total": total,
             "trainable_frozen": trainable_frozen,
@@ -204,9 +230,10 @@ def train(
 
 
 class CachedViews(keras.utils.PyDataset):
-    """Shuffled batches of cached features. Each image goes through its cached augmented views
-    in an order of its own, drawn from the run's seed, and uses every view once before any
-    repeats: runs with different seeds train on different views of each image."""
+    """Shuffled batches of cached features (or activations, see `TrainingViews`). Each image
+    goes through its cached augmented views in an order of its own, drawn from the run's seed,
+    and uses every view once before any repeats: runs with different seeds train on different
+    views of each image."""
 
     def __init__(self, views: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
         super().__init__()

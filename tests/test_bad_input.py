@@ -49,6 +49,7 @@ CASES = [
     "wrong type",
     "empty choice list",
     "range with min > max",
+    "unknown fine-tuning cut",
     "split fractions sum to 1",
     "split fractions sum above 1",
     "tracking server unreachable",
@@ -154,6 +155,10 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
     elif name == "range with min > max":
         sets.append("hyperparameters={model.dropout: {type: float, min: 0.5, max: 0.1, step: 0.1}}")
         expected = ["hyperparameters.model.dropout: min (0.5) must be below max (0.1)"]
+    elif name == "unknown fine-tuning cut":
+        sets.append("fine_tune.trainable.from=normal_13")
+        expected = ["fine_tune.trainable.from: not a NASNet-Mobile cell; valid cells, first to"]
+        expected.append("reduce_8, normal_9, normal_10, normal_11, normal_12 (got 'normal_13')")
     elif name == "split fractions sum to 1":
         sets += ["data.split.val=0.5", "data.split.test=0.5"]
         expected = ["data.split: val + test must sum below 1", "(got 0.5 + 0.5 = 1)"]

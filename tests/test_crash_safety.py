@@ -1,5 +1,6 @@
 """A process killed at the worst moment leaves nothing that a later run trips over: not a
-half-created MLflow store, not a half-written feature cache, not a parent run stuck RUNNING.
+half-created MLflow store, not a half-written feature or activation cache, not a parent run
+stuck RUNNING.
 (The kill -9 test of a whole sweep is in test_sweep.py.)"""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
+from study import activations, data, features, model
 from study import config as study_config
-from study import data, features, model
 from study import sweep as study_sweep
 from study.config import Augmentation
 from study.tracking import Store
@@ -84,6 +85,44 @@ def test_a_cache_writer_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
     cache = features.load_or_build(dataset, weights, 32, Augmentation(), 2, 0, folder, False)
     assert cache.path == final and cache.clean.shape == (12, model.FEATURE_WIDTH)
     assert sorted(p.name for p in folder.iterdir()) == [f"{key}.lock", final.name]
+
+
+def test_an_activation_cache_builder_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
+    root = copy_slice(tmp_path / "neu", per_class=2)
+    folder = tmp_path / "activations"
+    arguments = f"data.load({str(root)!r}, 32), model.resolve_weights('none'), 32, "
+    arguments += f"Augmentation(), 1, 0, 'normal_12', {str(folder)!r}, False"
+    killed = run_python(
+        f"""
+        import os, signal
+        from study import activations, data, model
+        from study.config import Augmentation
+
+        def first_batch_then_killed(dataset, *args):
+            yield data.to_model_input(dataset.images[:4])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        activations.model_inputs = first_batch_then_killed
+        activations.load_or_build({arguments})
+        """
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (partial,) = folder.glob(".*.partial")
+    assert not list(folder.glob("*.npy")) and partial.stat().st_size > 0
+
+    cache = activations.load_or_build(
+        data.load(root, 32),
+        model.resolve_weights("none"),
+        32,
+        Augmentation(),
+        1,
+        0,
+        "normal_12",
+        folder,
+        False,
+    )
+    assert cache.records.shape == (2, 12)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{cache.key}.lock", f"{cache.key}.npy"]
 
 
 def test_a_parent_run_left_without_sweep_state_is_closed_as_killed(tmp_path, monkeypatch):

@@ -1,0 +1,121 @@
+"""The backbone's activations at a fine-tuning cut, computed once and kept on disk.
+
+With `fine_tune.trainable: {from: CELL}` the cells below CELL stay frozen, so what they pass up
+to it (the outputs of the two cells before it) never changes for a given input: fine-tuning can
+train the cells above the cut on stored activations instead of running the images through the
+whole backbone. Like the feature cache (study.features, whose key, lock and write-then-rename
+this cache shares), it holds one clean view of every image and `views` augmented views drawn as
+the feature cache draws them. One float16 .npy file of shape (1 + views, images), one record
+field per crossing tensor (named after its layer), read memory-mapped: at 224 px a NEU cache of
+a few GB never has to fit in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy
+
+from study.config import Augmentation, StudyConfig
+from study.data import Dataset
+from study.features import cache_key, locked_build, model_inputs, progress_bar
+from study.files import atomic_file
+from study.model import Weights, build_backbone, cut_layers, split_backbone
+
+
+@dataclass
+class ActivationCache:
+    key: str
+    path: Path
+    records: np.ndarray  # (1 + views, images) memory-mapped records; view 0 is the clean image
+
+    @property
+    def views(self) -> int:
+        """Augmented views per image."""
+        return self.records.shape[0] - 1
+
+    def inputs(self, images: np.ndarray, views: np.ndarray | int = 0) -> tuple[np.ndarray, ...]:
+        """The cut's tensors for these images (and, per image, these views; 0 is the clean
+        image, 1 to `self.views` the augmented ones), in the order the model above the cut
+        takes them."""
+        rows = self.records[views, images]
+        return tuple(rows[name].astype(np.float32) for name in self.records.dtype.names)
+
+
+class TrainingViews:
+    """Some images' cached views as `training.CachedViews` draws them: `[images, views]` gives
+    the model inputs of those images (positions in `images`) and views (0 to shape[1] - 1). With
+    `augmented` false every image has one view, the clean one."""
+
+    def __init__(self, cache: ActivationCache, images: np.ndarray, augmented: bool):
+        self.cache, self.images = cache, images
+        self.first = 1 if augmented else 0
+        self.shape = (len(images), cache.views if augmented else 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+        images, views = key
+        return self.cache.inputs(self.images[images], views + self.first)
+
+
+def settings(config: StudyConfig) -> dict:
+    """The arguments of `load_or_build` that a study config fixes."""
+    return {
+        "image_size": config.data.image_size,
+        "augmentation": config.data.augmentation,
+        "views": config.features.views if config.fine_tune.augment else 0,
+        "seed": config.features.seed,
+        "first_cell": config.fine_tune.first_trainable,
+    }
+
+
+def load_or_build(
+    dataset: Dataset,
+    weights: Weights,
+    image_size: int,
+    augmentation: Augmentation,
+    views: int,
+    seed: int,
+    first_cell: str,
+    directory: Path,
+    progress: bool = True,
+) -> ActivationCache:
+    """The cached activations at the cut before `first_cell`, building them first if needed."""
+    key = cache_key(dataset, weights, image_size, augmentation, views, seed, cut=first_cell)
+    shape = (views + 1, len(dataset))
+
+    def read(path: Path) -> ActivationCache | None:
+        try:
+            records = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if records.shape != shape or records.dtype.names is None:
+            return None
+        return ActivationCache(key, path, records)
+
+    def build(path: Path) -> None:
+        below, _ = split_backbone(build_backbone(image_size, weights), first_cell)
+        record = np.dtype(
+            [
+                (name, "<f2", tensor.shape[1:])
+                for name, tensor in zip(cut_layers(first_cell), below.outputs, strict=True)
+            ]
+        )
+        header = {"descr": npy.dtype_to_descr(record), "fortran_order": False, "shape": shape}
+        with (
+            atomic_file(path) as handle,
+            progress_bar("activation cache", len(dataset) * (views + 1), progress) as bar,
+        ):
+            npy.write_array_header_1_0(handle, header)
+            for batch in model_inputs(dataset, augmentation, views, seed):
+                rows = np.empty(len(batch), record)
+                for name, tensor in zip(record.names, below.predict_on_batch(batch), strict=True):
+                    rows[name] = tensor
+                handle.write(rows.tobytes())
+                bar.update(len(batch))
+
+    return locked_build(Path(directory) / f"{key}.npy", read, build)
