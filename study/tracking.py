@@ -32,6 +32,8 @@ NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 SOURCE_ENV = "STUDY_SOURCE_NAME"  # the command that makes the runs, set by the command line
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+_DATASET_RACE = "UNIQUE constraint failed: datasets"  # SQLite's words, also through a server
+_DATASET_ATTEMPTS = 3
 # Trials last seconds: MLflow's default of one system-metrics sample per 10 s records none.
 SYSTEM_METRICS_INTERVAL_S = 1.0
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
@@ -323,6 +325,7 @@ class Store:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         with warnings.catch_warnings():  # MLflow registers its local-folder source twice
@@ -335,7 +338,16 @@ class Store:
             )
             for context, digest in digests.items()
         ]
-        self.client.log_inputs(run_id, datasets=inputs)
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                self.client.log_inputs(run_id, datasets=inputs)
+                return
+            except MlflowException as error:
+                # Two runs logging the same new dataset into one SQLite store at once: the
+                # later insert loses the race, but the dataset exists now and another attempt
+                # links it to this run.
+                if _DATASET_RACE not in str(error) or attempt == _DATASET_ATTEMPTS - 1:
+                    raise
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))

@@ -113,6 +113,7 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(tmp_path
     assert "RUNNING" not in set(trials["status"])
 
 
+@pytest.mark.slow  # four worker restarts, each importing TensorFlow
 def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
     # Trial 1's worker SIGKILLs itself as soon as it gets the trial, before its MLflow run

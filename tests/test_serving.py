@@ -171,6 +171,8 @@ def test_export_logs_files_and_parity_beside_the_model(swept, format, files):
     assert metrics[f"export_{format}_same_class"] == 1
     assert metrics[f"export_{format}_max_abs_diff"] <= TOLERANCE[format]
 
+    if format != "onnx":  # a second export costs minutes; the slow ONNX case checks a failure
+        return
     strict = run_study(
         "export", "models:/smoke@champion", "--format", format, "--tolerance", "0",
         "--tracking-uri", uri, cwd=folder,
