@@ -11,8 +11,9 @@ import pytest
 from scipy import stats as scipy_stats
 
 from study import config
-from study.report import paper, stats, tables
+from study.report import document, paper, stats, tables
 from study.report.analysis import analyse
+from study.report.render import markdown
 from study.report.selection import ONE_CONFIGURATION, ReportError, select
 from study.training import SPLIT_METRICS
 
@@ -605,3 +606,15 @@ def test_a_float_steps_rounding_error_in_logged_params_is_dropped():
     chosen = select(frame(runs))
     assert set(chosen.runs["params.model.dropout"]) == {"0.15", "0.3"}
     assert set(chosen.runs["configuration"]) == {"dropout=0.15", "dropout=0.3"}
+
+
+def test_a_fine_tuning_cut_is_named_in_the_summary_and_table_4():
+    cut = {"fine_tune.trainable": {"from": "normal_9"}, "fine_tune.batch_norm": "frozen"}
+    for settings, named in (({}, False), (cut, True)):
+        analysis = analyse("t", frame(activation_sweep(**settings)), paper.load())
+        report = document.compose(analysis, document.BestRunDetails({}, None, 0), paper.load())
+        text = markdown(report.blocks)
+        phrase = "the cells from normal_9 up and the head trained on cached activations"
+        assert (f"Fine-tuning: phase 2 (fine-tuning: {phrase}" in text) is named
+        assert ("batch norms frozen" in text) is named
+        assert ("fine-tuning: everything trained" in text) is not named

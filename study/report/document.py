@@ -105,6 +105,8 @@ def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
         f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
         _split_design(analysis),
     ]
+    if "fine_tune" in analysis.tables:
+        items.append(f"Fine-tuning: {_phase(analysis, 'fine_tune')}.")
     activations = analysis.tables["activations"]
     measured = activations[activations["n"] > 0]
     if len(measured) > 1:
@@ -315,6 +317,18 @@ def _hyperparameters(analysis: Analysis) -> list[Block]:
     ]
 
 
+def _phase(analysis: Analysis, stage: str) -> str:
+    """The phase as its runs trained it: fine-tuning from a cut names the cut."""
+    cut = param(analysis.best_runs, "fine_tune.trainable.from").dropna()
+    if stage != "fine_tune" or cut.empty:
+        return PHASES[stage]
+    frozen = set(param(analysis.best_runs, "fine_tune.batch_norm").dropna()) == {"frozen"}
+    return (
+        f"phase 2 (fine-tuning: the cells from {cut.iloc[0]} up and the head trained on cached "
+        f"activations of the cells below{', batch norms frozen' if frozen else ''})"
+    )
+
+
 def _scores(
     analysis: Analysis, stage: str, paper: Paper, details: BestRunDetails, images: dict
 ) -> list[Block]:
@@ -350,7 +364,7 @@ def _scores(
     blocks: list[Block] = [
         Heading(2, title),
         Paragraph(
-            f"Scores after {PHASES[stage]} of the best configuration "
+            f"Scores after {_phase(analysis, stage)} of the best configuration "
             f"(**{analysis.configuration}**): mean ± std over n = {most} seeds; "
             f"{CONFIDENCE:.0%} intervals in the CSV. Precision, recall and AUC are Keras's "
             "metrics on one-hot targets at threshold 0.5, as the paper reports them; the macro "
