@@ -43,7 +43,14 @@ def search_space(config: StudyConfig) -> kt.HyperParameters:
             elif spec.type == "int":
                 space.Int(key, spec.min, spec.max, step=spec.step, sampling=spec.sampling)
             elif spec.type == "float":
-                space.Float(key, spec.min, spec.max, step=spec.step, sampling=spec.sampling)
+                # Keras Tuner counts a range's steps by floor division, which loses the last
+                # one to rounding (0.6 // 0.05 == 11.0): a hair more reaches `max` as written.
+                top = (
+                    spec.max + 1e-9 * spec.step
+                    if spec.step and spec.sampling == "linear"
+                    else spec.max
+                )
+                space.Float(key, spec.min, top, step=spec.step, sampling=spec.sampling)
             else:
                 space.Fixed(key, spec.value)
         except (TypeError, ValueError) as error:
@@ -160,12 +167,13 @@ class SeedRepeats:
         if values is None or proposer._duplicate(values):
             proposer._max_collisions = self.FALLBACK_DRAWS
             values = proposer._random_values()
-        if values is None:
-            self.stop_reason = (
-                f"no untried configuration found in {self.FALLBACK_DRAWS} random draws after "
-                f"{len(configurations)} configurations: the search space is used up"
-            )
-        return values
+        if values is not None:
+            return without_step_rounding(values)
+        self.stop_reason = (
+            f"no untried configuration found in {self.FALLBACK_DRAWS} random draws after "
+            f"{len(configurations)} configurations: the search space is used up"
+        )
+        return None
 
     def get_state(self):
         return {**super().get_state(), "seed_repeats": self._repeats}
@@ -213,12 +221,29 @@ class GridOracle(DurableStates, kt.oracles.GridSearchOracle):
         self._populate_next = [t for t in ordered if t in self.end_order]
 
 
+class RoundedValuesHash:
+    """Hashes a configuration with a float step's rounding error dropped, so that a proposal of
+    0.15000000000000002 counts as the 0.15 already tried: Keras Tuner's proposers compute
+    values as min + k * step and would otherwise propose a tried configuration again."""
+
+    def _compute_values_hash(self, values):
+        return super()._compute_values_hash(without_step_rounding(values))
+
+
+class RandomProposer(RoundedValuesHash, kt.oracles.RandomSearchOracle):
+    pass
+
+
+class BayesianProposer(RoundedValuesHash, kt.oracles.BayesianOptimizationOracle):
+    pass
+
+
 class RandomOracle(DurableStates, SeedRepeats, kt.Oracle):
-    proposer = kt.oracles.RandomSearchOracle
+    proposer = RandomProposer
 
 
 class BayesianOracle(DurableStates, SeedRepeats, kt.Oracle):
-    proposer = kt.oracles.BayesianOptimizationOracle
+    proposer = BayesianProposer
 
 
 class HyperbandOracle(DurableStates, kt.oracles.HyperbandOracle):
@@ -301,9 +326,14 @@ def configuration(trial) -> dict:
 
 def trial_values(trial) -> dict:
     """The config overrides of a trial: its hyperparameters without Keras Tuner's own, a float
-    step's rounding error dropped (0.15, not 0.15000000000000002)."""
+    step's rounding error dropped."""
+    values = trial.hyperparameters.values
+    return without_step_rounding({k: v for k, v in values.items() if not k.startswith("tuner/")})
+
+
+def without_step_rounding(values: dict) -> dict:
+    """`values` with a float step's rounding error dropped (0.15, not 0.15000000000000002)."""
     return {
         key: float(f"{value:.12g}") if isinstance(value, float) else value
-        for key, value in trial.hyperparameters.values.items()
-        if not key.startswith("tuner/")
+        for key, value in values.items()
     }

@@ -97,6 +97,36 @@ def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
     assert "used up" in oracle.stop_reason
 
 
+@pytest.mark.parametrize("oracle_name", ["bayesian", "random"])
+def test_a_float_steps_rounding_error_does_not_make_a_tried_configuration_new(
+    tmp_path, oracle_name
+):
+    """Keras Tuner's proposers give 0.15000000000000002 for the 0.15 step: every one of the 13
+    steps runs once, however the proposer arrives at it, and then the space is used up."""
+    config = study_config.load(
+        SMOKE,
+        [
+            "hyperparameters={model.dropout: {type: float, min: 0.0, max: 0.6, step: 0.05}}",
+            f"tuner.oracle={oracle_name}",
+            "tuner.max_configs=20",
+            "tuner.num_initial_points=2",
+            "seeds=[0]",
+        ],
+    )
+    oracle = tuner.make_oracle(config)
+    oracle._set_project_dir(str(tmp_path), oracle_name)
+    oracle.verbose = 0
+    handed_out = []
+    while (trial := oracle.create_trial("tuner0")).status == tuner.RUNNING:
+        dropout = tuner.trial_values(trial)["model.dropout"]
+        handed_out.append(dropout)
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 1 - (dropout - 0.3) ** 2})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert sorted(handed_out) == [round(0.05 * step, 2) for step in range(13)]
+    assert "used up" in oracle.stop_reason
+
+
 def test_trial_values_drop_a_float_steps_rounding_error():
     space = kt.HyperParameters()
     space.Float("model.dropout", 0.0, 0.6, step=0.05)
