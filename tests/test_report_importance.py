@@ -77,6 +77,7 @@ def test_report_shows_the_section_and_rebuilds_identically(runs, analysis):
     assert "## Which knob matters" in text
     assert "fANOVA" in text and "Friedman's H" in text
     assert f"{importance.RESAMPLES} bootstrap resamples of the 3 seeds" in text
+    assert "not the search" in text  # the interval is no statement about a new sweep
     for name in ("importance", "interactions", "partial_dependence"):
         assert report.csv[TABLE_FILES[name]].equals(again.csv[TABLE_FILES[name]])
     expected = {f"importance_{k}.png" for k in ("activation", "dropout", "head_width")}

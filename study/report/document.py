@@ -663,7 +663,10 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
         f"{CONFIDENCE:.0%} percentile interval over {first['resamples']} bootstrap resamples of "
         f"the {first['seeds']} seeds ({first['distinct_resamples']} distinct draws): each draws "
         f"{first['seeds']} seeds with replacement, keeps those seeds' runs and fits again, with a "
-        f"fixed random seed ({importance.SEED}), so the report rebuilds identically"
+        f"fixed random seed ({importance.SEED}), so the report rebuilds identically. It covers "
+        f"the seeds of the configurations this search visited, not the search: a new sweep "
+        f"visits other configurations (a Bayesian search follows the scores it meets) and can "
+        f"give other shares"
         if first["resamples"]
         else "no interval: the runs have one seed, and the interval resamples seeds"
     )
