@@ -1,5 +1,6 @@
 """Where a frozen-phase trial's wall time goes, on cached features: a small sweep runs in this
-process with timers around each step of a trial, and the mean per trial is printed.
+process with timers around each step of a trial, and the mean per trial is printed, then how
+fit's time splits into its first epoch (which traces the training step) and the later ones.
 
     python benchmarks/trial_overhead.py [--data ../shared/data/neu] [--image-size 64]
         [--trials 8] [--state-dir /tmp/trial_overhead]
@@ -83,6 +84,10 @@ def main() -> None:
         owner = getattr(module, class_name) if _is_class(class_name) else module
         if hasattr(owner, attribute):
             setattr(owner, attribute, _timed(getattr(owner, attribute), label, totals))
+    import keras
+
+    epoch_walls: list[list[float]] = []  # per fit: each epoch's wall time
+    keras.Model.fit = _with_epoch_timer(keras.Model.fit, epoch_walls)
 
     print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
     with tempfile.TemporaryDirectory() as folder:
@@ -107,10 +112,36 @@ def main() -> None:
     print(
         f"{'other (Keras Tuner bookkeeping, Python)':<52} {other:>7.3f} {other / per_trial:>6.0%}"
     )
+    firsts = [walls[0] for walls in epoch_walls if walls]
+    later = [wall for walls in epoch_walls for wall in walls[1:]]
+    print(
+        f"fit: {len(later + firsts) / len(firsts):.1f} epochs per trial; the first epoch "
+        f"(tracing the training step) {sum(firsts) / len(firsts):.3f} s, each later one "
+        f"{sum(later) / len(later):.3f} s (median {sorted(later)[len(later) // 2]:.3f} s)"
+    )
 
 
 def _is_class(name: str) -> bool:
     return name[:1].isupper()
+
+
+def _with_epoch_timer(fit, epoch_walls: list[list[float]]):
+    """Keras's fit, recording each epoch's wall time (validation included) in a new list."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_walls[-1].append(time.perf_counter() - self.started)
+
+    @functools.wraps(fit)
+    def wrapper(model, *args, callbacks=None, **kwargs):
+        epoch_walls.append([])
+        return fit(model, *args, callbacks=[*(callbacks or []), EpochTimer()], **kwargs)
+
+    return wrapper
 
 
 def _timed(function, label: str, totals: dict[str, float]):
