@@ -319,6 +319,12 @@ class Fixed(Strict):
     value: str | bool | int | float
 
 
+def without_step_rounding(number: float) -> float:
+    """A float step's value without its rounding error: Keras Tuner makes 0.15 as 0.05 * 3,
+    0.15000000000000002; twelve significant digits keep every step a range can name."""
+    return float(f"{number:.12g}")
+
+
 def _check_range(low: float, high: float, sampling: str) -> None:
     if low >= high:
         raise ValueError(f"min ({low}) must be below max ({high}); use type: fixed for one value")

@@ -18,7 +18,7 @@ import keras_tuner as kt
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.tuners.gridsearch import LinkedList
 
-from study.config import StudyConfig
+from study.config import StudyConfig, without_step_rounding
 from study.errors import ConfigError
 from study.files import atomic_write_text
 
@@ -168,7 +168,7 @@ class SeedRepeats:
             proposer._max_collisions = self.FALLBACK_DRAWS
             values = proposer._random_values()
         if values is not None:
-            return without_step_rounding(values)
+            return rounded(values)
         self.stop_reason = (
             f"no untried configuration found in {self.FALLBACK_DRAWS} random draws after "
             f"{len(configurations)} configurations: the search space is used up"
@@ -227,7 +227,7 @@ class RoundedValuesHash:
     values as min + k * step and would otherwise propose a tried configuration again."""
 
     def _compute_values_hash(self, values):
-        return super()._compute_values_hash(without_step_rounding(values))
+        return super()._compute_values_hash(rounded(values))
 
 
 class RandomProposer(RoundedValuesHash, kt.oracles.RandomSearchOracle):
@@ -328,12 +328,12 @@ def trial_values(trial) -> dict:
     """The config overrides of a trial: its hyperparameters without Keras Tuner's own, a float
     step's rounding error dropped."""
     values = trial.hyperparameters.values
-    return without_step_rounding({k: v for k, v in values.items() if not k.startswith("tuner/")})
+    return rounded({k: v for k, v in values.items() if not k.startswith("tuner/")})
 
 
-def without_step_rounding(values: dict) -> dict:
+def rounded(values: dict) -> dict:
     """`values` with a float step's rounding error dropped (0.15, not 0.15000000000000002)."""
     return {
-        key: float(f"{value:.12g}") if isinstance(value, float) else value
+        key: without_step_rounding(value) if isinstance(value, float) else value
         for key, value in values.items()
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, PHASE_KNOBS
+from study.config import KNOBS, PHASE_KNOBS, without_step_rounding
 from study.errors import StudyError
 from study.tracking import ERROR_TAG, PARENT_TAG
 
@@ -165,7 +165,7 @@ def _without_float_noise(value: object) -> object:
         number = float(value)
     except (TypeError, ValueError):
         return value
-    tidy = repr(float(f"{number:.12g}"))
+    tidy = repr(without_step_rounding(number))
     return tidy if "." in str(value) and len(tidy) < len(str(value)) else value
 
 
