@@ -290,9 +290,11 @@ def augment(images: np.ndarray, settings: Augmentation, rng: np.random.Generator
     return keras.ops.convert_to_numpy(moved) / 127.5 - 1.0
 
 
-class AugmentedBatches(keras.utils.PyDataset):
+class AugmentedBatches:
     """Shuffled, freshly augmented batches of images for training end to end (`settings` None:
-    the clean images)."""
+    the clean images), a batch source for `training.batch_pipeline`. An epoch's order and each
+    batch's augmentation are drawn from the seed, the epoch and the batch's index, so a batch
+    does not depend on which batches were asked for before it."""
 
     def __init__(
         self,
@@ -302,23 +304,24 @@ class AugmentedBatches(keras.utils.PyDataset):
         settings: Augmentation | None,
         seed: int,
     ):
-        super().__init__()
         self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.settings = settings
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(images))
+        self.settings, self.seed = settings, seed
+        self.epoch = -1
+        self.on_epoch_end()
 
     def __len__(self) -> int:
         return -(-len(self.images) // self.batch_size)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         if self.settings is None:
             return to_model_input(self.images[chosen]), self.labels[chosen]
-        return augment(self.images[chosen], self.settings, self.rng), self.labels[chosen]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return augment(self.images[chosen], self.settings, rng), self.labels[chosen]
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.images))
+        self.epoch += 1
+        self.order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.images))
 
 
 def _walk(root: Path) -> tuple[list[str], list[str]]:

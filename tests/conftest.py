@@ -28,6 +28,20 @@ def neu() -> Path:
     return NEU
 
 
+@pytest.fixture
+def no_generator_feeding(monkeypatch):
+    """Fails the test if anything feeds TensorFlow through `tf.data.Dataset.from_generator`
+    (as Keras does with a PyDataset): its kernel changes glibc's allocator settings for the
+    whole process, which made every training step after it up to twice as slow
+    (`training.batch_pipeline`)."""
+    import tensorflow as tf
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tf.data.Dataset.from_generator was called")
+
+    monkeypatch.setattr(tf.data.Dataset, "from_generator", refuse)
+
+
 def copy_slice(destination: Path, per_class: int, first: int = 1) -> Path:
     """The first `per_class` images of every NEU class, in class folders."""
     for name in CLASSES:

@@ -52,7 +52,9 @@ def test_cache_is_reused_and_holds_what_the_backbone_computes(tmp_path):
             np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
 
 
-def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(tmp_path):
+def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(
+    tmp_path, no_generator_feeding
+):
     dataset = data.load(copy_slice(tmp_path / "neu", per_class=5), 32)
     study = config.validate(
         {

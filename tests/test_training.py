@@ -75,7 +75,7 @@ def test_restored_weights_are_the_best_validation_epoch(dataset, weights, cache)
     assert len(phase.history["learning_rate"]) == phase.epochs_run
 
 
-def test_end_to_end_frozen_phase_without_cache_trains(dataset, weights):
+def test_end_to_end_frozen_phase_without_cache_trains(dataset, weights, no_generator_feeding):
     cfg = study_config(epochs=2)
     result = training.train(cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, None)
     assert result.parameters == {
@@ -122,7 +122,9 @@ def test_evaluation_metrics_by_hand():
 
 
 @pytest.mark.parametrize("keep_frozen", [True, False])
-def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(dataset, weights, cache, keep_frozen):
+def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(
+    dataset, weights, cache, keep_frozen, no_generator_feeding
+):
     """A learning rate far too large wrecks the network in one step: the frozen model is kept
     (and its scores are the final ones) unless keep_frozen_if_better is off, as in the paper."""
     cfg = config.validate(
@@ -218,3 +220,61 @@ def test_cached_views_as_one_tf_dataset_give_the_same_batches_in_the_same_order(
     for (inputs, classes), (got_inputs, got_classes) in zip(expected, found, strict=True):
         np.testing.assert_array_equal(got_inputs, inputs)
         np.testing.assert_array_equal(got_classes, classes)
+
+
+@pytest.mark.parametrize("augmented", [True, False])
+def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, augmented):
+    """For images augmented on the fly and for cached views with two inputs (as the cells above
+    a fine-tuning cut take them), over more epochs than there are views."""
+    settings = config.Augmentation() if augmented else None
+
+    def images():
+        return data.AugmentedBatches(dataset.images, dataset.labels, 16, settings, seed=3)
+
+    two_inputs = np.arange(10 * 3 * 2, dtype=np.float32).reshape(10, 3, 2)
+
+    class TwoInputs:  # the shape of `activations.TrainingViews`: a tuple of inputs per batch
+        shape = two_inputs.shape[:2]
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, key):
+            return two_inputs[key], -two_inputs[key][:, :1]
+
+    def views():
+        return training.CachedViews(TwoInputs(), np.arange(10), batch_size=4, seed=5)
+
+    for source in (images, views):
+        expected, iterated = [], source()
+        for _ in range(4):
+            expected += [iterated[i] for i in range(len(iterated))]
+            iterated.on_epoch_end()
+        found = list(training.batch_pipeline(source(), 4).as_numpy_iterator())
+        assert len(found) == len(expected) == 4 * len(iterated)
+        for want, got in zip(expected, found, strict=True):
+            for want_part, got_part in zip(flat(want), flat(got), strict=True):
+                np.testing.assert_array_equal(got_part, want_part)
+
+
+def flat(batch: tuple) -> list[np.ndarray]:
+    inputs, labels = batch
+    return [*inputs, labels] if isinstance(inputs, tuple) else [inputs, labels]
+
+
+def test_an_augmented_batch_does_not_depend_on_the_batches_asked_for_before(dataset):
+    def batches():
+        return data.AugmentedBatches(
+            dataset.images, dataset.labels, 16, config.Augmentation(), seed=3
+        )
+
+    in_order, skipping = batches(), batches()
+    [in_order[i] for i in range(len(in_order))]
+    in_order.on_epoch_end()
+    skipping.on_epoch_end()
+    for index in reversed(range(len(in_order))):
+        np.testing.assert_array_equal(skipping[index][0], in_order[index][0])
+    other_seed = data.AugmentedBatches(
+        dataset.images, dataset.labels, 16, config.Augmentation(), seed=4
+    )
+    assert not np.array_equal(other_seed[0][0], batches()[0][0])
