@@ -291,19 +291,24 @@ class BatchSource(Protocol):
     def on_epoch_end(self) -> None: ...
 
 
+def batch_arrays(batch: tuple) -> list[np.ndarray]:
+    """A batch's arrays in one list: its inputs (one array or a tuple of them), then its labels."""
+    inputs, labels = batch
+    return [*inputs, labels] if isinstance(inputs, tuple) else [inputs, labels]
+
+
 def batch_pipeline(batches: BatchSource, epochs: int) -> tf.data.Dataset:
     """The batches of `epochs` epochs of `batches`, in order, as a tf.data pipeline that asks
     for each through `tf.numpy_function` (one batch fetched ahead).
 
     Not a Keras PyDataset: Keras feeds one through `tf.data.Dataset.from_generator`, whose
     kernel sets glibc's M_TRIM_THRESHOLD to 128 KB for the whole process (TensorFlow logs
-    "Memory patch applied"). That also pins glibc's mmap threshold at 128 KB, so every larger
-    tensor is mapped and unmapped afresh: a fine-tuning step on cached activations took 0.50 s
-    instead of 0.25 s (14 s of kernel time an epoch), an end-to-end step 1.8x as long."""
+    "Memory patch applied"). That also stops glibc adapting its mmap threshold, so every tensor
+    above it is mapped and unmapped afresh: a fine-tuning step on cached activations took 0.50 s
+    instead of 0.26-0.29 s (14 s of kernel time an epoch), an end-to-end step 1.8x as long."""
     count = len(batches)
-    inputs, labels = batches[0]
-    several = isinstance(inputs, tuple)
-    examples = (*inputs, labels) if several else (inputs, labels)
+    examples = batch_arrays(batches[0])
+    several = len(examples) > 2
     epoch = 0
 
     def batch(step: np.int64) -> list[np.ndarray]:
@@ -311,8 +316,7 @@ def batch_pipeline(batches: BatchSource, epochs: int) -> tf.data.Dataset:
         while epoch < step // count:
             batches.on_epoch_end()
             epoch += 1
-        inputs, labels = batches[int(step % count)]
-        return [*inputs, labels] if several else [inputs, labels]
+        return batch_arrays(batches[int(step % count)])
 
     def fetch(step: tf.Tensor):
         tensors = tf.numpy_function(batch, [step], [tf.as_dtype(x.dtype) for x in examples])

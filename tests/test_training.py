@@ -222,15 +222,10 @@ def test_cached_views_as_one_tf_dataset_give_the_same_batches_in_the_same_order(
         np.testing.assert_array_equal(got_classes, classes)
 
 
-@pytest.mark.parametrize("augmented", [True, False])
-def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, augmented):
-    """For images augmented on the fly and for cached views with two inputs (as the cells above
-    a fine-tuning cut take them), over more epochs than there are views."""
-    settings = config.Augmentation() if augmented else None
-
-    def images():
-        return data.AugmentedBatches(dataset.images, dataset.labels, 16, settings, seed=3)
-
+@pytest.mark.parametrize("kind", ["augmented images", "clean images", "two-input views"])
+def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, kind):
+    """For images augmented on the fly or clean, and for cached views with two inputs (as the
+    cells above a fine-tuning cut take them), over more epochs than there are views."""
     two_inputs = np.arange(10 * 3 * 2, dtype=np.float32).reshape(10, 3, 2)
 
     class TwoInputs:  # the shape of `activations.TrainingViews`: a tuple of inputs per batch
@@ -242,24 +237,23 @@ def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, augmen
         def __getitem__(self, key):
             return two_inputs[key], -two_inputs[key][:, :1]
 
-    def views():
-        return training.CachedViews(TwoInputs(), np.arange(10), batch_size=4, seed=5)
+    def source():
+        if kind == "two-input views":
+            return training.CachedViews(TwoInputs(), np.arange(10), batch_size=4, seed=5)
+        settings = config.Augmentation() if kind == "augmented images" else None
+        return data.AugmentedBatches(dataset.images, dataset.labels, 16, settings, seed=3)
 
-    for source in (images, views):
-        expected, iterated = [], source()
-        for _ in range(4):
-            expected += [iterated[i] for i in range(len(iterated))]
-            iterated.on_epoch_end()
-        found = list(training.batch_pipeline(source(), 4).as_numpy_iterator())
-        assert len(found) == len(expected) == 4 * len(iterated)
-        for want, got in zip(expected, found, strict=True):
-            for want_part, got_part in zip(flat(want), flat(got), strict=True):
-                np.testing.assert_array_equal(got_part, want_part)
-
-
-def flat(batch: tuple) -> list[np.ndarray]:
-    inputs, labels = batch
-    return [*inputs, labels] if isinstance(inputs, tuple) else [inputs, labels]
+    expected, iterated = [], source()
+    for _ in range(4):
+        expected += [iterated[i] for i in range(len(iterated))]
+        iterated.on_epoch_end()
+    found = list(training.batch_pipeline(source(), 4).as_numpy_iterator())
+    assert len(found) == len(expected) == 4 * len(iterated)
+    for want, got in zip(expected, found, strict=True):
+        for want_part, got_part in zip(
+            training.batch_arrays(want), training.batch_arrays(got), strict=True
+        ):
+            np.testing.assert_array_equal(got_part, want_part)
 
 
 def test_an_augmented_batch_does_not_depend_on_the_batches_asked_for_before(dataset):
