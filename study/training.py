@@ -304,8 +304,8 @@ def batch_pipeline(batches: BatchSource, epochs: int) -> tf.data.Dataset:
     Not a Keras PyDataset: Keras feeds one through `tf.data.Dataset.from_generator`, whose
     kernel sets glibc's M_TRIM_THRESHOLD to 128 KB for the whole process (TensorFlow logs
     "Memory patch applied"). That also stops glibc adapting its mmap threshold, so every tensor
-    above it is mapped and unmapped afresh: a fine-tuning step on cached activations took 0.50 s
-    instead of 0.26-0.29 s (14 s of kernel time an epoch), an end-to-end step 1.8x as long."""
+    above it is mapped and unmapped afresh: `benchmarks/feeding_speed.py` measures epochs about
+    twice as long, most of the difference kernel time."""
     count = len(batches)
     examples = batch_arrays(batches[0])
     several = len(examples) > 2
