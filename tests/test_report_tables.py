@@ -4,6 +4,7 @@ expected number is computed here from the frame's own values with numpy and scip
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -618,3 +619,20 @@ def test_a_fine_tuning_cut_is_named_in_the_summary_and_table_4():
         assert (f"Fine-tuning: phase 2 (fine-tuning: {phrase}" in text) is named
         assert ("batch norms frozen" in text) is named
         assert ("fine-tuning: everything trained" in text) is not named
+
+
+def test_a_difference_that_is_the_same_in_every_seed_is_shown_without_a_test():
+    specs = activation_sweep(seeds=(0, 1, 2))
+    elu = {
+        spec["tags"]["seed"]: spec for spec in specs if spec["params"]["model.activation"] == "elu"
+    }
+    for spec in specs:
+        if spec["params"]["model.activation"] == "relu":
+            same_seed = elu[spec["tags"]["seed"]]["metrics"]["test_error_rate"]
+            spec["metrics"]["test_error_rate"] = same_seed + 0.02
+    analysis = analyse("t", frame(specs), paper.load())
+    relu = analysis.tables["configurations"].set_index("configuration").loc["activation=relu"]
+    assert relu["difference_pct"] == pytest.approx(2.0) and math.isnan(relu["p_corrected"])
+    text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
+    assert "+2.00 (the same in all 3 shared seeds: no t-test)" in text
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)

@@ -284,6 +284,10 @@ def _difference(row) -> str:
     value = getattr(row, "difference_pct", math.nan)
     if value is None or math.isnan(value):
         return DASH
+    if math.isnan(row.difference_ci_low):
+        pairs = int(row.pairs)
+        why = "one shared seed" if pairs < 2 else f"the same in all {pairs} shared seeds"
+        return f"{value:+.2f} ({why}: no t-test)"
     return f"{value:+.2f} [{row.difference_ci_low:+.2f}, {row.difference_ci_high:+.2f}]"
 
 
@@ -386,7 +390,8 @@ def _scores(
                 "beat the frozen model on the early-stopping monitor (unless "
                 "`fine_tune.keep_frozen_if_better` is false); this table shows the fine-tuned "
                 f"model either way. Fine-tuned model kept in {int((kept == 'fine_tune').sum())} "
-                f"of {len(kept)} seeds ({int(kept.isna().sum())} did not record it)."
+                f"of {len(kept)} seeds"
+                + (f" ({int(kept.isna().sum())} did not record it)." if kept.isna().any() else ".")
             )
         )
     if not analysis.same_data:
