@@ -23,6 +23,7 @@ FILES = {
     "table2_hyperparameters.csv",
     "table3_before_fine_tuning.csv",
     "table4_after_fine_tuning.csv",
+    "table4_fine_tuning_gain.csv",
     "table5_inference.csv",
     "table6_activation_error.csv",
     "knobs.csv",

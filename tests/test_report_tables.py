@@ -636,3 +636,33 @@ def test_a_difference_that_is_the_same_in_every_seed_is_shown_without_a_test():
     text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
     assert "+2.00 (the same in all 3 shared seeds: no t-test)" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
+    shifts = {0: 0.01, 1: 0.02, 2: -0.005, 3: 0.0}  # test accuracy gained by fine-tuning
+    specs = activation_sweep()
+    for spec in specs:
+        scores = spec["metrics"]
+        seed = int(spec["tags"]["seed"])
+        scores["fine_tune_test_accuracy"] = scores["frozen_test_accuracy"] + shifts[seed]
+    runs = select(frame(specs)).runs
+    elu = runs[runs["params.model.activation"] == "elu"]
+    gain = tables.fine_tuning_gain(elu, "test").set_index("split")
+
+    differences = 100 * np.array([shifts[seed] for seed in elu["seed"]])
+    scale = math.sqrt((1 / 4 + 360 / 1080) * differences.var(ddof=1))
+    p = 2 * scipy_stats.t.sf(abs(differences.mean() / scale), 3)
+    test = gain.loc["test"]
+    assert (test["pairs"], test["higher"], test["level"], test["lower"]) == (4, 2, 1, 1)
+    assert test["difference_pct"] == pytest.approx(differences.mean())
+    assert test["p_corrected"] == pytest.approx(p)
+    assert test["frozen_mean"] == pytest.approx(100 * values(elu, "frozen_test_accuracy").mean())
+    val = gain.loc["val"]  # fine-tuning gains the same in every seed here, and val is not tested
+    assert (val["higher"], val["lower"]) == (4, 0) and math.isnan(val["p_corrected"])
+    assert tables.fine_tuning_gain(
+        select(frame(activation_sweep(stages=("frozen",)))).runs, "test"
+    ).empty
+
+    analysis = analyse("t", frame(specs), paper.load())
+    text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
+    assert "Did fine-tuning help?" in text and "`table4_fine_tuning_gain.csv`" in text

@@ -23,6 +23,7 @@ TABLE_FILES = {
     "hyperparameters": "table2_hyperparameters.csv",
     "frozen": "table3_before_fine_tuning.csv",
     "fine_tune": "table4_after_fine_tuning.csv",
+    "fine_tuning_gain": "table4_fine_tuning_gain.csv",
     "inference": "table5_inference.csv",
     "activations": "table6_activation_error.csv",
     "knobs": "knobs.csv",
@@ -95,6 +96,9 @@ def analyse(
         scores = tables.scores_table(best_runs, stage, paper)
         if not scores.empty:
             found[stage] = scores
+    gain = tables.fine_tuning_gain(best_runs, split)
+    if not gain.empty:
+        found["fine_tuning_gain"] = gain
     fingerprints = set(column(included, "tags.data_fingerprint").dropna())
     return Analysis(
         experiment,

@@ -298,6 +298,39 @@ def _p_pair(row) -> str:
     return f"{_p(p)} / {_p(row.p_holm)}"
 
 
+def _fine_tuning_gain(analysis: Analysis) -> list[Block]:
+    gain = analysis.tables.get("fine_tuning_gain")
+    if gain is None:
+        return []
+    shown = pd.DataFrame(
+        {
+            "Split": [SPLIT_NAMES[split].capitalize() for split in gain["split"]],
+            "Seeds": gain["pairs"],
+            "Before fine-tuning (%)": [f"{v:.2f}" for v in gain["frozen_mean"]],
+            "After fine-tuning (%)": [f"{v:.2f}" for v in gain["fine_tune_mean"]],
+            "Seeds higher / level / lower": [
+                f"{row.higher} / {row.level} / {row.lower}" for row in gain.itertuples()
+            ],
+            "Difference (points, 95% CI)": [
+                _difference(row) if row.split != "val" else _signed(row.difference_pct)
+                for row in gain.itertuples()
+            ],
+            "Corrected t-test p": [DASH if math.isnan(p) else _p(p) for p in gain["p_corrected"]],
+        }
+    )
+    return [
+        Paragraph(
+            "Did fine-tuning help? Each run's accuracy after fine-tuning against its own frozen "
+            "phase, mean over the best configuration's seeds. The test row is one comparison "
+            "(no multiplicity correction): the corrected resampled t-test of the per-seed "
+            "differences, with the assumptions under Statistics above. Validation chose both "
+            "phases' stopping epochs (and whether the fine-tuned model is kept), so its row "
+            "counts seeds and is not tested."
+        ),
+        Table(shown, TABLE_FILES["fine_tuning_gain"]),
+    ]
+
+
 def _hyperparameters(analysis: Analysis) -> list[Block]:
     table = analysis.tables["hyperparameters"]
     shown = pd.DataFrame(
@@ -394,6 +427,7 @@ def _scores(
                 + (f" ({int(kept.isna().sum())} did not record it)." if kept.isna().any() else ".")
             )
         )
+        blocks += _fine_tuning_gain(analysis)
     if not analysis.same_data:
         blocks.append(Paragraph(_not_neu(paper)))
     history = details.histories.get(stage)

@@ -264,6 +264,38 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=names)
 
 
+def fine_tuning_gain(runs: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Each run's accuracy after fine-tuning against its own frozen phase, on validation and on
+    `split`: how many seeds went up, level or down, and on `split` the corrected resampled
+    t-test of the per-seed difference (validation chose both phases' stopping epochs, so it is
+    not tested). Empty when no run has both phases' scores."""
+    names = [
+        *("split", "pairs", "higher", "level", "lower", "frozen_mean", "fine_tune_mean"),
+        *("difference_pct", "difference_ci_low", "difference_ci_high", "p_corrected"),
+        "nval_over_ntrain",
+    ]
+    rows = []
+    for scored in dict.fromkeys(("val", split)):
+        frozen = metric(runs, f"frozen_{scored}_accuracy").to_numpy()
+        tuned = metric(runs, f"fine_tune_{scored}_accuracy").to_numpy()
+        both = np.isfinite(frozen) & np.isfinite(tuned)
+        if not both.any():
+            continue
+        frozen, tuned = 100 * frozen[both], 100 * tuned[both]
+        test = stats.corrected_comparison(tuned, frozen, resampling_ratio(runs))
+        tested = scored == split and scored != "val"
+        rows.append(
+            [
+                *(scored, int(both.sum()), int((tuned > frozen).sum())),
+                *(int((tuned == frozen).sum()), int((tuned < frozen).sum())),
+                *(frozen.mean(), tuned.mean(), test.mean_difference),
+                *((test.ci_low, test.ci_high, test.p_value) if tested else (math.nan,) * 3),
+                test.ratio,
+            ]
+        )
+    return pd.DataFrame(rows, columns=names)
+
+
 def benchmarks(runs: pd.DataFrame) -> pd.DataFrame:
     """Finished `study bench` runs, the latest per machine, image size and runtime, oldest
     first (runs from before runtimes were named ran on TensorFlow)."""
