@@ -286,7 +286,12 @@ def _difference(row) -> str:
         return DASH
     if math.isnan(row.difference_ci_low):
         pairs = int(row.pairs)
-        why = "one shared seed" if pairs < 2 else f"the same in all {pairs} shared seeds"
+        if pairs < 2:
+            why = "one shared seed"
+        elif math.isnan(row.nval_over_ntrain):
+            why = "split sizes not logged"
+        else:
+            why = f"the same in all {pairs} shared seeds"
         return f"{value:+.2f} ({why}: no t-test)"
     return f"{value:+.2f} [{row.difference_ci_low:+.2f}, {row.difference_ci_high:+.2f}]"
 

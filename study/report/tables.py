@@ -283,13 +283,16 @@ def fine_tuning_gain(runs: pd.DataFrame, split: str) -> pd.DataFrame:
             continue
         frozen, tuned = 100 * frozen[both], 100 * tuned[both]
         test = stats.corrected_comparison(tuned, frozen, resampling_ratio(runs))
-        tested = scored == split and scored != "val"
         rows.append(
             [
                 *(scored, int(both.sum()), int((tuned > frozen).sum())),
                 *(int((tuned == frozen).sum()), int((tuned < frozen).sum())),
                 *(frozen.mean(), tuned.mean(), test.mean_difference),
-                *((test.ci_low, test.ci_high, test.p_value) if tested else (math.nan,) * 3),
+                *(
+                    (test.ci_low, test.ci_high, test.p_value)
+                    if scored != "val"
+                    else (math.nan,) * 3
+                ),
                 test.ratio,
             ]
         )
