@@ -30,9 +30,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from study import config as study_config
-    from study import data, features, training
-    from study.model import resolve_weights
+    from study.caches import features
+    from study.data import dataset as data
+    from study.model.nasnet import resolve_weights
     from study.report import stats
+    from study.training import train as training
 
     overrides = [
         f"data.root={args.data}",

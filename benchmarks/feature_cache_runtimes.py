@@ -29,10 +29,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
     args = parser.parse_args()
 
-    from study import bench, data, features, runtimes, training
     from study import config as study_config
-    from study.model import resolve_weights
+    from study.caches import features
+    from study.data import dataset as data
+    from study.model import runtimes
+    from study.model.nasnet import resolve_weights
     from study.report import stats
+    from study.tracking import provenance
+    from study.training import train as training
 
     config = study_config.load(
         activation_sweep.SPACE,
@@ -48,7 +52,7 @@ def main() -> None:
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     print(
         f"{len(dataset)} images x {args.views + 1} views at {args.image_size} px, weights "
-        f"{weights.label}, on {bench.machine()['machine']}"
+        f"{weights.label}, on {provenance.machine()['machine']}"
     )
     print(f"{'runtime':<14} {'build s':>8} {'images/s':>9} {'max abs diff':>13} {'relative':>9}")
     caches = {}

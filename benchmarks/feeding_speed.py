@@ -48,7 +48,9 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from study import data, model, training
+    from study.data import dataset as data
+    from study.model import nasnet as model
+    from study.training import train as training
 
     dataset = data.load(args.data, args.image_size)
     chosen = np.random.default_rng(0).permutation(len(dataset))[: args.images]

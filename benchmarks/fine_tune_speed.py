@@ -31,9 +31,11 @@ def main() -> None:
     parser.add_argument("--cut", default="normal_9", help="the first trainable cell")
     args = parser.parse_args()
 
-    from study import activations, data, training
     from study import config as study_config
-    from study.model import resolve_weights
+    from study.caches import activations
+    from study.data import dataset as data
+    from study.model.nasnet import resolve_weights
+    from study.training import train as training
 
     overrides = [
         f"data.root={args.data}",

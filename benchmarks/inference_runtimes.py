@@ -17,10 +17,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from study import bench, runtimes, serving
-from study.data import to_model_input
-from study.export import parity_images
-from study.tracking import Store
+from study.data.dataset import to_model_input
+from study.model import runtimes
+from study.serving import bench
+from study.serving.export import parity_images
+from study.tracking import logged_model, provenance
+from study.tracking.store import Store
 
 ACCURACY_MARGIN = 0.005  # at most 0.5 points of test accuracy from TensorFlow's
 
@@ -34,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(args.tracking_uri)
-    classifier = serving.load(store.uri, args.model_uri)
+    classifier = logged_model.load(store.uri, args.model_uri)
     run_id = mlflow.models.get_model_info(args.model_uri).run_id
     images, classes = parity_images(store, run_id, classifier.image_size)
     inputs = to_model_input(images)
@@ -42,7 +44,7 @@ def main() -> None:
     batch32 = np.resize(inputs, (32, *inputs.shape[1:]))  # the test images, repeated to 32
     print(
         f"{args.model_uri}: {classifier.image_size} px, {len(images)} test images, "
-        f"on {bench.machine()['machine']}"
+        f"on {provenance.machine()['machine']}"
     )
     print(f"{'runtime':<14} {'batch 1 ms/image':>17} {'batch 32 images/s':>18} {'accuracy':>9}")
     rows = {}

@@ -25,8 +25,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from study import config as study_config
-    from study import runs
-    from study.tracking import Store
+    from study.tracking import runs
+    from study.tracking.store import Store
 
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{folder}/mlflow.db")

@@ -26,28 +26,28 @@ import activation_sweep
 
 # (label, module or class path, attribute, depth): each is timed wherever it is called.
 STEPS = (
-    ("data split", "study.data", "split", 0),
-    ("training (train)", "study.training", "train", 0),
-    ("head build", "study.training", "build_head", 1),
+    ("data split", "study.data.dataset", "split", 0),
+    ("training (train)", "study.training.train", "train", 0),
+    ("head build", "study.training.train", "build_head", 1),
     ("compile", "keras.Model", "compile", 1),
     ("Keras evaluate (warm-up, and validation in fit)", "keras.Model", "evaluate", 1),
     ("fit (epochs, validation each epoch)", "keras.Model", "fit", 1),
-    ("evaluation of train/val/test", "study.training", "_evaluate_splits", 1),
+    ("evaluation of train/val/test", "study.training.train", "_evaluate_splits", 1),
     ("Keras predict", "keras.Model", "predict", 2),
-    ("scores", "study.training", "evaluate", 2),
-    ("Keras Precision/Recall/AUC", "study.training", "_keras_metric", 3),
-    ("Keras Precision/Recall/AUC", "study.keras_scores", "precision", 3),
-    ("Keras Precision/Recall/AUC", "study.keras_scores", "recall", 3),
-    ("Keras Precision/Recall/AUC", "study.keras_scores", "auc", 3),
-    ("artifacts written (CSV, YAML, figures)", "study.runs", "write_artifacts", 0),
-    ("learning-curve figure", "study.plots", "learning_curves", 1),
-    ("confusion-matrix figure", "study.plots", "confusion_matrix", 1),
+    ("scores", "study.training.train", "evaluate", 2),
+    ("Keras Precision/Recall/AUC", "study.training.train", "_keras_metric", 3),
+    ("Keras Precision/Recall/AUC", "study.model.keras_scores", "precision", 3),
+    ("Keras Precision/Recall/AUC", "study.model.keras_scores", "recall", 3),
+    ("Keras Precision/Recall/AUC", "study.model.keras_scores", "auc", 3),
+    ("artifacts written (CSV, YAML, figures)", "study.tracking.runs", "write_artifacts", 0),
+    ("learning-curve figure", "study.tracking.trial_plots", "learning_curves", 1),
+    ("confusion-matrix figure", "study.tracking.trial_plots", "confusion_matrix", 1),
     ("PNG encoding", "matplotlib.figure.Figure", "savefig", 1),
-    ("MLflow: create run", "study.tracking.Store", "create_run", 0),
-    ("MLflow: params, metrics, tags", "study.tracking.Store", "log", 0),
-    ("MLflow: artifacts", "study.tracking.Store", "log_artifacts", 0),
-    ("MLflow: end run", "study.tracking.Store", "end_run", 0),
-    ("MLflow: search child runs", "study.sweep.Sweep", "child_runs", 0),
+    ("MLflow: create run", "study.tracking.store.Store", "create_run", 0),
+    ("MLflow: params, metrics, tags", "study.tracking.store.Store", "log", 0),
+    ("MLflow: artifacts", "study.tracking.store.Store", "log_artifacts", 0),
+    ("MLflow: end run", "study.tracking.store.Store", "end_run", 0),
+    ("MLflow: search child runs", "study.tuning.sweep.Sweep", "child_runs", 0),
 )
 
 
@@ -61,8 +61,8 @@ def main() -> None:
     import importlib
 
     from study import config as study_config
-    from study.sweep import Sweep
-    from study.tracking import Store
+    from study.tracking.store import Store
+    from study.tuning.sweep import Sweep
 
     seeds = list(range(-(-args.trials // 4)))
     config = study_config.load(

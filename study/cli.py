@@ -12,7 +12,8 @@ from pathlib import Path
 
 from study import logs
 from study.errors import StudyError
-from study.tracking import set_source, sigterm_as_interrupt
+from study.processes import sigterm_as_interrupt
+from study.tracking.provenance import set_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study import runs
     from study.errors import TrainingFailed
-    from study.tracking import Store
+    from study.tracking import runs
+    from study.tracking.store import Store
 
     config = study_config.load(args.config, args.set)
     if args.register:  # registering needs the run's Keras file
@@ -77,7 +78,7 @@ def train(args: argparse.Namespace) -> int:
     times = ", ".join(f"{p.name} {p.wall_time_s:.1f} s" for p in result.phases)
     say(f"run {run_id} FINISHED: {scores} ({times})")
     if args.register:
-        from study import registry
+        from study.tracking import registry
 
         objective = config.tuner.objective
         split, _, name = objective.partition("_")
@@ -91,10 +92,10 @@ def train(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study import server
     from study.errors import WorkersLost
-    from study.sweep import Sweep
-    from study.tracking import Store
+    from study.tracking import server
+    from study.tracking.store import Store
+    from study.tuning.sweep import Sweep
 
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)
@@ -134,7 +135,7 @@ def sweep(args: argparse.Namespace) -> int:
             f"best configuration: {values}, mean {config.tuner.objective} "
             f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
         )
-        from study import registry
+        from study.tracking import registry
 
         kept = registry.keep_sweep_best(
             config,
@@ -158,14 +159,14 @@ def _registered(kept) -> str:
 
 
 def predict(args: argparse.Namespace) -> int:
-    from study import predict as predicting
-    from study import serving
-    from study.tracking import Store
+    from study.serving import predict as predicting
+    from study.tracking import logged_model
+    from study.tracking.store import Store
 
     files = predicting.image_files(args.paths)
     store = Store(args.tracking_uri)
     store.check()
-    classifier = serving.load(store.uri, args.model_uri)
+    classifier = logged_model.load(store.uri, args.model_uri)
     rows = predicting.predict(classifier, files, progress=not args.quiet)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +185,8 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from study import export as exporting
-    from study.tracking import Store
+    from study.serving import export as exporting
+    from study.tracking.store import Store
 
     store = Store(args.tracking_uri)
     store.check()
@@ -213,8 +214,8 @@ def serve(args: argparse.Namespace) -> int:
 def _serve(kind: str, args: argparse.Namespace) -> int:
     import subprocess
 
-    from study import server
-    from study.tracking import Store
+    from study.tracking import server
+    from study.tracking.store import Store
 
     store = Store(args.tracking_uri)
     store.check()
@@ -253,7 +254,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from study.report import build_report
-    from study.tracking import Store
+    from study.tracking.store import Store
 
     store = Store(args.tracking_uri)
     folder = build_report(
@@ -264,9 +265,9 @@ def report(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from study import bench as timing
     from study import config as study_config
-    from study.tracking import Store
+    from study.serving import bench as timing
+    from study.tracking.store import Store
 
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)

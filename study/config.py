@@ -26,7 +26,7 @@ from study.errors import ConfigError
 Activation = Literal["elu", "relu", "tanh", "sigmoid", "selu", "gelu", "swish", "leaky_relu"]
 Optimizer = Literal["adam", "adamax", "sgd", "rmsprop", "nadam", "adamw"]
 
-# Metrics a sweep can optimise, as logged on each run (see study.training.SPLIT_METRICS).
+# Metrics a sweep can optimise, as logged on each run (see study.training.train.SPLIT_METRICS).
 OBJECTIVES = {
     "val_accuracy": "max",
     "val_loss": "min",
@@ -263,7 +263,7 @@ class FineTunePhase(Phase):
         return None if self.trainable == "all" else self.trainable.first
 
 
-# The inference runtimes (study.runtimes), for the feature cache among others.
+# The inference runtimes (study.model.runtimes), for the feature cache among others.
 Runtime = Literal["tensorflow", "onnxruntime", "openvino", "openvino-bf16"]
 
 
@@ -273,7 +273,7 @@ class Features(Strict):
     seed: int = Field(0, ge=0)
     runtime: Runtime = Field(
         "tensorflow",
-        description="computes the cache's backbone features (study.runtimes); tensorflow "
+        description="computes the cache's backbone features (study.model.runtimes); tensorflow "
         "when it fails",
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from study import server
+from study.tracking import server
 
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO.parent / "shared" / "data" / "neu"

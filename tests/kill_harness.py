@@ -303,7 +303,7 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
     feature cache must tell one story, with every trial logged once."""
     from mlflow.tracking import MlflowClient
 
-    from study import tuner
+    from study.tuning import tuner
 
     state_dir = Path(state_dir)
     planned = tuner.planned_trials(config)
@@ -398,8 +398,9 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
 
 
 def check_feature_cache(config, state_dir: Path) -> str | None:
-    from study import data, features
-    from study.model import resolve_weights
+    from study.caches import features
+    from study.data import dataset as data
+    from study.model.nasnet import resolve_weights
 
     dataset = data.load(config.data.root, config.data.image_size)
     weights = resolve_weights(config.model.weights, config.model.init_seed)

@@ -6,7 +6,11 @@ import keras
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from study import activations, config, data, features, model, training
+from study import config
+from study.caches import activations, features
+from study.data import dataset as data
+from study.model import nasnet as model
+from study.training import train as training
 
 from .conftest import copy_slice
 from .test_train_command import train_on

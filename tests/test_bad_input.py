@@ -18,8 +18,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from study import cli, server
-from study.tracking import Store
+from study import cli
+from study.tracking import server
+from study.tracking.store import Store
 
 from .conftest import REPO
 

@@ -1,5 +1,5 @@
-"""`study.bench`: inference timing of the real classifier at a tiny image size, logged as a run
-that the report picks up."""
+"""`study.serving.bench`: inference timing of the real classifier at a tiny image size, logged as
+a run that the report picks up."""
 
 from __future__ import annotations
 
@@ -8,14 +8,18 @@ import mlflow
 import numpy as np
 import pytest
 
-from study import bench, config, model, runtimes
+from study import config
 from study.errors import StudyError
-from study.model import resolve_weights
-from study.tracking import Store
+from study.model import nasnet as model
+from study.model import runtimes
+from study.model.nasnet import resolve_weights
+from study.serving import bench
+from study.tracking import provenance
+from study.tracking.store import Store
 
 
 def test_machine_names_cpu_cores_and_libraries():
-    described = bench.machine()
+    described = provenance.machine()
     assert described["cpu"] and int(described["cpu_cores"]) >= 1
     assert described["tensorflow"] in described["machine"]
     assert described["gpu"] == "none" or described["gpu"] in described["machine"]

@@ -13,11 +13,13 @@ import textwrap
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study import activations, data, features, model
 from study import config as study_config
-from study import sweep as study_sweep
+from study.caches import activations, features
 from study.config import Augmentation
-from study.tracking import Store
+from study.data import dataset as data
+from study.model import nasnet as model
+from study.tracking.store import Store
+from study.tuning import sweep as study_sweep
 
 from .conftest import REPO, copy_slice
 
@@ -38,7 +40,7 @@ def test_a_store_whose_creation_was_killed_is_created_again(tmp_path):
         f"""
         import os, signal
         import mlflow.store.db.utils as utils
-        from study.tracking import Store
+        from study.tracking.store import Store
 
         def die(engine):
             os.kill(os.getpid(), signal.SIGKILL)  # the tables exist, the migrations have not run
@@ -95,7 +97,9 @@ def test_an_activation_cache_builder_killed_mid_write_leaves_nothing_that_is_rea
     killed = run_python(
         f"""
         import os, signal
-        from study import activations, data, model
+        from study.caches import activations
+        from study.data import dataset as data
+        from study.model import nasnet as model
         from study.config import Augmentation
 
         def first_batch_then_killed(dataset, *args):

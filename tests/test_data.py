@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from study import data
 from study.config import Augmentation, Data, Split
+from study.data import dataset as data
 from study.errors import DataError
 
 from .conftest import CLASSES, NEU, copy_slice, nested_copy

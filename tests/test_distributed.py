@@ -10,10 +10,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from study import workers
 from study.errors import WorkerIdError
 from study.report import selection
-from study.tracking import Store
+from study.tracking.store import Store
+from study.tuning import workers
 
 from .conftest import REPO, run_study
 

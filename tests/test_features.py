@@ -5,7 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from study import config, data, errors, features, model
+from study import config, errors
+from study.caches import features
+from study.data import dataset as data
+from study.model import nasnet as model
 
 from .conftest import copy_slice
 

@@ -1,4 +1,4 @@
-"""study.keras_scores gives Keras's Precision, Recall and AUC to 1e-6: on random scores, on
+"""study.model.keras_scores gives Keras's Precision, Recall and AUC to 1e-6: on random scores, on
 confident, tied and degenerate ones, and on a real head's softmax outputs."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from study import keras_scores, training
-from study.model import build_head
+from study.model import keras_scores
+from study.model.nasnet import build_head
+from study.training import train as training
 
 
 def keras_value(metric: keras.metrics.Metric, targets: np.ndarray, scores: np.ndarray) -> float:

@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from study import data, model
+from study.data import dataset as data
 from study.errors import WeightsError
+from study.model import nasnet as model
 
 
 def paper_classifier(image_size=32, weights=None):

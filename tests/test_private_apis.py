@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from study import config as study_config
-from study import tuner, workers
-from study.tracking import create_sqlite_store
+from study.tracking.store import create_sqlite_store
+from study.tuning import tuner, workers
 
 from .conftest import REPO
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from study.report import ReportError, build_report
-from study.tracking import Store
+from study.tracking.store import Store
 
 from .test_report_tables import activation_sweep, run
 

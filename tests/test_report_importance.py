@@ -14,7 +14,7 @@ from study.report.analysis import TABLE_FILES, analyse
 from study.report.build import build_report, sweep_importance
 from study.report.render import markdown
 from study.report.selection import select
-from study.tracking import Store
+from study.tracking.store import Store
 from tests.test_report_build import populate
 from tests.test_report_tables import frame, run
 

@@ -16,7 +16,7 @@ from study.report import document, paper, stats, tables
 from study.report.analysis import analyse
 from study.report.render import markdown
 from study.report.selection import ONE_CONFIGURATION, ReportError, select
-from study.training import SPLIT_METRICS
+from study.training.train import SPLIT_METRICS
 
 PAPER = paper.load()
 SPLITS = ("train", "val", "test")

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from study import server
-from study.data import discover, sample_root
-from study.export import TOLERANCE
+from study.data.dataset import discover, sample_root
+from study.serving.export import TOLERANCE
+from study.tracking import server
 
 from .conftest import REPO, run_study, wait_for_health
 

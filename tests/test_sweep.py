@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from study import config as study_config
-from study import features, runs, training
-from study.sweep import Sweep
-from study.tracking import Store
+from study.caches import features
+from study.tracking import runs
+from study.tracking.store import Store
+from study.training import train as training
+from study.tuning.sweep import Sweep
 
 from .conftest import REPO, run_study
 from .kill_harness import SweepUnderTest, audit

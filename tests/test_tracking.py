@@ -1,4 +1,4 @@
-"""`study.tracking.Store` against a real SQLite store, from several processes at once."""
+"""`study.tracking.store.Store` against a real SQLite store, from several processes at once."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import multiprocessing
 
 from mlflow import MlflowClient
 
-from study.tracking import Store
+from study.tracking.store import Store
 
 PROCESSES = 6
 DIGESTS = {"train": "1f2e3d4c", "validation": "5a6b7c8d", "test": "9e0f1a2b"}

@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 
-from study import config, data, features, model, training
+from study import config
+from study.caches import features
+from study.data import dataset as data
 from study.errors import TrainingFailed
+from study.model import nasnet as model
+from study.training import train as training
 
 from .conftest import copy_slice
 

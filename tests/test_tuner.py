@@ -7,7 +7,7 @@ import keras_tuner as kt
 import pytest
 
 from study import config as study_config
-from study import tuner
+from study.tuning import tuner
 
 from .conftest import REPO
 

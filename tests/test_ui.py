@@ -15,9 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
-from study import server
-from study.server import free_port
-from study.tracking import Store
+from study.tracking import server
+from study.tracking.server import free_port
+from study.tracking.store import Store
 
 from .conftest import REPO, run_study, wait_for_health
 

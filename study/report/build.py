@@ -21,7 +21,7 @@ from study.report import document, paper, render, tables
 from study.report.analysis import analyse
 from study.report.importance import importance_metrics, importance_tables
 from study.report.selection import ReportError, select
-from study.tracking import PREDICTIONS, Store, sqlite_path
+from study.tracking.store import PREDICTIONS, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"

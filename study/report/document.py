@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 import study
-from study import plots
 from study.report import balance, figures, importance, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 from study.report.selection import ONE_CONFIGURATION, column, param
 from study.report.stats import CONFIDENCE
+from study.tracking import trial_plots
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 PHASES = {
@@ -440,7 +440,7 @@ def _scores(
         best = analysis.best
         name = f"learning_curves_{stage}.png"
         kept = best.get(f"metrics.{stage}_best_epoch", np.nan)
-        figure = plots.learning_curves(
+        figure = trial_plots.learning_curves(
             history,
             f"{_best_run_title(analysis)}: {tables.STAGES[stage]}",
             None if math.isnan(kept) else int(kept),
@@ -798,7 +798,7 @@ def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list
     split = "test" if analysis.split == "test" else "validation"
     matrix = details.confusion
     title = f"Best configuration, {details.pooled_runs} seeds added up: {split} split"
-    figure = plots.confusion_matrix(matrix.to_numpy(), list(matrix.columns), title)
+    figure = trial_plots.confusion_matrix(matrix.to_numpy(), list(matrix.columns), title)
     images["confusion_matrix.png"] = figures.png(figure)
     blocks.append(
         Image(

@@ -1,4 +1,4 @@
-"""The report's own figures (learning curves and confusion matrices come from `study.plots`),
+"""The report's own figures (learning curves and confusion matrices: `study.tracking.trial_plots`),
 and PNG encoding that gives the same bytes for the same figure. Figures are made without
 pyplot, so nothing is left open and no backend is chosen."""
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from study.config import KNOBS, PHASE_KNOBS, without_step_rounding
 from study.errors import StudyError
-from study.tracking import ERROR_TAG, PARENT_TAG
+from study.tracking.store import ERROR_TAG, PARENT_TAG
 
 MODEL_RUN_TYPES = ("trial", "train")
 # Params that differ between runs of one configuration: the seed, where the data lay, and the

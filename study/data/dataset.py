@@ -41,7 +41,7 @@ _FIX = "remove the file, or set data.skip_bad_files: true to leave such files ou
 
 def sample_root() -> Path:
     """The small NEU sample shipped inside the package."""
-    return Path(str(resources.files("study") / "sample_data" / "neu"))
+    return Path(str(resources.files("study.data") / "sample_data" / "neu"))
 
 
 @dataclass(frozen=True)

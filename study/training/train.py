@@ -26,13 +26,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from study import keras_scores
-from study.activations import ActivationCache, TrainingViews
+from study.caches.activations import ActivationCache, TrainingViews
+from study.caches.features import FeatureCache
 from study.config import Phase, StudyConfig
-from study.data import AugmentedBatches, Dataset, to_model_input
+from study.data.dataset import AugmentedBatches, Dataset, to_model_input
 from study.errors import TrainingFailed
-from study.features import FeatureCache
-from study.model import (
+from study.model import keras_scores
+from study.model.nasnet import (
     Weights,
     adapt_head,
     build_backbone,

@@ -18,10 +18,10 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from study import runs, serving
 from study.config import OBJECTIVES, StudyConfig
 from study.report.tables import median_run
-from study.tracking import PARENT_TAG, Store
+from study.tracking import logged_model, runs
+from study.tracking.store import PARENT_TAG, Store
 
 CHAMPION = "champion"
 SCORE_TAG, OBJECTIVE_TAG = "score", "objective"
@@ -112,8 +112,8 @@ def register(
     dataset = prepared.dataset
     client = store.client
     with tempfile.TemporaryDirectory() as folder:
-        keras_file = Path(client.download_artifacts(run_id, serving.KERAS_FILE, folder))
-        logged = serving.log(
+        keras_file = Path(client.download_artifacts(run_id, logged_model.KERAS_FILE, folder))
+        logged = logged_model.log(
             store.uri,
             run_id,
             keras_file,
@@ -153,4 +153,4 @@ def _better(score: float, objective: str, champion) -> bool:
 
 
 def _has_keras_file(store: Store, run_id: str) -> bool:
-    return any(item.path == serving.KERAS_FILE for item in store.client.list_artifacts(run_id))
+    return any(item.path == logged_model.KERAS_FILE for item in store.client.list_artifacts(run_id))

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.tracking import sqlite_path
+from study.tracking.store import sqlite_path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING
 
 import keras_tuner as kt
 
-from study import server
 from study.config import StudyConfig
 from study.errors import WorkerIdError
-from study.tracking import Store, redact, sigterm_as_interrupt
+from study.processes import sigterm_as_interrupt
+from study.tracking import server
+from study.tracking.provenance import redact
+from study.tracking.store import Store
 
 if TYPE_CHECKING:
-    from study.sweep import Sweep
+    from study.tuning.sweep import Sweep
 
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
@@ -253,7 +255,7 @@ def work(
     progress: bool,
 ) -> None:
     """A worker process: its share of the cores, then trials until the chief says stop."""
-    from study.sweep import Sweep
+    from study.tuning.sweep import Sweep
 
     sigterm_as_interrupt()
     threading.Thread(target=_stop_with_chief, args=(os.getppid(),), daemon=True).start()

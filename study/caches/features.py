@@ -27,11 +27,11 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from study import runtimes
 from study.config import Augmentation, StudyConfig
-from study.data import Dataset, augment, to_model_input
+from study.data.dataset import Dataset, augment, to_model_input
 from study.files import atomic_file, remove_stale_partials
-from study.model import Weights, build_backbone
+from study.model import runtimes
+from study.model.nasnet import Weights, build_backbone
 
 FORMAT_VERSION = 1
 _CHUNK = 32

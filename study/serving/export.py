@@ -18,10 +18,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from study import runtimes, serving
-from study.data import decode, to_model_input
+from study.data.dataset import decode, to_model_input
 from study.errors import ModelError, StudyError
-from study.tracking import Store
+from study.model import runtimes
+from study.tracking import logged_model
+from study.tracking.store import Store
 
 # The largest absolute difference of a probability from Keras's that an export may have: ONNX
 # agreed to 2e-7 on the smoke model, OpenVINO fp32 (its graph optimisations) to 4.2e-4.
@@ -50,7 +51,7 @@ def export(store: Store, model_uri: str, format: str, tolerance: float | None = 
     if format not in FORMATS:
         raise StudyError(f"--format {format!r} is unknown; choose one of {', '.join(FORMATS)}")
     tolerance = TOLERANCE[format] if tolerance is None else tolerance
-    classifier = serving.load(store.uri, model_uri)
+    classifier = logged_model.load(store.uri, model_uri)
     run_id = mlflow.models.get_model_info(model_uri).run_id
     images, _ = parity_images(store, run_id, classifier.image_size)
     with tempfile.TemporaryDirectory() as temporary:

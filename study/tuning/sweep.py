@@ -30,12 +30,13 @@ import keras_tuner as kt
 import numpy as np
 import yaml
 
-from study import runs, server, tuner
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
-from study.tracking import NOTE_TAG, PARENT_TAG, Store
-from study.workers import Lease, WorkerPool
+from study.tracking import runs, server
+from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
+from study.tuning import tuner
+from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run

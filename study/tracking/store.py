@@ -7,21 +7,18 @@ beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQ
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-import shlex
-import signal
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from study.errors import TrackingError
 from study.files import remove_stale_partials
+from study.tracking.provenance import redact, source_tags
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -30,7 +27,6 @@ PREDICTIONS = "predictions.csv"  # artifact: the final model's prediction for ea
 NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in the MLflow UI
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-SOURCE_ENV = "STUDY_SOURCE_NAME"  # the command that makes the runs, set by the command line
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
 _DATASET_RACE = "UNIQUE constraint failed: datasets"  # SQLite's words, also through a server
 _DATASET_ATTEMPTS = 3
@@ -40,67 +36,12 @@ SYSTEM_METRICS_INTERVAL_S = 1.0
 HEALTH_TIMEOUT_S = (5, 10)
 
 
-def sigterm_as_interrupt() -> None:
-    """Make SIGTERM end this process like Ctrl-C, so its runs end KILLED, not RUNNING."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
-def set_source(words: list[str]) -> None:
-    """Name the command that makes this process's runs (`mlflow.source.name`), without the
-    credentials of any URI in it; processes it starts inherit the name through the
-    environment."""
-    shown = []
-    for word in words:
-        key, sep, value = word.partition("=") if word.startswith("-") else ("", "", word)
-        shown.append(key + sep + redact(value))
-    os.environ[SOURCE_ENV] = shlex.join(shown)
-
-
-def source_tags() -> dict[str, str]:
-    """The command that made a run and, in a git checkout, the commit of the code."""
-    tags = {"mlflow.source.type": "LOCAL"}
-    if SOURCE_ENV in os.environ:
-        tags["mlflow.source.name"] = os.environ[SOURCE_ENV]
-    if commit := _git_commit():
-        tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-@functools.cache
-def _git_commit() -> str | None:
-    try:
-        answer = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return answer.stdout.strip() if answer.returncode == 0 else None
-
-
 def default_uri() -> str:
     return f"sqlite:///{DEFAULT_STORE.resolve()}"
 
 
 def resolve_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
-
-
-def redact(uri: str) -> str:
-    """The URI without user name, password or token, safe to print and to log."""
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = re.sub(r"(?i)(token|password|secret|key)=[^&]*", r"\1=***", parts.query)
-    if (netloc, query) == (parts.netloc, parts.query):
-        return uri
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -2,7 +2,7 @@
 Table 5 reports it, measured on this machine and logged as an MLflow run for the report.
 
 Each batch size is warmed up first (the first calls trace the graph), then timed step by step:
-one step is one inference call on random images on the chosen runtime (`study.runtimes`:
+one step is one inference call on random images on the chosen runtime (`study.model.runtimes`:
 TensorFlow's `predict_on_batch`, ONNX Runtime or OpenVINO on Keras's ONNX export), which returns
 the class probabilities to the host. The median step is the figure; the quartiles are its spread.
 """
@@ -10,21 +10,18 @@ the class probabilities to the host. The median step is the figure; the quartile
 from __future__ import annotations
 
 import functools
-import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 
 import study
-from study import runtimes
 from study.config import StudyConfig
 from study.errors import StudyError
-from study.model import (
+from study.model import runtimes
+from study.model.nasnet import (
     Weights,
     build_backbone,
     build_classifier,
@@ -32,7 +29,8 @@ from study.model import (
     parameter_counts,
     resolve_weights,
 )
-from study.tracking import Store
+from study.tracking import provenance
+from study.tracking.store import Store
 
 BATCH_SIZES = (32, 1)
 NEU_CLASSES = 6
@@ -71,31 +69,6 @@ class Benchmark:
 
 
 @functools.cache
-def machine() -> dict[str, str]:
-    """What the timings were measured on: CPU model and cores, GPU if any, library versions."""
-    import tensorflow as tf
-
-    gpus = [
-        tf.config.experimental.get_device_details(device).get("device_name", device.name)
-        for device in tf.config.list_physical_devices("GPU")
-    ]
-    described = {
-        "cpu": _cpu_model(),
-        "cpu_cores": str(os.cpu_count()),
-        "gpu": ", ".join(gpus) or "none",
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-    device = f"GPU {described['gpu']}" if gpus else "no GPU"
-    described["machine"] = (
-        f"{described['cpu']}, {described['cpu_cores']} cores, {device}, "
-        f"TensorFlow {described['tensorflow']}"
-    )
-    return described
-
-
 def measure(
     image_size: int,
     weights: Weights,
@@ -109,7 +82,7 @@ def measure(
     runtime: str = "tensorflow",
 ) -> Benchmark:
     """Time inference steps of the full classifier at each batch size on random images, on
-    `runtime` (one of `study.runtimes.RUNTIMES`)."""
+    `runtime` (one of `study.model.runtimes.RUNTIMES`)."""
     runtimes.check(runtime)
     if warmup < 1 or repeats < 1 or min(batch_sizes) < 1:
         raise StudyError(
@@ -138,7 +111,7 @@ def measure(
         repeats=repeats,
         parameters=parameter_counts(model)[0],
         timings=tuple(timings),
-        machine=machine(),
+        machine=provenance.machine(),
         runtime=runtime,
     )
 
@@ -233,12 +206,3 @@ def summary(benchmark: Benchmark) -> str:
             f"{timing.ms_per_image:.2f} ms per image"
         )
     return "\n".join(lines)
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"

@@ -3,6 +3,6 @@ it loads the model, so no pickled object is stored with it."""
 
 import mlflow
 
-from study.serving import Classifier
+from study.tracking.logged_model import Classifier
 
 mlflow.models.set_model(Classifier())

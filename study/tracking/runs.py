@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 
 import study
-from study import activations, bench, data, features, plots, training
+from study.caches import activations, features
 from study.config import StudyConfig
-from study.model import Weights, build_backbone, build_classifier, resolve_weights
-from study.tracking import NOTE_TAG, PREDICTIONS, Store
+from study.data import dataset as data
+from study.model.nasnet import Weights, build_backbone, build_classifier, resolve_weights
+from study.tracking import provenance, trial_plots
+from study.tracking.store import NOTE_TAG, PREDICTIONS, Store
+from study.training import train as training
 
 CONTEXTS = {"val": "validation"}  # split name -> MLflow's dataset context, where they differ
 
@@ -126,7 +129,7 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         "feature_cache": prepared.features.key if prepared.features else "off",
         "feature_cache_runtime": prepared.features.runtime if prepared.features else "off",
         "activation_cache": prepared.activations.key if prepared.activations else "off",
-        "machine": bench.machine()["machine"],
+        "machine": provenance.machine()["machine"],
     }
     if split is not None:
         tags["split"] = " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS)
@@ -243,7 +246,7 @@ def write_artifacts(
 
     for phase in result.phases:
         title = f"{config.name}: {phase.name.replace('_', '-')} phase"
-        figure = plots.learning_curves(phase.history, title, phase.best_epoch)
+        figure = trial_plots.learning_curves(phase.history, title, phase.best_epoch)
         figure.savefig(folder / f"learning_curves_{phase.name}.png", dpi=100)
 
     with open(folder / "per_class_metrics.csv", "w", newline="") as handle:
@@ -262,7 +265,7 @@ def write_artifacts(
         for name, row in zip(dataset.class_names, matrix, strict=True):
             writer.writerow([name, *row])
     title = f"{config.name}: {shown} split after {result.final_stage.replace('_', '-')}"
-    plots.confusion_matrix(matrix, dataset.class_names, title).savefig(
+    trial_plots.confusion_matrix(matrix, dataset.class_names, title).savefig(
         folder / "confusion_matrix.png", dpi=100
     )
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from study.data import IMAGE_EXTENSIONS, decode
+from study.data.dataset import IMAGE_EXTENSIONS, decode
 from study.errors import DataError
-from study.serving import PREDICTED_COLUMN, Classifier, table
+from study.tracking.logged_model import PREDICTED_COLUMN, Classifier, table
 
 FILE_COLUMN, SKIPPED_COLUMN = "file", "skipped"
 _BATCH = 32

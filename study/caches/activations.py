@@ -3,7 +3,7 @@
 With `fine_tune.trainable: {from: CELL}` the cells below CELL stay frozen, so what they pass up
 to it (the outputs of the two cells before it) never changes for a given input: fine-tuning can
 train the cells above the cut on stored activations instead of running the images through the
-whole backbone. Like the feature cache (study.features, whose key, lock and write-then-rename
+whole backbone. Like the feature cache (study.caches.features, whose key, lock and write-then-rename
 this cache shares), it holds one clean view of every image and `views` augmented views drawn as
 the feature cache draws them. One float16 .npy file of shape (1 + views, images), one record
 field per crossing tensor (named after its layer), read memory-mapped: at 224 px a NEU cache of
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy
 
+from study.caches.features import cache_key, locked_build, model_inputs, progress_bar
 from study.config import Augmentation, StudyConfig
-from study.data import Dataset
-from study.features import cache_key, locked_build, model_inputs, progress_bar
+from study.data.dataset import Dataset
 from study.files import atomic_file
-from study.model import Weights, build_backbone, cut_layers, split_backbone
+from study.model.nasnet import Weights, build_backbone, cut_layers, split_backbone
 
 
 @dataclass

@@ -6,7 +6,7 @@ The model is an `mlflow.pyfunc` wrapper around the Keras file of the full classi
 image size as its model config. Its input is a DataFrame with a column `image` of base64-encoded
 image files (JPEG, PNG, any format Pillow reads); its output has a column per class with that
 class's probability and a column `predicted` with the most probable class. Images are decoded
-and resized exactly as the training data was (`study.data.decode`).
+and resized exactly as the training data was (`study.data.dataset.decode`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from study.data import decode, to_model_input
+from study.data.dataset import decode, to_model_input
 
 KERAS_FILE = "model.keras"  # the run artifact `tracking.log_model` writes
 IMAGE_COLUMN = "image"
@@ -41,7 +41,8 @@ class Classifier(mlflow.pyfunc.PythonModel):
         self.image_size: int = int(context.model_config["image_size"])
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, size, size, 3) uint8 images, as `study.data.decode` gives them, to (N, classes)."""
+        """(N, size, size, 3) uint8 images, as `study.data.dataset.decode` gives them, to
+        (N, classes)."""
         return np.asarray(self.model.predict(to_model_input(images), batch_size=_BATCH, verbose=0))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

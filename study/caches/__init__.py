@@ -1,0 +1,1 @@
+"""Features and activations computed once per backbone and data, kept on disk."""

@@ -1,0 +1,1 @@
+"""Images in: data roots and their layouts, decoding, splits and augmentation."""

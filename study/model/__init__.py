@@ -1,0 +1,1 @@
+"""The network: NASNet-Mobile backbone and head, weights, metrics and runtimes."""

@@ -1,0 +1,1 @@
+"""Using a logged model: prediction, export, inference timing."""

@@ -1,0 +1,1 @@
+"""MLflow: the store, a trial's run, the registry, the tracking server."""

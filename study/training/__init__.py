@@ -1,0 +1,1 @@
+"""The two training phases on a dataset, and the batches that feed them."""

@@ -1,0 +1,1 @@
+"""Keras Tuner sweeps: search space, oracles, the sweep and its workers."""
