@@ -20,6 +20,9 @@ from pathlib import Path
 import activation_sweep
 import numpy as np
 import yaml
+from results import Results
+
+results = Results(__file__)
 
 
 def main() -> None:
@@ -47,7 +50,7 @@ def main() -> None:
     config = config.with_values({key: yaml.safe_load(value) for key, value in pairs})
     dataset = data.load(config.data.root, config.data.image_size)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
-    print(
+    results.print(
         f"{len(dataset)} images at {args.image_size} px, weights {weights.label}, "
         f"{config.features.views} cached views, {config.frozen.epochs} epochs"
     )
@@ -58,7 +61,7 @@ def main() -> None:
         cache = features.load_or_build(
             dataset, weights, **features.settings(config), directory=Path(folder)
         )
-        print(f"feature cache build: {time.perf_counter() - started:.0f} s")
+        results.print(f"feature cache build: {time.perf_counter() - started:.0f} s")
         for seed in args.seeds:
             seeded = config.with_values({"seed": seed})
             split = data.split(dataset, seeded.data.split, seed)
@@ -69,12 +72,12 @@ def main() -> None:
                 error = 100 * result.evaluations["frozen"]["test"].metrics["error_rate"]
                 errors[name].append(error)
                 took = time.perf_counter() - started
-                print(f"seed {seed} {name:>6}: test error {error:.2f} % ({took:.0f} s)")
+                results.print(f"seed {seed} {name:>6}: test error {error:.2f} % ({took:.0f} s)")
     for name, values in errors.items():
         spread = stats.spread(values)
-        print(f"{name}: test error {spread.mean:.2f} ± {spread.std:.2f} % (n = {spread.n})")
+        results.print(f"{name}: test error {spread.mean:.2f} ± {spread.std:.2f} % (n = {spread.n})")
     test = stats.corrected_comparison(errors["cached"], errors["direct"], float(np.mean(ratios)))
-    print(
+    results.print(
         f"cached - direct: {test.mean_difference:+.2f} points, 95% CI "
         f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], corrected t-test p = {test.p_value:.3f} "
         f"(n_val/n_train {test.ratio:.3f}, {test.n} seeds)"

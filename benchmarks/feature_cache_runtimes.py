@@ -19,6 +19,9 @@ from pathlib import Path
 
 import activation_sweep
 import numpy as np
+from results import Results
+
+results = Results(__file__)
 
 
 def main() -> None:
@@ -50,11 +53,13 @@ def main() -> None:
     if args.images:
         dataset = subset(dataset, args.images)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
-    print(
+    results.print(
         f"{len(dataset)} images x {args.views + 1} views at {args.image_size} px, weights "
         f"{weights.label}, on {provenance.machine()['machine']}"
     )
-    print(f"{'runtime':<14} {'build s':>8} {'images/s':>9} {'max abs diff':>13} {'relative':>9}")
+    results.print(
+        f"{'runtime':<14} {'build s':>8} {'images/s':>9} {'max abs diff':>13} {'relative':>9}"
+    )
     caches = {}
     with tempfile.TemporaryDirectory() as folder:
         for runtime in runtimes.RUNTIMES:
@@ -78,7 +83,7 @@ def main() -> None:
                 float(np.abs(cache.views - reference.views).max(initial=0)),
             )
             scale = float(np.abs(reference.clean).max())
-            print(
+            results.print(
                 f"{runtime:<14} {took:>8.1f} {len(dataset) * (args.views + 1) / took:>9.1f} "
                 f"{difference:>13.2e} {difference / scale:>9.1e}"
                 + ("" if cache.runtime == runtime else f" (built by {cache.runtime})")
@@ -94,11 +99,13 @@ def main() -> None:
         for runtime, cache in caches.items():
             result = training.train(seeded, dataset, split, weights, cache)
             accuracy[runtime].append(100 * result.evaluations["frozen"]["test"].metrics["accuracy"])
-        print(f"seed {seed}: " + ", ".join(f"{r} {a[-1]:.2f} %" for r, a in accuracy.items()))
+        results.print(
+            f"seed {seed}: " + ", ".join(f"{r} {a[-1]:.2f} %" for r, a in accuracy.items())
+        )
     for runtime, values in accuracy.items():
         spread = stats.spread(values)
         test = stats.corrected_comparison(values, accuracy["tensorflow"], float(np.mean(ratios)))
-        print(
+        results.print(
             f"{runtime:<14} test accuracy {spread.mean:.2f} ± {spread.std:.2f} %; minus "
             f"tensorflow's {test.mean_difference:+.2f} points, 95% CI [{test.ci_low:+.2f}, "
             f"{test.ci_high:+.2f}], corrected t-test p = {test.p_value:.3f} ({test.n} seeds)"

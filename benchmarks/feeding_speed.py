@@ -23,6 +23,9 @@ import sys
 import time
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 FEEDINGS = ("pipeline", "pydataset")
 
@@ -40,9 +43,11 @@ def main() -> None:
             command = [sys.executable, __file__, *sys.argv[1:], "--feeding", feeding]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             lines = done.stdout.splitlines()
-            print("\n".join(lines[:-1]), flush=True)
+            results.print("\n".join(lines[:-1]))
             times[feeding] = float(lines[-1])
-        print(f"ratio: {times['pydataset'] / times['pipeline']:.2f}x (PyDataset / batch_pipeline)")
+        results.print(
+            f"ratio: {times['pydataset'] / times['pipeline']:.2f}x (PyDataset / batch_pipeline)"
+        )
         return
 
     import keras

@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 SPACE = activation_sweep.REPO / "search_spaces" / "optimizer.yaml"
 
@@ -49,12 +52,12 @@ def main() -> None:
     ]
     config = study_config.load(SPACE, overrides).with_values({"fine_tune.trainable": "all"})
     cut = config.with_values({"fine_tune.trainable": {"from": args.cut}})
-    print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
+    results.print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
 
     dataset = data.load(config.data.root, config.data.image_size)
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     split = data.split(dataset, config.data.split, config.seed)
-    print(f"{len(dataset)} images, {len(split['train'])} for training")
+    results.print(f"{len(dataset)} images, {len(split['train'])} for training")
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -63,7 +66,7 @@ def main() -> None:
         )
         build_s = time.perf_counter() - started
         size = cache.path.stat().st_size
-        print(
+        results.print(
             f"activation cache at the cut before {args.cut} ({args.views} views + 1 clean): "
             f"built in {build_s:.1f} s, {size / 1e9:.2f} GB on disk "
             f"({size / len(dataset) / (args.views + 1) / 1e3:.1f} kB per image and view)"
@@ -79,14 +82,14 @@ def main() -> None:
             epoch_s = result.phases[0].wall_time_s
             times[name] = epoch_s
             scores = result.evaluations["fine_tune"]
-            print(
+            results.print(
                 f"fine-tuning epoch, {name}: {epoch_s:.1f} s "
                 f"(trainable parameters {result.parameters['trainable_fine_tune']:,}; "
                 f"whole trial with evaluation {total_s:.1f} s; "
                 f"val accuracy {scores['val'].metrics['accuracy']:.4f})"
             )
     ratio = times["all layers"] / times[f"from {args.cut} on cached activations"]
-    print(f"ratio: {ratio:.1f}x (all layers / from {args.cut}; target >= 4)")
+    results.print(f"ratio: {ratio:.1f}x (all layers / from {args.cut}; target >= 4)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 
 def main() -> None:
@@ -40,11 +43,11 @@ def main() -> None:
         "frozen.early_stopping.patience=null",
     ]
     config = study_config.load(activation_sweep.SPACE, overrides)
-    print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
+    results.print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
 
     started = time.perf_counter()
     dataset = data.load(config.data.root, config.data.image_size)
-    print(f"load {len(dataset)} images: {time.perf_counter() - started:.1f} s")
+    results.print(f"load {len(dataset)} images: {time.perf_counter() - started:.1f} s")
     weights = resolve_weights(config.model.weights, config.model.init_seed)
     split = data.split(dataset, config.data.split, config.seed)
 
@@ -54,30 +57,32 @@ def main() -> None:
             dataset, weights, **features.settings(config), directory=Path(folder)
         )
         build_s = time.perf_counter() - started
-        print(f"feature cache build ({config.features.views} views + 1 clean): {build_s:.1f} s")
+        results.print(
+            f"feature cache build ({config.features.views} views + 1 clean): {build_s:.1f} s"
+        )
 
         started = time.perf_counter()
         cached = training.train(config, dataset, split, weights, cache)
         cached_s = time.perf_counter() - started
-        print(f"frozen trial on cached features: {cached_s:.1f} s")
+        results.print(f"frozen trial on cached features: {cached_s:.1f} s")
 
     started = time.perf_counter()
     direct = training.train(config, dataset, split, weights, None, verbose=2)
     direct_s = time.perf_counter() - started
-    print(f"frozen trial through the backbone: {direct_s:.1f} s")
+    results.print(f"frozen trial through the backbone: {direct_s:.1f} s")
 
     for name, result in (("cached", cached), ("through backbone", direct)):
         scores = result.evaluations["frozen"]
-        print(
+        results.print(
             f"  {name}: val accuracy {scores['val'].metrics['accuracy']:.4f}, "
             f"test accuracy {scores['test'].metrics['accuracy']:.4f}"
         )
-    print(f"ratio (through backbone / cached): {direct_s / cached_s:.0f}x (target >= 100x)")
+    results.print(f"ratio (through backbone / cached): {direct_s / cached_s:.0f}x (target >= 100x)")
 
     if not args.skip_sweep:
         with tempfile.TemporaryDirectory() as folder:
             sweep_s = activation_sweep.run(args, f"sqlite:///{folder}/m.db", folder)
-        print(
+        results.print(
             f"activation sweep (20 trials, cold cache): {sweep_s:.0f} s = {sweep_s / 60:.1f} min "
             "(target <= 10 min)"
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from results import Results
 
 from study.data.dataset import to_model_input
 from study.model import runtimes
@@ -23,6 +24,8 @@ from study.serving import bench
 from study.serving.export import parity_images
 from study.tracking import logged_model, provenance
 from study.tracking.store import Store
+
+results = Results(__file__)
 
 ACCURACY_MARGIN = 0.005  # at most 0.5 points of test accuracy from TensorFlow's
 
@@ -42,11 +45,13 @@ def main() -> None:
     inputs = to_model_input(images)
     truth = np.array([classifier.class_names.index(name) for name in classes])
     batch32 = np.resize(inputs, (32, *inputs.shape[1:]))  # the test images, repeated to 32
-    print(
+    results.print(
         f"{args.model_uri}: {classifier.image_size} px, {len(images)} test images, "
         f"on {provenance.machine()['machine']}"
     )
-    print(f"{'runtime':<14} {'batch 1 ms/image':>17} {'batch 32 images/s':>18} {'accuracy':>9}")
+    results.print(
+        f"{'runtime':<14} {'batch 1 ms/image':>17} {'batch 32 images/s':>18} {'accuracy':>9}"
+    )
     rows = {}
     for runtime in runtimes.RUNTIMES:
         with tempfile.TemporaryDirectory() as folder:
@@ -59,14 +64,14 @@ def main() -> None:
         accuracy = float((scores.argmax(axis=1) == truth).mean())
         rows[runtime] = (one.ms_per_image, 1000 / many.ms_per_image, accuracy)
         change = accuracy - rows["tensorflow"][2]
-        print(
+        results.print(
             f"{runtime:<14} {one.ms_per_image:>17.2f} {1000 / many.ms_per_image:>18.1f} "
             f"{accuracy:>9.4f} ({100 * change:+.2f} points)"
         )
     reference = rows["tensorflow"][2]
     kept = {r: v for r, v in rows.items() if abs(v[2] - reference) <= ACCURACY_MARGIN}
     best = min(kept, key=lambda runtime: kept[runtime][0])
-    print(
+    results.print(
         f"best: {best} batch 1 {kept[best][0]:.2f} ms/image, batch 32 {kept[best][1]:.1f} images/s"
     )
 

@@ -41,9 +41,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from results import Results  # noqa: E402
+
 from tests.kill_harness import SweepUnderTest, audit, check_feature_cache  # noqa: E402
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
+results = Results(__file__)
 
 
 def main() -> int:
@@ -80,7 +83,9 @@ def main() -> int:
         sweep = SweepUnderTest(command, work, database, state, work / "sweep.log")
         if args.workers:
             return distributed(sweep, config, database, state, rng, args)
-        print(f"8-trial sweep in {work}; kill moments (seed {args.seed}): {', '.join(moments)}")
+        results.print(
+            f"8-trial sweep in {work}; kill moments (seed {args.seed}): {', '.join(moments)}"
+        )
         started = time.monotonic()
 
         outcomes: list[str | int] = []  # per launch: "killed", or the exit code it ended with
@@ -89,7 +94,7 @@ def main() -> int:
             kill = sweep.kill_at(moment, rng)
             outcomes.append("killed" if kill else sweep.exit_codes[-1])
             if kill is None:
-                print(
+                results.print(
                     f"kill {number} ({moment}): missed, the process ended first with exit code "
                     f"{sweep.exit_codes[-1]}"
                 )
@@ -98,7 +103,7 @@ def main() -> int:
             cache = _cache_state(config, state)
             if cache.startswith("INVALID"):
                 cache_problems.append(f"after kill {number}: {cache}")
-            print(
+            results.print(
                 f"kill {number} ({moment}): SIGKILL {kill.after_s:5.1f} s after start | "
                 f"{kill.seen} | runs left RUNNING: {len(kill.running_runs)} | cache: {cache}"
             )
@@ -110,33 +115,37 @@ def main() -> int:
             this == "killed" and after in ("killed", 0)
             for this, after in zip(outcomes, outcomes[1:], strict=False)
         )
-        print(f"final run: exit code {final_code}, {time.monotonic() - started:.0f} s in all")
+        results.print(
+            f"final run: exit code {final_code}, {time.monotonic() - started:.0f} s in all"
+        )
 
         result = audit(config, f"sqlite:///{database}", state, killed_runs)
         result.problems += cache_problems
-        print(result.line())
+        results.print(result.line())
         for problem in result.problems:
-            print(f"  problem: {problem}")
-        print(
+            results.print(f"  problem: {problem}")
+        results.print(
             f"kills survived: {survived}/{len(moments)}, duplicate runs: {result.duplicates}, "
             f"lost trials: {result.lost}"
         )
         ok = survived == len(moments) and not result.problems
         if not ok:
-            print(f"sweep output: {work / 'sweep.log'}" if args.keep else _tail(work / "sweep.log"))
+            results.print(
+                f"sweep output: {work / 'sweep.log'}" if args.keep else _tail(work / "sweep.log")
+            )
         return 0 if ok else 1
 
 
 def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
     targets = rng.sample(["worker", "worker", "worker", "chief", "chief"], 5)
-    print(
+    results.print(
         f"8-trial sweep, chief + {args.workers} workers, in {sweep.cwd}; kills (seed "
         f"{args.seed}): {', '.join(targets)}"
     )
     started = time.monotonic()
     kills = sweep.kill_processes(targets, rng)
     code = sweep.exit_codes[-1] if sweep.exit_codes else None
-    print(f"sweep ended: exit code {code}, {time.monotonic() - started:.0f} s in all")
+    results.print(f"sweep ended: exit code {code}, {time.monotonic() - started:.0f} s in all")
     uri = f"sqlite:///{database}"
     killed_runs = [run for kill in kills for run in kill.running_runs]
     result = audit(config, uri, state, killed_runs)
@@ -147,21 +156,21 @@ def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
         trials = sorted(_trial_of(uri, run) for run in kill.running_runs)
         ok = code == 0 and all(finished_trials.get(t) == 1 for t in trials)
         survived += ok
-        print(
+        results.print(
             f"kill {number} ({kill.moment}): SIGKILL {kill.after_s:5.1f} s after start | "
             f"trials hit: {', '.join(trials) or 'none'} | now: {kill.seen} | "
             f"{'survived' if ok else 'NOT survived'}"
         )
-    print(result.line())
+    results.print(result.line())
     for problem in result.problems:
-        print(f"  problem: {problem}")
-    print(
+        results.print(f"  problem: {problem}")
+    results.print(
         f"kills survived: {survived}/{len(targets)}, duplicate runs: {result.duplicates}, "
         f"lost trials: {result.lost}"
     )
     ok = survived == len(targets) and not result.problems
     if not ok:
-        print(f"sweep output: {sweep.log}" if args.keep else _tail(sweep.log))
+        results.print(f"sweep output: {sweep.log}" if args.keep else _tail(sweep.log))
     return 0 if ok else 1
 
 

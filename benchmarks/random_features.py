@@ -15,6 +15,9 @@ import tempfile
 from pathlib import Path
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 VARIANTS = {
     "paper: augmented views, raw features, patience 3 on val_loss": {},
@@ -60,7 +63,7 @@ def main() -> None:
     ).with_values(activation_sweep.PAPER_PROTOCOL)
     dataset = data.load(base.data.root, base.data.image_size)
     weights = resolve_weights("none", base.model.init_seed)
-    print(f"{len(dataset)} images at {args.image_size} px, weights {weights.label}")
+    results.print(f"{len(dataset)} images at {args.image_size} px, weights {weights.label}")
     with tempfile.TemporaryDirectory() as folder:
         for name, changes in VARIANTS.items():
             config = base.with_values(changes)
@@ -78,7 +81,7 @@ def main() -> None:
                 epochs.append(result.phases[0].epochs_run)
             spread, val = stats.spread(accuracies), stats.spread(validation)
             per_seed = " ".join(f"{value:.1f}" for value in accuracies)
-            print(
+            results.print(
                 f"{name}: validation accuracy {val.mean:.2f} ± {val.std:.2f} %, "
                 f"test accuracy {spread.mean:.2f} ± {spread.std:.2f} % "
                 f"(seeds {per_seed}; epochs run {' '.join(map(str, epochs))})"

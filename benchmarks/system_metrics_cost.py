@@ -14,8 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import Results
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
+results = Results(__file__)
 
 
 def main() -> None:
@@ -45,10 +48,10 @@ def main() -> None:
                 runs.execute(configs[on], prepared, store, experiment, f"{on}-{repeat}")
                 times[on].append(time.perf_counter() - started)
                 state = "on" if on else "off"
-                print(f"repeat {repeat}: system metrics {state}: {times[on][-1]:.2f} s")
+                results.print(f"repeat {repeat}: system metrics {state}: {times[on][-1]:.2f} s")
     off, on = statistics.median(times[False]), statistics.median(times[True])
-    print(f"median trial: without system metrics {off:.2f} s, with {on:.2f} s")
-    print(f"ratio (with / without): {on / off:.3f}")
+    results.print(f"median trial: without system metrics {off:.2f} s, with {on:.2f} s")
+    results.print(f"ratio (with / without): {on / off:.3f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 # (label, module or class path, attribute, depth): each is timed wherever it is called.
 STEPS = (
@@ -89,7 +92,7 @@ def main() -> None:
     epoch_walls: list[list[float]] = []  # per fit: each epoch's wall time
     keras.Model.fit = _with_epoch_timer(keras.Model.fit, epoch_walls)
 
-    print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
+    results.print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{folder}/mlflow.db")
         sweep = Sweep(config, store, Path(args.state_dir), say=lambda _: None, progress=False)
@@ -99,22 +102,22 @@ def main() -> None:
         trial_walls = sweep._durations
     trials = len(trial_walls)
     per_trial = sum(trial_walls) / trials
-    print(
+    results.print(
         f"{trials} trials; per trial: {per_trial:.2f} s from the tuner's call to its report "
         f"(median {sorted(trial_walls)[trials // 2]:.2f} s); sweep wall {wall:.1f} s"
     )
-    print(f"{'step (mean per trial)':<52} {'s':>7} {'share':>6}")
+    results.print(f"{'step (mean per trial)':<52} {'s':>7} {'share':>6}")
     for label, depth in dict.fromkeys((label, depth) for label, _, _, depth in STEPS):
         seconds = totals[label] / trials
-        print(f"{'  ' * depth + label:<52} {seconds:>7.3f} {seconds / per_trial:>6.0%}")
+        results.print(f"{'  ' * depth + label:<52} {seconds:>7.3f} {seconds / per_trial:>6.0%}")
     top = sum(totals[label] for label, *_, depth in STEPS if depth == 0) / trials
     other = per_trial - top
-    print(
+    results.print(
         f"{'other (Keras Tuner bookkeeping, Python)':<52} {other:>7.3f} {other / per_trial:>6.0%}"
     )
     firsts = [walls[0] for walls in epoch_walls if walls]
     later = [wall for walls in epoch_walls for wall in walls[1:]]
-    print(
+    results.print(
         f"fit: {len(later + firsts) / len(firsts):.1f} epochs per trial; the first epoch "
         f"(tracing the training step) {sum(firsts) / len(firsts):.3f} s, each later one "
         f"{sum(later) / len(later):.3f} s (median {sorted(later)[len(later) // 2]:.3f} s)"

@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 
 import activation_sweep
+from results import Results
+
+results = Results(__file__)
 
 
 def main() -> None:
@@ -41,18 +44,18 @@ def main() -> None:
             return activation_sweep.run(args, store, str(state), *options)
 
         warm = sweep(0, f"sqlite:///{scratch}/warm.db")  # builds (or finds) the feature cache
-        print(f"cache build or load + one in-process sweep: {warm:.0f} s")
+        results.print(f"cache build or load + one in-process sweep: {warm:.0f} s")
         rates = {}
         for workers in (1, 2):
             store = f"sqlite:///{scratch}/workers{workers}.db"
             wall = sweep(workers, store)
             trials, span = trial_span(store)
             rates[workers] = trials / span * 3600
-            print(
+            results.print(
                 f"{workers} worker(s): {trials} trials in {span:.0f} s of trial time "
                 f"({wall:.0f} s wall) = {rates[workers]:.0f} trials/hour"
             )
-        print(f"speed-up with 2 workers: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
+        results.print(f"speed-up with 2 workers: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
 
 
 def trial_span(store: str) -> tuple[int, float]:
