@@ -3,7 +3,7 @@ naming the file or key and what would be valid, exit code 2, and the MLflow stor
 state folder exactly as they were (a fresh store is not even created).
 
 In-process through `cli.main`, so each case takes well under a second once TensorFlow is
-imported. The README's troubleshooting section lists the same cases."""
+imported. docs/troubleshooting.md lists the same cases."""
 
 from __future__ import annotations
 
