@@ -8,12 +8,18 @@ import argparse
 import contextlib
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study import logs
 from study.errors import StudyError
 from study.processes import sigterm_as_interrupt
 from study.tracking.provenance import set_source
+
+if TYPE_CHECKING:
+    from study.tracking.store import Store
+    from study.tuning.sweep import SweepSummary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +129,8 @@ def sweep(args: argparse.Namespace) -> int:
     except WorkersLost as error:
         print(f"sweep failed: {error}", file=sys.stderr)
         return 1
+    if summary.completed:  # the sweep is recorded as ended: its trials are safe to read
+        _log_importance(store, summary, config.tuner.objective, say)
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -148,6 +156,24 @@ def sweep(args: argparse.Namespace) -> int:
         )
         print(_registered(kept))
     return 1 if summary.statuses and not summary.completed else 0
+
+
+def _log_importance(
+    store: Store, summary: SweepSummary, objective: str, say: Callable[[str], None]
+) -> None:
+    """Which knob mattered, on the sweep's parent run as `importance.*` metrics (and said)."""
+    import numpy as np
+
+    from study.report.build import sweep_importance  # loads optuna only when needed
+
+    table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
+    if table is not None:
+        shown = ", ".join(
+            f"{row.knob} {row.importance:.3f}"
+            + ("" if np.isnan(row.ci_low) else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+            for row in table.itertuples()
+        )
+        say(f"importance of each knob (fANOVA share of variance, 95% interval): {shown}")
 
 
 def _registered(kept) -> str:

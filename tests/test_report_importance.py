@@ -8,13 +8,14 @@ import itertools
 import pandas as pd
 import pytest
 
-from study import config
+from study import cli, config
 from study.report import document, importance, paper, tables
 from study.report.analysis import TABLE_FILES, analyse
 from study.report.build import build_report, sweep_importance
 from study.report.render import markdown
 from study.report.selection import select
 from study.tracking.store import Store
+from study.tuning.sweep import SweepSummary
 from tests.test_report_build import populate
 from tests.test_report_tables import frame, run
 
@@ -136,6 +137,32 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     assert set(expected) == {k for k in logged if k.startswith("importance.")}
     assert logged == pytest.approx(logged | expected)
     assert (tmp_path / "reports" / "knobs" / TABLE_FILES["importance"]).is_file()
+
+
+def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    specs = [
+        run(seed, activation, **{"model.dropout": dropout})
+        for activation, dropout, seed in itertools.product(("elu", "relu"), (0.1, 0.5), (0, 1))
+    ]
+    for spec in specs:
+        spec["metrics"]["val_accuracy"] = 0.95 - 0.3 * spec["params"]["model.dropout"]
+    parent = populate(store, "knobs", specs)
+    said = []
+    summary = SweepSummary(parent, store.experiment("knobs"))
+    cli._log_importance(store, summary, "val_accuracy", said.append)
+    logged = store.client.get_run(parent).data.metrics
+    table = sweep_importance(store, summary.experiment_id, parent, "val_accuracy")
+    assert {k for k in logged if k.startswith("importance.")} == set(
+        importance.importance_metrics(table)
+    )
+    assert said == [
+        "importance of each knob (fANOVA share of variance, 95% interval): "
+        + ", ".join(
+            f"{row.knob} {row.importance:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+            for row in table.itertuples()
+        )
+    ]
 
 
 def test_an_estimate_outside_its_resample_interval_is_called_out():

@@ -16,6 +16,7 @@ from study.report import tables
 from study.report.importance import importance_tables
 from study.report.paper import Paper
 from study.report.selection import ReportError, Selection, column, select
+from study.tracking import outcome
 
 DEFAULT_OBJECTIVE = "val_accuracy"
 TABLE_FILES = {
@@ -80,7 +81,7 @@ def analyse(
     ranking = tables.configurations(included, selection.swept, objective, split, outcomes)
     best_label = ranking["configuration"].iloc[0]
     best_runs = included[included["configuration"] == best_label]
-    best = tables.median_run(best_runs, objective)
+    best = outcome.median_run(best_runs, objective)
     activation_runs = tables.comparable(included, selection.swept, best, vary="activation")
     found |= {
         "configurations": ranking,

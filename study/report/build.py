@@ -21,6 +21,7 @@ from study.report import document, paper, render, tables
 from study.report.analysis import analyse
 from study.report.importance import importance_metrics, importance_tables
 from study.report.selection import ReportError, select
+from study.tracking.outcome import fetch_runs
 from study.tracking.store import PREDICTIONS, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -77,18 +78,6 @@ def sweep_importance(
 def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
     """The importance table as metrics `importance.<knob>` (and `.ci_low`, `.ci_high`)."""
     store.log(run_id, metrics=[(k, v, 0) for k, v in importance_metrics(table).items()])
-
-
-def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:
-    """Every run of the experiment as `mlflow.search_runs` gives it."""
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store.uri)
-    try:
-        return mlflow.search_runs(experiment_ids=[experiment_id])
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def fetch_outcomes(store: Store, run_ids) -> pd.DataFrame:

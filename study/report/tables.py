@@ -17,10 +17,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, OBJECTIVES, PHASE_KNOBS
+from study.config import KNOBS, PHASE_KNOBS
 from study.report import stats
 from study.report.paper import Paper
 from study.report.selection import column, matching, metric, param, value_order
+from study.tracking import outcome
 
 SPLITS = ("train", "val", "test")
 STAGES = {"frozen": "before fine-tuning", "fine_tune": "after fine-tuning"}
@@ -78,16 +79,15 @@ def configurations(
     split: str,
     outcomes: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every configuration, best first by the mean of `objective` over the seeds that every
-    configuration finished (or, when they share none, over its own seeds; ties: more seeds,
-    then the label), with its error rate on `split` and how it compares with the best."""
+    """Every configuration, best first as `outcome.ranking` ranks them (the mean of `objective`
+    over the seeds that every configuration finished), with its error rate on `split` and how
+    it compares with the best."""
     seeds = {label: set(group["seed"].dropna()) for label, group in runs.groupby("configuration")}
     every = set().union(*seeds.values()) if seeds else set()
-    shared = set.intersection(*seeds.values()) if seeds else set()
     rows = []
-    for label, group in runs.groupby("configuration", sort=False):
-        ranked_on = group[group["seed"].isin(shared)] if shared else group
-        score = stats.spread(metric(ranked_on, objective))
+    for ranked in outcome.ranking(runs, objective).itertuples():
+        label = ranked.configuration
+        group = runs[runs["configuration"] == label]
         own = stats.spread(metric(group, objective))
         error = error_spread(group, split, outcomes)
         rows.append(
@@ -98,8 +98,8 @@ def configurations(
                 "seeds": _seed_list(group),
                 "missing_seeds": " ".join(str(s) for s in sorted(every - seeds[label])),
                 "objective": objective,
-                "ranked_on_seeds": _seed_list(ranked_on),
-                "objective_mean": score.mean,
+                "ranked_on_seeds": ranked.ranked_on_seeds,
+                "objective_mean": ranked.objective_mean,
                 "objective_mean_all_seeds": own.mean,
                 "objective_std": own.std,
                 "error_split": split,
@@ -107,17 +107,9 @@ def configurations(
                 "error_rate_std": error.std,
                 "error_rate_ci_low": error.ci_low,
                 "error_rate_ci_high": error.ci_high,
-                "median_run_id": median_run(group, objective)["run_id"],
+                "median_run_id": outcome.median_run(group, objective)["run_id"],
             }
         )
-    sign = -1 if OBJECTIVES[objective] == "max" else 1
-
-    def rank(row: dict) -> tuple:
-        missing = math.isnan(row["objective_mean"])
-        score = 0.0 if missing else sign * row["objective_mean"]
-        return (missing, score, -row["n"], row["configuration"])
-
-    rows.sort(key=rank)
     table = pd.DataFrame(rows)
     table.insert(0, "rank", range(1, len(table) + 1))
     if len(table):
@@ -211,16 +203,6 @@ def _errors_by_image(runs: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Da
     table = found.assign(seed=found["run_id"].map(seed_of), error=1 - found["correct"])
     errors = table.pivot_table(index="seed", columns="file", values="error", aggfunc="first")
     return errors.dropna(axis=1).sort_index(axis=1)
-
-
-def median_run(runs: pd.DataFrame, objective: str) -> pd.Series:
-    """The run of median `objective` among these runs (the lower median for an even count,
-    ordered best first; ties: the lowest seed): the run that stands for the configuration in
-    figures, rather than its luckiest seed."""
-    ascending = OBJECTIVES[objective] == "min"
-    order = pd.DataFrame({"score": metric(runs, objective), "seed": runs["seed"]})
-    order = order.sort_values(["score", "seed"], ascending=[ascending, True], na_position="last")
-    return runs.loc[order.index[(order["score"].notna().sum() - 1) // 2 if len(order) else 0]]
 
 
 def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:

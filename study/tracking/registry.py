@@ -15,13 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
-import pandas as pd
-
 from study.config import OBJECTIVES, StudyConfig
-from study.report.tables import median_run
-from study.tracking import logged_model, runs
-from study.tracking.store import PARENT_TAG, Store
+from study.tracking import logged_model, outcome, runs
+from study.tracking.store import Store
 
 CHAMPION = "champion"
 SCORE_TAG, OBJECTIVE_TAG = "score", "objective"
@@ -50,8 +46,9 @@ def keep_sweep_best(
     best_values: dict,
     best_score: float,
 ) -> Registered:
-    """Log and register the model of the sweep's best configuration (its median-seed run);
-    a sweep that registered its model already (resumed after it ended) gives that version."""
+    """Log and register the model of the sweep's best configuration (its median-seed run), both
+    chosen by `outcome` over the sweep's runs, as the sweep's summary chose `best_values`; a
+    sweep that registered its model already (resumed after it ended) gives that version."""
     done = store.client.search_model_versions(
         f"name = '{config.name}' and tags.{SWEEP_TAG} = '{parent_run_id}'"
     )
@@ -66,23 +63,10 @@ def keep_sweep_best(
             str(held.version) if held is not None else "none",
         )
     best = config.with_values(best_values)
-    chosen = best.flat()
-    mlflow.set_tracking_uri(store.uri)
-    trials = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=(
-            f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.run_type = 'trial' "
-            "and attributes.status = 'FINISHED'"
-        ),
-    )
-    matches = pd.Series(True, index=trials.index)
-    for key in best_values:
-        matches &= trials[f"params.{key}"] == str(chosen[key])
-    candidates = trials[matches].copy()
-    epochs = pd.to_numeric(candidates["params.frozen.epochs"])
-    candidates = candidates[epochs == epochs.max()]  # Hyperband: the final budget only
-    candidates["seed"] = candidates["tags.seed"].astype(int)
-    run = median_run(candidates, config.tuner.objective)
+    counted = outcome.counted_runs(outcome.fetch_runs(store, experiment_id), parent_run_id)
+    objective = config.tuner.objective
+    label = outcome.best_configuration(counted.runs, objective)
+    run = outcome.median_run(counted.runs[counted.runs["configuration"] == label], objective)
     run_id, seed = run["run_id"], int(run["seed"])
     if not _has_keras_file(store, run_id):
         retrain = best.with_values({"seed": seed, "tracking.log_model": True})

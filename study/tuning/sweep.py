@@ -33,7 +33,7 @@ import yaml
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
-from study.tracking import runs, server
+from study.tracking import outcome, runs, server
 from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
 from study.tuning import tuner
 from study.tuning.workers import Lease, WorkerPool
@@ -143,8 +143,6 @@ class Sweep:
         summary.stop_reason = getattr(study_tuner.oracle, "stop_reason", None)
         status = "FAILED" if summary.statuses and not summary.completed else "FINISHED"
         self.store.end_run(self.parent_run_id, status)
-        if summary.completed:
-            self._log_importance()  # after the sweep is recorded as ended: its trials are safe
         return summary
 
     def work(self, oracle_address: str, worker_id: str) -> None:
@@ -413,37 +411,24 @@ class Sweep:
     # -- the outcome ---------------------------------------------------------------------------
 
     def _summarise(self, oracle) -> SweepSummary:
-        """Statuses, and the best configuration as the report ranks them: by the mean objective
-        over the seeds every configuration finished (its own seeds when they share none), and
-        for Hyperband over the trials of the final budget only."""
+        """Statuses, and the best configuration as the report names it: `outcome` ranks the
+        runs that count in the store (for Hyperband those of the final budget only)."""
         summary = SweepSummary(self.parent_run_id, self.experiment_id)
-        trials = list(oracle.trials.values()) if hasattr(oracle, "trials") else []
-        completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
-        budget = max((_budget(t) for t in completed), default=0)
-        scores: dict[str, dict] = {}
-        configs: dict[str, dict] = {}
-        for trial in trials:
+        trials = oracle.trials if hasattr(oracle, "trials") else {}
+        for trial in trials.values():
             summary.statuses[trial.trial_id] = str(trial.status)
             if trial.status == "FAILED":
                 self.close_failed(trial)
-        for trial in completed:
-            if _budget(trial) != budget:
-                continue
-            values = tuner.configuration(trial)
-            key = json.dumps(values, sort_keys=True, default=str)
-            scores.setdefault(key, {})[trial.hyperparameters.values.get(tuner.SEED)] = trial.score
-            configs[key] = values
-        if scores:
-            shared = set.intersection(*(set(found) for found in scores.values()))
-
-            def mean(key: str) -> float:
-                found = scores[key]
-                return float(np.mean([found[s] for s in (shared or found)]))
-
-            pick = max if self.config.tuner.direction == "max" else min
-            best = pick(sorted(scores), key=mean)
-            summary.best_values = configs[best]
-            summary.best_score = mean(best)
+        objective = self.config.tuner.objective
+        counted = outcome.counted_runs(
+            outcome.fetch_runs(self.store, self.experiment_id), self.parent_run_id
+        ).runs
+        best = outcome.best_configuration(counted, objective)
+        if best is not None:
+            ranked = outcome.ranking(counted, objective).set_index("configuration")
+            trial_id = counted.loc[counted["configuration"] == best, "tags.trial_id"].iloc[0]
+            summary.best_values = tuner.configuration(trials[trial_id])
+            summary.best_score = float(ranked.loc[best, "objective_mean"])
             summary.best_config_path = self._write_best_config(summary)
         self.store.log(
             self.parent_run_id,
@@ -451,28 +436,13 @@ class Sweep:
                 ("trials_completed", summary.completed, 0),
                 ("trials_failed", summary.failed, 0),
                 *(
-                    [(f"best_mean_{self.config.tuner.objective}", summary.best_score, 0)]
+                    [(f"best_mean_{objective}", summary.best_score, 0)]
                     if summary.best_score is not None
                     else []
                 ),
             ],
         )
         return summary
-
-    def _log_importance(self) -> None:
-        """Which knob mattered, on the parent run as `importance.*` metrics (and printed)."""
-        from study.report.build import sweep_importance  # loads optuna only when needed
-
-        table = sweep_importance(
-            self.store, self.experiment_id, self.parent_run_id, self.config.tuner.objective
-        )
-        if table is not None:
-            shown = ", ".join(
-                f"{row.knob} {row.importance:.3f}"
-                + ("" if np.isnan(row.ci_low) else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]")
-                for row in table.itertuples()
-            )
-            self.say(f"importance of each knob (fANOVA share of variance, 95% interval): {shown}")
 
     def _write_best_config(self, summary: SweepSummary) -> Path:
         best = self.config.with_values(summary.best_values)
@@ -486,11 +456,6 @@ class Sweep:
         atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
         self.store.client.log_artifact(self.parent_run_id, str(path))
         return path
-
-
-def _budget(trial) -> int:
-    """The epochs Hyperband gave a trial (0 for other oracles)."""
-    return int(trial.hyperparameters.values.get("tuner/epochs", 0))
 
 
 def trial_name(config: StudyConfig, trial_id: str, values: dict) -> str:
