@@ -179,6 +179,9 @@ class Phase(Strict):
     optimizer: Optimizer = "adam"
     learning_rate: float = Field(1e-3, gt=0, le=10)
     decay_rate: float = Field(0.0, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="s: the loss's target is (1 - s) one-hot + s / classes"
+    )
     early_stopping: EarlyStopping = EarlyStopping()
     augment: bool = Field(
         True, description="train on augmented images (the paper); false: on the clean images"

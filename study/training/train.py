@@ -353,7 +353,7 @@ def _fit(
         )
     model.compile(
         optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=phase_loss(phase),
         metrics=["accuracy"],
         run_eagerly=phase.execution == "eager",
         steps_per_execution=len(batches) if whole_epochs else 1,
@@ -403,6 +403,35 @@ def _fit(
     )
 
 
+def phase_loss(phase: Phase) -> keras.losses.Loss:
+    """The loss a phase trains on, on integer labels: sparse categorical cross-entropy, or, with
+    label smoothing (which Keras's sparse loss does not take), `SmoothedSparseCrossentropy`."""
+    if phase.label_smoothing == 0:
+        return keras.losses.SparseCategoricalCrossentropy()
+    return SmoothedSparseCrossentropy(phase.label_smoothing)
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Keras's categorical cross-entropy with `label_smoothing` s on integer labels: the target
+    of a label is (1 - s) times its one-hot vector plus s / classes."""
+
+    def __init__(
+        self, label_smoothing: float, name: str = "smoothed_sparse_crossentropy", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, labels, probabilities):
+        labels = keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
+        one_hot = keras.ops.one_hot(labels, keras.ops.shape(probabilities)[-1])
+        return keras.losses.categorical_crossentropy(
+            one_hot, probabilities, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
 class EagerValidation(keras.callbacks.Callback):
     """Scores the validation split with one eager call of the model and adds `val_loss` and
     `val_accuracy` to each epoch's logs, as Keras's validation would, without tracing a test
@@ -414,11 +443,12 @@ class EagerValidation(keras.callbacks.Callback):
         self.inputs, self.labels = inputs, labels
 
     def scores(self, model: keras.Model) -> dict[str, float]:
-        """`loss` and `accuracy` as `model.evaluate` gives them in one batch."""
+        """`loss` (the compiled one) and `accuracy` as `model.evaluate` gives them in one
+        batch."""
         probabilities = model(self.inputs, training=False)
-        loss = keras.losses.sparse_categorical_crossentropy(self.labels, probabilities)
+        loss = model.loss(self.labels, probabilities)
         right = keras.metrics.sparse_categorical_accuracy(self.labels, probabilities)
-        return {"loss": float(keras.ops.mean(loss)), "accuracy": float(keras.ops.mean(right))}
+        return {"loss": float(loss), "accuracy": float(keras.ops.mean(right))}
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs.update({f"val_{key}": value for key, value in self.scores(self.model).items()})

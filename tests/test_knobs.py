@@ -1,0 +1,96 @@
+"""Knobs of the loss, the head and the class balance: set from YAML, swept, and acting on
+training with real NEU images at a small size."""
+
+import numpy as np
+import pytest
+
+from study import config
+from study.caches import features
+from study.data import dataset as data
+from study.model import nasnet as model
+from study.training import train as training
+from study.tuning import tuner
+
+from .conftest import copy_slice
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return data.load(copy_slice(tmp_path_factory.mktemp("neu"), per_class=8), SIZE)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    return model.resolve_weights("none")
+
+
+@pytest.fixture(scope="module")
+def cache(dataset, weights, tmp_path_factory):
+    cfg = study_config()
+    return features.load_or_build(
+        dataset, weights, **features.settings(cfg), directory=tmp_path_factory.mktemp("cache")
+    )
+
+
+def study_config(**values):
+    base = {
+        "name": "t",
+        "data": {"image_size": SIZE},
+        "model": {"weights": "none"},
+        "frozen": {"epochs": 3, "batch_size": 16},
+        "features": {"views": 1},
+    }
+    return config.validate(base).with_values(values)
+
+
+def cross_entropy(labels: np.ndarray, probabilities: np.ndarray, smoothing: float) -> float:
+    """Keras's categorical cross-entropy on smoothed one-hot targets, in numpy."""
+    classes = probabilities.shape[1]
+    targets = (1 - smoothing) * np.eye(classes)[labels] + smoothing / classes
+    clipped = np.clip(probabilities / probabilities.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
+    return float(np.mean(-(targets * np.log(clipped)).sum(axis=1)))
+
+
+def test_label_smoothing_is_a_sweepable_setting_of_both_phases():
+    swept = {"type": "choice", "values": [0.0, 0.1]}
+    cfg = config.validate(
+        {
+            "name": "t",
+            "fine_tune": {"epochs": 1, "label_smoothing": 0.2},
+            "hyperparameters": {"frozen.label_smoothing": swept},
+        }
+    )
+    assert cfg.fine_tune.label_smoothing == 0.2 and cfg.frozen.label_smoothing == 0.0
+    assert tuner.search_space(cfg).get("frozen.label_smoothing") == 0.0
+    assert cfg.with_values({"frozen.label_smoothing": 0.1}).flat()["frozen.label_smoothing"] == 0.1
+    with pytest.raises(config.ConfigError, match=r"fine_tune.label_smoothing.*\(got 1\)"):
+        config.validate({"name": "t", "fine_tune": {"label_smoothing": 1}})
+
+
+def test_the_loss_of_a_phase_smooths_its_labels():
+    labels = np.array([0, 2, 1, 2])
+    probabilities = np.array(
+        [[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3], [0.5, 0.25, 0.25]], np.float32
+    )
+    for smoothing in (0.0, 0.1):
+        phase = config.Phase(label_smoothing=smoothing)
+        loss = float(training.phase_loss(phase)(labels, probabilities))
+        assert loss == pytest.approx(cross_entropy(labels, probabilities, smoothing), rel=1e-5)
+    plain = cross_entropy(labels, probabilities, 0.0)
+    assert cross_entropy(labels, probabilities, 0.1) != pytest.approx(plain, rel=1e-3)
+
+
+def test_the_frozen_phase_trains_and_validates_on_the_smoothed_loss(dataset, weights, cache):
+    cfg = study_config(**{"frozen.label_smoothing": 0.1})
+    parts = data.split(dataset, cfg.data.split, cfg.seed)
+    result = training.train(cfg, dataset, parts, weights, cache)
+    # The head as training starts: built again from the same seed.
+    head = model.build_head(len(dataset.class_names), "elu", 0.2, 100, cfg.seed)
+    labels = dataset.labels[parts["val"]]
+    start = head.predict(cache.clean[parts["val"]], verbose=0)
+    phase = result.phases[0]
+    assert phase.initial["val_loss"] == pytest.approx(cross_entropy(labels, start, 0.1), rel=1e-4)
+    assert phase.initial["val_loss"] != pytest.approx(cross_entropy(labels, start, 0.0), rel=1e-3)
+    assert phase.epochs_run == 3 and np.isfinite(phase.history["loss"]).all()
