@@ -52,6 +52,7 @@ NOT_SWEEPABLE = (
     "data.augmentation",
     "model.weights",
     "model.init_seed",
+    "model.pooling",
     "features",
     "fine_tune.trainable",
 )
@@ -160,6 +161,9 @@ class Model(Strict):
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
     head_width: int = Field(100, ge=1, le=8192)
+    pooling: Literal["avg", "max"] = Field(
+        "avg", description="how the backbone's last feature map becomes the head's input"
+    )
     normalize_features: bool = Field(
         False, description="standardize the backbone's features with the training split's"
     )

@@ -94,3 +94,46 @@ def test_the_frozen_phase_trains_and_validates_on_the_smoothed_loss(dataset, wei
     assert phase.initial["val_loss"] == pytest.approx(cross_entropy(labels, start, 0.1), rel=1e-4)
     assert phase.initial["val_loss"] != pytest.approx(cross_entropy(labels, start, 0.0), rel=1e-3)
     assert phase.epochs_run == 3 and np.isfinite(phase.history["loss"]).all()
+
+
+def test_max_pooling_gives_a_feature_cache_of_its_own(dataset, weights, cache, tmp_path):
+    average = features.settings(study_config())
+    pooled = features.settings(study_config(**{"model.pooling": "max"}))
+    unpooled_key = {key: value for key, value in average.items() if key != "pooling"}
+    # Caches from before the knob hold average-pooled features under the same key.
+    assert features.cache_key(dataset, weights, **unpooled_key) == cache.key
+    assert features.cache_key(dataset, weights, **pooled) != cache.key
+    maxed = features.load_or_build(dataset, weights, **pooled, directory=tmp_path)
+    images = data.to_model_input(dataset.images[:8])
+    by_max = model.build_backbone(SIZE, weights, "max").predict(images, verbose=0)
+    np.testing.assert_allclose(maxed.clean[:8], by_max, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(maxed.clean, cache.clean, atol=1e-3)
+
+
+def test_a_max_pooled_head_differs_from_the_average_pooled_one_with_as_many_parameters(
+    dataset, weights
+):
+    head = model.build_head(len(dataset.class_names), "elu", 0.2, 100, 0)
+    images = data.to_model_input(dataset.images[:8])
+    outputs = {}
+    for pooling in ("avg", "max"):
+        backbone = model.build_backbone(SIZE, weights, pooling)
+        classifier = model.build_classifier(backbone, head)
+        backbone.trainable = False
+        assert model.parameter_counts(classifier)[1] == 106_306
+        outputs[pooling] = classifier.predict(images, verbose=0)
+    assert not np.allclose(outputs["avg"], outputs["max"], atol=1e-4)
+
+
+def test_training_builds_the_backbone_with_the_configured_pooling(dataset, weights):
+    cfg = study_config(**{"model.pooling": "max", "frozen.epochs": 1})
+    result = training.train(cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, None)
+    backbone = result.model.layers[1]
+    assert type(backbone.layers[-1]).__name__ == "GlobalMaxPooling2D"
+    assert result.parameters["trainable_frozen"] == 106_306
+
+
+def test_pooling_is_fixed_within_a_sweep_because_the_feature_cache_holds_pooled_features():
+    swept = {"model.pooling": {"type": "choice", "values": ["avg", "max"]}}
+    with pytest.raises(config.ConfigError, match="model.pooling: the trials of a sweep share"):
+        config.validate({"name": "t", "hyperparameters": swept})

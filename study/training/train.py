@@ -136,7 +136,11 @@ def train(
     )
     result = TrainingResult(class_names=dataset.class_names, head=head)
     needs_backbone = features is None or config.fine_tune.epochs > 0
-    backbone = build_backbone(config.data.image_size, weights) if needs_backbone else None
+    backbone = (
+        build_backbone(config.data.image_size, weights, config.model.pooling)
+        if needs_backbone
+        else None
+    )
     model = build_classifier(backbone, head) if backbone is not None else None
 
     def image_batches(phase: Phase, seed: int) -> AugmentedBatches:
