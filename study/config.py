@@ -186,6 +186,11 @@ class Phase(Strict):
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="s: the loss's target is (1 - s) one-hot + s / classes"
     )
+    class_weight: Literal["none", "balanced"] = Field(
+        "none",
+        description="balanced: each class weighs n_samples / (n_classes * its count) in the "
+        "training loss, counted on the training split",
+    )
     early_stopping: EarlyStopping = EarlyStopping()
     augment: bool = Field(
         True, description="train on augmented images (the paper); false: on the clean images"

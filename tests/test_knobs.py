@@ -137,3 +137,52 @@ def test_pooling_is_fixed_within_a_sweep_because_the_feature_cache_holds_pooled_
     swept = {"model.pooling": {"type": "choice", "values": ["avg", "max"]}}
     with pytest.raises(config.ConfigError, match="model.pooling: the trials of a sweep share"):
         config.validate({"name": "t", "hyperparameters": swept})
+
+
+def imbalanced_split(dataset) -> dict[str, np.ndarray]:
+    """Every image of the first class and two of each other class to train on, as a defect set
+    that is mostly one class; the rest to validate on."""
+    labels = dataset.labels
+    train = np.concatenate(
+        [np.flatnonzero(labels == c)[: None if c == 0 else 2] for c in np.unique(labels)]
+    )
+    rest = np.setdiff1d(np.arange(len(labels)), train)
+    return {"train": train, "val": rest, "test": np.array([], dtype=int)}
+
+
+def test_balanced_class_weights_are_n_over_classes_times_count_on_the_training_split(dataset):
+    labels = dataset.labels[imbalanced_split(dataset)["train"]]
+    balanced = config.Phase(class_weight="balanced")
+    counts = np.bincount(labels)
+    expected = {c: len(labels) / (len(counts) * counts[c]) for c in range(len(counts))}
+    assert training.phase_class_weight(balanced, labels) == pytest.approx(expected)
+    assert training.phase_class_weight(config.Phase(), labels) is None
+    swept = {"fine_tune.class_weight": {"type": "choice", "values": ["none", "balanced"]}}
+    cfg = config.validate({"name": "t", "fine_tune": {"epochs": 1}, "hyperparameters": swept})
+    assert tuner.search_space(cfg).get("fine_tune.class_weight") == "none"
+    with pytest.raises(config.ConfigError, match="frozen.class_weight"):
+        config.validate({"name": "t", "frozen": {"class_weight": "inverse"}})
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "cached"), [("none", True), ("balanced", True), ("balanced", False)]
+)
+def test_class_weights_reach_the_training_loss(dataset, weights, cache, class_weight, cached):
+    """An epoch at a learning rate too small to move the head: its training loss is the
+    start's cross-entropy, each image's weighted by its class, on cached features (one
+    TensorFlow call per epoch) and end to end (`batch_pipeline`)."""
+    parts = imbalanced_split(dataset)
+    labels = dataset.labels[parts["train"]]
+    cfg = study_config(
+        **{"model.dropout": 0.0, "frozen.class_weight": class_weight, "frozen.augment": False}
+    ).with_values({"frozen.epochs": 1, "frozen.batch_size": 64, "frozen.learning_rate": 1e-9})
+    head = model.build_head(len(dataset.class_names), "elu", 0.0, 100, cfg.seed)
+    start = head.predict(cache.clean[parts["train"]], verbose=0)
+    per_image = -np.log(np.clip(start[np.arange(len(labels)), labels], 1e-7, 1))
+    weights_of = training.phase_class_weight(cfg.frozen, labels) or {}
+    expected = np.mean([weights_of.get(label, 1.0) for label in labels] * per_image)
+
+    result = training.train(cfg, dataset, parts, weights, cache if cached else None)
+    assert result.phases[0].history["loss"][0] == pytest.approx(expected, rel=1e-4)
+    if class_weight == "balanced":  # the minority classes' images weigh more
+        assert expected != pytest.approx(per_image.mean(), rel=1e-2)

@@ -25,6 +25,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+from sklearn.utils.class_weight import compute_class_weight
 
 from study.caches.activations import ActivationCache, TrainingViews
 from study.caches.features import FeatureCache
@@ -286,7 +287,10 @@ class CachedViews:
 
 
 class BatchSource(Protocol):
-    """Batches of training data by index within an epoch, and the step to the next epoch."""
+    """Batches of training data by index within an epoch, and the step to the next epoch;
+    `labels` holds the label of every training example, once."""
+
+    labels: np.ndarray
 
     def __len__(self) -> int: ...
 
@@ -390,6 +394,7 @@ def _fit(
         validation_data=None if whole_epochs else validation,
         validation_batch_size=phase.batch_size,
         epochs=phase.epochs,
+        class_weight=phase_class_weight(phase, batches.labels),
         callbacks=[*callbacks, watch, early_stop],
         verbose=verbose,
     )
@@ -413,6 +418,16 @@ def phase_loss(phase: Phase) -> keras.losses.Loss:
     if phase.label_smoothing == 0:
         return keras.losses.SparseCategoricalCrossentropy()
     return SmoothedSparseCrossentropy(phase.label_smoothing)
+
+
+def phase_class_weight(phase: Phase, labels: np.ndarray) -> dict[int, float] | None:
+    """Keras's `class_weight` for a phase that trains on `labels`: none, or for "balanced"
+    n_samples / (n_classes * count) per class present (scikit-learn's)."""
+    if phase.class_weight == "none":
+        return None
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(label): float(weight) for label, weight in zip(classes, weights, strict=True)}
 
 
 class SmoothedSparseCrossentropy(keras.losses.Loss):
