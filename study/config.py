@@ -52,6 +52,7 @@ NOT_SWEEPABLE = (
     "data.augmentation",
     "model.weights",
     "model.init_seed",
+    "model.pooling",
     "features",
     "fine_tune.trainable",
 )
@@ -160,6 +161,9 @@ class Model(Strict):
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
     head_width: int = Field(100, ge=1, le=8192)
+    pooling: Literal["avg", "max"] = Field(
+        "avg", description="how the backbone's last feature map becomes the head's input"
+    )
     normalize_features: bool = Field(
         False, description="standardize the backbone's features with the training split's"
     )
@@ -179,6 +183,14 @@ class Phase(Strict):
     optimizer: Optimizer = "adam"
     learning_rate: float = Field(1e-3, gt=0, le=10)
     decay_rate: float = Field(0.0, ge=0, lt=1, description="b in lr = a (1 - b)^epoch")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="s: the loss's target is (1 - s) one-hot + s / classes"
+    )
+    class_weight: Literal["none", "balanced"] = Field(
+        "none",
+        description="balanced: each class weighs n_samples / (n_classes * its count) in the "
+        "training loss, counted on the training split",
+    )
     early_stopping: EarlyStopping = EarlyStopping()
     augment: bool = Field(
         True, description="train on augmented images (the paper); false: on the clean images"

@@ -3,6 +3,7 @@ expected number is computed here from the frame's own values with numpy and scip
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -395,6 +396,26 @@ def test_hyperparameter_table_lists_what_the_runs_used():
     assert table.loc["trainable parameters", "ours_before"] == "106,306"
     assert table.loc["learning rate mode", "ours_after"] == "exponential decay"
     assert table.loc["epochs", "ours_after"] == "30 (ran 5)"
+
+
+def test_hyperparameter_table_shows_settings_it_has_no_rule_for_by_their_dotted_path():
+    specs = [
+        run(0, **{"frozen.augment": augment, "model.normalize_features": True})
+        for augment in (False, True)
+    ]
+    runs = select(frame(specs)).runs
+    unknown = {"source": "a later paper", "frozen": "0", "fine_tune": "0"}
+    extended = dataclasses.replace(
+        PAPER, hyperparameters={**PAPER.hyperparameters, "model.init_seed": unknown}
+    )
+    table = tables.hyperparameter_table(runs, extended).set_index("hyperparameter")
+    added = ["model.init_seed", "model.normalize_features", "frozen.augment"]
+    assert list(table.index) == [key.replace("_", " ") for key in PAPER.hyperparameters] + added
+    assert table.loc["model.init_seed", ["ours_before", "ours_after"]].tolist() == ["0", "0"]
+    assert table.loc["model.normalize_features", "ours_after"] == "True"
+    augment = table.loc["frozen.augment"]
+    assert augment["paper_source"] == "not in the paper"
+    assert [augment["ours_before"], augment["ours_after"]] == ["varies: False, True", ""]
 
 
 def test_activation_table_pairs_each_activation_with_elu_by_seed():

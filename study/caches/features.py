@@ -56,6 +56,7 @@ def settings(config: StudyConfig) -> dict:
         "views": config.features.views if config.frozen.augment else 0,
         "seed": config.features.seed,
         "runtime": config.features.runtime,
+        "pooling": config.model.pooling,
     }
 
 
@@ -68,9 +69,10 @@ def cache_key(
     seed: int,
     runtime: str = "tensorflow",
     cut: str | None = None,
+    pooling: str = "avg",
 ) -> str:
     """A digest of everything the cached content depends on; `cut` (the first cell above a
-    fine-tuning cut) for the activation cache."""
+    fine-tuning cut) for the activation cache, which holds no pooled features."""
     inputs = {
         "format": FORMAT_VERSION,
         "data": dataset.fingerprint,
@@ -86,6 +88,8 @@ def cache_key(
     }
     if cut is not None:
         inputs["cut"] = cut
+    if pooling != "avg":  # caches from before max pooling are average-pooled: their keys stay
+        inputs["pooling"] = pooling
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -99,18 +103,21 @@ def load_or_build(
     directory: Path,
     progress: bool = True,
     runtime: str = "tensorflow",
+    pooling: str = "avg",
 ) -> FeatureCache:
-    """The cached features for these inputs, building them first if needed: on `runtime`, or
-    on TensorFlow when `runtime` cannot run the backbone."""
+    """The cached features for these inputs (pooled by `pooling`), building them first if
+    needed: on `runtime`, or on TensorFlow when `runtime` cannot run the backbone."""
     runtimes.check(runtime)
     for candidate in dict.fromkeys([runtime, "tensorflow"]):
-        key = cache_key(dataset, weights, image_size, augmentation, views, seed, candidate)
+        key = cache_key(
+            dataset, weights, image_size, augmentation, views, seed, candidate, pooling=pooling
+        )
 
         def read(path: Path, key: str = key) -> FeatureCache | None:
             return _read(path, key, len(dataset), views)
 
         def build(path: Path, key: str = key, candidate: str = candidate) -> None:
-            backbone = build_backbone(image_size, weights)
+            backbone = build_backbone(image_size, weights, pooling)
             with tempfile.TemporaryDirectory() as folder:
                 try:
                     predict = runtimes.predictor(backbone, candidate, Path(folder))

@@ -105,11 +105,12 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_backbone(image_size: int, weights: Weights) -> keras.Model:
-    """NASNet-Mobile without its top, globally average-pooled to FEATURE_WIDTH values."""
+def build_backbone(image_size: int, weights: Weights, pooling: str = "avg") -> keras.Model:
+    """NASNet-Mobile without its top, globally pooled (`pooling`: avg or max) to FEATURE_WIDTH
+    values."""
     keras.utils.set_random_seed(weights.init_seed)
     backbone = keras.applications.NASNetMobile(
-        include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling="avg"
+        include_top=False, weights=None, input_shape=(image_size, image_size, 3), pooling=pooling
     )
     if weights.path is not None:
         try:

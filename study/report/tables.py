@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, PHASE_KNOBS
+from study.config import KNOBS, PHASE_KNOBS, StudyConfig
 from study.report import stats
 from study.report.paper import Paper
 from study.report.selection import column, matching, metric, param, value_order
@@ -207,11 +207,16 @@ def _errors_by_image(runs: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.Da
 
 def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
     """Table 2: each hyperparameter before and after fine-tuning, the paper's beside ours.
-    Ours lists every value the runs used; a phase every run switched off says so."""
+    Ours lists every value the runs used; a phase every run switched off says so. After the
+    paper's rows, a row per model or phase setting that none of them shows and that a run set
+    away from its default, named by its dotted path (frozen.augment)."""
+    unlisted = {"source": "not in the paper", "frozen": "", "fine_tune": ""}
+    listed = paper.hyperparameters
+    others = {key: unlisted for key in _unshown_settings(runs, list(listed))}
     rows = []
-    for key, reference in paper.hyperparameters.items():
+    for key, reference in {**listed, **others}.items():
         row = {
-            "hyperparameter": key.replace("_", " "),
+            "hyperparameter": key if "." in key else key.replace("_", " "),
             "paper_source": reference["source"],
             "paper_before": reference["frozen"],
             "paper_after": reference["fine_tune"],
@@ -441,8 +446,7 @@ def comparable(runs: pd.DataFrame, swept: list[str], best: pd.Series, vary: str)
 
 def _our_setting(runs: pd.DataFrame, key: str, stage: str) -> str:
     """One row of Table 2 for one phase: every value the runs used."""
-    epochs = pd.to_numeric(param(runs, f"{stage}.epochs"), errors="coerce")
-    phase_off = bool(len(runs)) and (epochs == 0).all()
+    phase_off = _phase_off(runs, stage)
     if key == "epochs":
         ran = metric(runs, f"{stage}_epochs_run").dropna()
         text = _distinct(param(runs, f"{stage}.epochs"))
@@ -469,7 +473,46 @@ def _our_setting(runs: pd.DataFrame, key: str, stage: str) -> str:
         monitor = param(runs, f"{stage}.early_stopping.monitor").astype(str)
         text = ("patience " + patience + " on " + monitor).where(patience != "None", "off")
         return _distinct(text)
-    raise KeyError(f"paper.yaml names hyperparameter {key!r}, which Table 2 does not know")
+    return _setting_by_path(runs, key, stage, phase_off)
+
+
+def _phase_off(runs: pd.DataFrame, stage: str) -> bool:
+    epochs = pd.to_numeric(param(runs, f"{stage}.epochs"), errors="coerce")
+    return bool(len(runs)) and bool((epochs == 0).all())
+
+
+def _setting_by_path(runs: pd.DataFrame, key: str, stage: str, phase_off: bool) -> str:
+    """A row Table 2 has no rule for: the values of the config key `key` (model.pooling), or of
+    `<phase>.<key>` when both phases have it. A phase's own key (frozen.label_smoothing) fills
+    that phase's column only."""
+    section = key.partition(".")[0]
+    if section not in STAGES and f"params.{stage}.{key}" in runs.columns:
+        key, section = f"{stage}.{key}", stage
+    if section not in STAGES:
+        return _distinct(param(runs, key))
+    if section != stage:
+        return ""
+    return "phase off" if phase_off else _distinct(param(runs, key))
+
+
+def _unshown_settings(runs: pd.DataFrame, rows: list[str]) -> list[str]:
+    """The model and phase config keys that no row of `rows` shows and that some run set to a
+    value other than its default, in config order."""
+    shown = set()
+    for row in rows:
+        paths = _ROW_PARAMS.get(row, (row,))
+        shown |= {p.format(phase=stage) for p in paths for stage in STAGES}
+        shown |= {f"{stage}.{row}" for stage in STAGES}
+    defaults = {key: str(value) for key, value in StudyConfig(name="defaults").flat().items()}
+    order = {key: index for index, key in enumerate(defaults)}
+    found = []
+    for name in runs.columns:
+        key = name.removeprefix("params.")
+        if name.startswith(("params.model.", *(f"params.{stage}." for stage in STAGES))):
+            used = {str(value) for value in runs[name].dropna().unique()}
+            if key not in shown and used - {defaults.get(key)}:
+                found.append(key)
+    return sorted(found, key=lambda key: (order.get(key, len(order)), key))
 
 
 # Table 2 rows that are one value for both phases, and those read from `<phase>.<param>`.
@@ -487,6 +530,16 @@ _PHASE_PARAMS = {
     "decay_rate": "decay_rate",
     "optimizer": "optimizer",
     "restore_best_weights": "early_stopping.restore_best",
+}
+# The config keys each Table 2 row shows ({phase}: each phase's), where not `<phase>.<row>`.
+_ROW_PARAMS = {
+    "activation": ("model.activation",),
+    "dropout": ("model.dropout",),
+    "head_width": ("model.head_width",),
+    "weights": ("model.weights",),
+    "learning_rate_mode": ("{phase}.decay_rate",),
+    "restore_best_weights": ("{phase}.early_stopping.restore_best",),
+    "early_stopping": ("{phase}.early_stopping.patience", "{phase}.early_stopping.monitor"),
 }
 
 

@@ -271,7 +271,8 @@ def write_artifacts(
 
     if config.tracking.log_model:
         model = result.model or build_classifier(
-            build_backbone(config.data.image_size, prepared.weights), result.head
+            build_backbone(config.data.image_size, prepared.weights, config.model.pooling),
+            result.head,
         )
         model.save(folder / "model.keras")
 

@@ -25,6 +25,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+from sklearn.utils.class_weight import compute_class_weight
 
 from study.caches.activations import ActivationCache, TrainingViews
 from study.caches.features import FeatureCache
@@ -136,7 +137,11 @@ def train(
     )
     result = TrainingResult(class_names=dataset.class_names, head=head)
     needs_backbone = features is None or config.fine_tune.epochs > 0
-    backbone = build_backbone(config.data.image_size, weights) if needs_backbone else None
+    backbone = (
+        build_backbone(config.data.image_size, weights, config.model.pooling)
+        if needs_backbone
+        else None
+    )
     model = build_classifier(backbone, head) if backbone is not None else None
 
     def image_batches(phase: Phase, seed: int) -> AugmentedBatches:
@@ -282,7 +287,10 @@ class CachedViews:
 
 
 class BatchSource(Protocol):
-    """Batches of training data by index within an epoch, and the step to the next epoch."""
+    """Batches of training data by index within an epoch, and the step to the next epoch;
+    `labels` holds the label of every training example, once."""
+
+    labels: np.ndarray
 
     def __len__(self) -> int: ...
 
@@ -353,7 +361,7 @@ def _fit(
         )
     model.compile(
         optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=phase_loss(phase),
         metrics=["accuracy"],
         run_eagerly=phase.execution == "eager",
         steps_per_execution=len(batches) if whole_epochs else 1,
@@ -386,6 +394,7 @@ def _fit(
         validation_data=None if whole_epochs else validation,
         validation_batch_size=phase.batch_size,
         epochs=phase.epochs,
+        class_weight=phase_class_weight(phase, batches.labels),
         callbacks=[*callbacks, watch, early_stop],
         verbose=verbose,
     )
@@ -403,6 +412,45 @@ def _fit(
     )
 
 
+def phase_loss(phase: Phase) -> keras.losses.Loss:
+    """The loss a phase trains on, on integer labels: sparse categorical cross-entropy, or, with
+    label smoothing (which Keras's sparse loss does not take), `SmoothedSparseCrossentropy`."""
+    if phase.label_smoothing == 0:
+        return keras.losses.SparseCategoricalCrossentropy()
+    return SmoothedSparseCrossentropy(phase.label_smoothing)
+
+
+def phase_class_weight(phase: Phase, labels: np.ndarray) -> dict[int, float] | None:
+    """Keras's `class_weight` for a phase that trains on `labels`: none, or for "balanced"
+    n_samples / (n_classes * count) per class present (scikit-learn's)."""
+    if phase.class_weight == "none":
+        return None
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(label): float(weight) for label, weight in zip(classes, weights, strict=True)}
+
+
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Keras's categorical cross-entropy with `label_smoothing` s on integer labels: the target
+    of a label is (1 - s) times its one-hot vector plus s / classes."""
+
+    def __init__(
+        self, label_smoothing: float, name: str = "smoothed_sparse_crossentropy", **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, labels, probabilities):
+        labels = keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
+        one_hot = keras.ops.one_hot(labels, keras.ops.shape(probabilities)[-1])
+        return keras.losses.categorical_crossentropy(
+            one_hot, probabilities, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
 class EagerValidation(keras.callbacks.Callback):
     """Scores the validation split with one eager call of the model and adds `val_loss` and
     `val_accuracy` to each epoch's logs, as Keras's validation would, without tracing a test
@@ -414,11 +462,12 @@ class EagerValidation(keras.callbacks.Callback):
         self.inputs, self.labels = inputs, labels
 
     def scores(self, model: keras.Model) -> dict[str, float]:
-        """`loss` and `accuracy` as `model.evaluate` gives them in one batch."""
+        """`loss` (the compiled one) and `accuracy` as `model.evaluate` gives them in one
+        batch."""
         probabilities = model(self.inputs, training=False)
-        loss = keras.losses.sparse_categorical_crossentropy(self.labels, probabilities)
+        loss = model.loss(self.labels, probabilities)
         right = keras.metrics.sparse_categorical_accuracy(self.labels, probabilities)
-        return {"loss": float(keras.ops.mean(loss)), "accuracy": float(keras.ops.mean(right))}
+        return {"loss": float(loss), "accuracy": float(keras.ops.mean(right))}
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs.update({f"val_{key}": value for key, value in self.scores(self.model).items()})
