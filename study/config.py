@@ -52,7 +52,6 @@ NOT_SWEEPABLE = (
     "data.augmentation",
     "model.weights",
     "model.init_seed",
-    "model.pooling",
     "features",
     "fine_tune.trainable",
 )

@@ -8,6 +8,7 @@ from study import config
 from study.caches import features
 from study.data import dataset as data
 from study.model import nasnet as model
+from study.tracking import runs
 from study.training import train as training
 from study.tuning import tuner
 
@@ -133,10 +134,19 @@ def test_training_builds_the_backbone_with_the_configured_pooling(dataset, weigh
     assert result.parameters["trainable_frozen"] == 106_306
 
 
-def test_pooling_is_fixed_within_a_sweep_because_the_feature_cache_holds_pooled_features():
+def test_a_sweep_over_pooling_gives_each_trial_the_feature_cache_of_its_pooling(
+    dataset, weights, cache, tmp_path
+):
     swept = {"model.pooling": {"type": "choice", "values": ["avg", "max"]}}
-    with pytest.raises(config.ConfigError, match="model.pooling: the trials of a sweep share"):
-        config.validate({"name": "t", "hyperparameters": swept})
+    cfg = config.validate({"name": "t", "hyperparameters": swept})
+    assert tuner.search_space(cfg).get("model.pooling") == "avg"
+    prepared = runs.Prepared(dataset, weights, cache, state_dir=tmp_path, progress=False)
+    assert prepared.features_for(study_config()) is cache
+    maxed = prepared.features_for(study_config(**{"model.pooling": "max"}))
+    assert maxed.key == features.cache_key(
+        dataset, weights, **features.settings(study_config(**{"model.pooling": "max"}))
+    )
+    assert (tmp_path / "features").is_dir() and not np.allclose(maxed.clean, cache.clean)
 
 
 def imbalanced_split(dataset) -> dict[str, np.ndarray]:

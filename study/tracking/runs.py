@@ -36,6 +36,28 @@ class Prepared:
     weights: Weights
     features: features.FeatureCache | None
     activations: activations.ActivationCache | None = None
+    state_dir: Path | None = None
+    progress: bool = True
+
+    def features_for(self, config: StudyConfig) -> features.FeatureCache | None:
+        """The feature cache of this configuration: the prepared one, or the cache of a
+        trial whose swept setting changes what the cache holds (`model.pooling`), built on
+        its first trial and read from disk by the others."""
+        if self.features is None:
+            return None
+        settings = features.settings(config)
+        # The runtime is the one the prepared cache was computed on (it may have fallen back
+        # to TensorFlow); it is not sweepable.
+        computed = {**settings, "runtime": self.features.runtime}
+        if features.cache_key(self.dataset, self.weights, **computed) == self.features.key:
+            return self.features
+        return features.load_or_build(
+            self.dataset,
+            self.weights,
+            **settings,
+            directory=Path(self.state_dir) / "features",
+            progress=self.progress,
+        )
 
 
 def prepare(
@@ -68,7 +90,7 @@ def prepare(
             directory=Path(state_dir) / "activations",
             progress=progress,
         )
-    return Prepared(dataset, weights, features_cache, activation_cache)
+    return Prepared(dataset, weights, features_cache, activation_cache, state_dir, progress)
 
 
 def execute(
@@ -100,7 +122,7 @@ def execute(
             dataset,
             split,
             prepared.weights,
-            prepared.features,
+            prepared.features_for(config),
             verbose=verbose,
             time_budget_s=time_budget_s,
             activations=prepared.activations,
