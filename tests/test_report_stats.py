@@ -145,8 +145,7 @@ def test_crossed_variance_is_owens_estimate_with_satterthwaite_df():
     variance, df = stats.crossed_variance(table)
     assert variance == pytest.approx(seed_part + image_part - ms_error / (seeds * images))
     assert df == pytest.approx(
-        (seed_part + image_part) ** 2
-        / (seed_part**2 / (seeds - 1) + image_part**2 / (images - 1))
+        (seed_part + image_part) ** 2 / (seed_part**2 / (seeds - 1) + image_part**2 / (images - 1))
     )
     found = stats.crossed_interval(table)
     half = scipy_stats.t.ppf(0.975, df) * math.sqrt(variance)

@@ -608,3 +608,84 @@ def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
     analysis = analyse("t", frame(specs), paper.load())
     text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
     assert "Did fine-tuning help?" in text and "`table4_fine_tuning_gain.csv`" in text
+
+
+# Before a winner: the omnibus test, the confidence set for the best, power
+
+
+def report_text(specs: list[dict]) -> tuple[str, object]:
+    analysis = analyse("t", frame(specs), PAPER)
+    blocks = document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks
+    return markdown(blocks), analysis
+
+
+def without_effect(seeds=(0, 1, 2, 3, 4, 5)) -> list[dict]:
+    """Every activation's test error drawn from one distribution: no configuration effect."""
+    rng = np.random.default_rng(11)
+    specs = activation_sweep(seeds=seeds)
+    for spec in specs:
+        spec["metrics"]["test_error_rate"] = 0.05 + rng.normal(0, 0.01)
+    return specs
+
+
+def test_a_sweep_without_an_effect_reads_as_a_tie_and_still_names_the_champion():
+    text, analysis = report_text(without_effect())
+    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
+    table = tables.configurations(analysis.selection.runs, ["activation"], "val_accuracy", "test")
+    errors = 100 * analysis.selection.runs.pivot_table(
+        index="seed", columns="configuration", values="metrics.test_error_rate"
+    )
+    assert omnibus["f_statistic"] == pytest.approx(stats.omnibus(errors.to_numpy()).f_statistic)
+    assert not omnibus["rejects"] and omnibus["p_permutation"] >= 0.05
+    verdict = text[text.index("## Verdict") : text.index("## Summary")]
+    assert "**No configuration differs detectably** in test error rate" in verdict
+    assert "all 4 configurations are indistinguishable from the best" in verdict
+    assert "activation_error.png" in verdict  # the figure opens the report
+    summary = text[text.index("## Summary") : text.index("## How the numbers")]
+    assert summary.index("No configuration differs detectably") < summary.index("Champion")
+    assert (
+        f"Champion (registered): **{table['configuration'].iloc[0]}**, picked for the best "
+        "mean validation accuracy" in summary
+    )
+    assert "The configurations differ" not in text
+
+
+def test_a_sweep_with_a_real_effect_names_the_difference_and_the_best_set():
+    text, analysis = report_text(activation_sweep(seeds=(0, 1, 2, 3, 4, 5)))
+    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
+    assert omnibus["rejects"] and omnibus["p_permutation"] < 0.001
+    best = analysis.tables["best_set"]
+    assert list(best["configuration"][best["in_best_set"]]) == ["activation=elu"]
+    # every seed of the others is worse than elu: the one-sided sign-flip p is 1 / 2^6
+    assert best["p_shown_worse"].iloc[1:].to_numpy() == pytest.approx([1 / 64] * 3)
+    verdict = text[text.index("## Verdict") : text.index("## Summary")]
+    assert "**The configurations differ** in test error rate" in verdict
+    assert "indistinguishable from the best: 1 of 4 (activation=elu)" in verdict
+    assert "No configuration differs detectably" not in text
+    assert "## Does any configuration differ?" in text and "`omnibus.csv`" in text
+
+
+def test_three_seeds_cannot_exclude_anything_from_the_best_set():
+    _, analysis = report_text(activation_sweep(seeds=(0, 1, 2)))
+    best = analysis.tables["best_set"]
+    # 1 / 2^3 is above 0.05 / 3 whatever the data: no configuration can be shown worse
+    assert best["in_best_set"].all() and best["p_shown_worse"].isna().all()
+
+
+def test_power_is_read_from_the_spread_of_the_seed_differences_and_stated():
+    text, analysis = report_text(without_effect(seeds=tuple(range(8))))
+    ranking = analysis.tables["configurations"].iloc[1:]
+    power = analysis.tables["power"].iloc[0]
+    std = math.sqrt((ranking["difference_std"] ** 2).mean())
+    assert power["difference_std"] == pytest.approx(std)
+    assert power["pairs"] == 8
+    assert power["minimum_detectable_pct"] == pytest.approx(
+        stats.minimum_detectable_difference(std, 8)
+    )
+    assert power["seeds_for_target"] == stats.seeds_needed(0.5, std)
+    summary = text[text.index("## Summary") : text.index("## How the numbers")]
+    assert (
+        f"the smallest difference in error rate these 8 seeds detect with 80% power is "
+        f"{power['minimum_detectable_pct']:.2f} points" in summary
+    )
+    assert f"0.5 points would need {int(power['seeds_for_target'])} seeds" in summary

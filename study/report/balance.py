@@ -107,7 +107,7 @@ def summary(runs: pd.DataFrame, split: str) -> list[str]:
     return items
 
 
-def baseline_test(runs: pd.DataFrame, split: str) -> tuple[int, float, float, str]:
+def against_baseline(runs: pd.DataFrame, split: str) -> tuple[int, float, float, str]:
     """Does the model beat always answering the largest class on `split`? Per run, accuracy
     minus the majority share; returns (runs, mean difference in points, one-sided p-value,
     what the p-value rests on). Over two seeds or more: the sign-flip permutation test of the
@@ -132,7 +132,7 @@ def baseline_test(runs: pd.DataFrame, split: str) -> tuple[int, float, float, st
 def _baseline_sentence(runs: pd.DataFrame, split: str) -> str:
     baseline = majority_baseline(runs, split)
     accuracy = metric(runs, f"{split}_accuracy")
-    n, difference, p, method = baseline_test(runs, split)
+    n, difference, p, method = against_baseline(runs, split)
     sentence = (
         f"Majority-class baseline on the {split} split (always answering the largest class): "
         f"accuracy {_percent(baseline)}, beside the model's {_percent(accuracy)} "

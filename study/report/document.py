@@ -138,24 +138,21 @@ def _verdict_sentence(analysis: Analysis) -> str:
     candidates = analysis.tables["best_set"]
     kept = candidates[candidates["in_best_set"]]
     if len(kept) == len(candidates):
-        indistinguishable = f"all {len(candidates)} configurations are indistinguishable"
-    else:
-        names = ", ".join(f"{row.configuration}" for row in kept.itertuples())
         indistinguishable = (
-            f"{len(kept)} of {len(candidates)} configurations are indistinguishable ({names})"
+            f"all {len(candidates)} configurations are indistinguishable from the best"
+        )
+    else:
+        names = ", ".join(str(name) for name in kept["configuration"])
+        indistinguishable = (
+            f"indistinguishable from the best: {len(kept)} of {len(candidates)} ({names})"
         )
     evidence = _omnibus_text(test)
     if not test["rejects"]:
         return (
             f"**No configuration differs detectably** in {split} error rate ({evidence}); "
-            f"{indistinguishable} from the best."
+            f"{indistinguishable}."
         )
-    return (
-        f"**The configurations differ** in {split} error rate ({evidence}); "
-        f"{indistinguishable} from the best, the lowest being "
-        f"{candidates['configuration'].iloc[0]} "
-        f"({_number(candidates['error_pct_mean'].iloc[0], 2)} %)."
-    )
+    return f"**The configurations differ** in {split} error rate ({evidence}); {indistinguishable}."
 
 
 def _omnibus_text(row: pd.Series) -> str:
