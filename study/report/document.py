@@ -857,26 +857,6 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     ]
 
 
-def _outside_interval(table: pd.DataFrame) -> list[Block]:
-    """Say so when a knob's importance from all runs lies outside its resamples' interval."""
-    outside = table[
-        (table["importance"] < table["ci_low"]) | (table["importance"] > table["ci_high"])
-    ]
-    if outside.empty:
-        return []
-    names = ", ".join(
-        f"{row.knob.replace('_', ' ')} ({row.importance:.3f})" for row in outside.itertuples()
-    )
-    return [
-        Paragraph(
-            f"The importance from all runs lies outside its resamples' interval for {names}: "
-            "fits on resampled seeds (which repeat some seeds and drop others) disagree with the "
-            "fit on all of them, so read that interval as the spread over seed resamples, not as "
-            "a confidence interval around the estimate; more seeds make it trustworthy."
-        )
-    ]
-
-
 def _importance(analysis: Analysis, images: dict) -> list[Block]:
     """Which knob matters, when the runs varied two or more knobs (see `importance`)."""
     if "importance" not in analysis.tables:
@@ -885,25 +865,29 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
     pairs = analysis.tables["interactions"]
     runs = analysis.selection.runs
     first = table.iloc[0]
-    interval = (
-        f"{CONFIDENCE:.0%} percentile interval over {first['resamples']} bootstrap resamples of "
-        f"the {first['seeds']} seeds ({first['distinct_resamples']} distinct draws): each draws "
-        f"{first['seeds']} seeds with replacement, keeps those seeds' runs and fits again, with a "
-        f"fixed random seed ({importance.SEED}), so the report rebuilds identically. It covers "
-        f"the seeds of the configurations this search visited, not the search: a new sweep "
-        f"visits other configurations (a Bayesian search follows the scores it meets) and can "
-        f"give other shares"
-        if first["resamples"]
-        else "no interval: the runs have one seed, and the interval resamples seeds"
+    shares = (
+        "The configurations explain "
+        f"{_share(first['configurations_share'])} of the run-to-run variance of the objective "
+        f"and the seeds {_share(first['seed_share'])} (seed-blocked ANOVA: objective ~ "
+        "configuration + seed, type II sums of squares); a knob's share of the runs' variance "
+        "is its fANOVA share times the configurations' share."
+        if not math.isnan(first["configurations_share"])
+        else "The runs' variance cannot be split between configurations and seeds (one seed, "
+        "or one run per configuration), so the fANOVA shares are of the forest's variance only."
+    )
+    null = (
+        f"p: the share of {first['permutations']} permutations (the objective shuffled among "
+        "the runs of each seed: no configuration effect, seed effects kept, one forest each) "
+        "whose importance reaches the observed one, the observed fit counted in."
+        if first["permutations"]
+        else "No permutation p-value: too few runs."
     )
     shown = pd.DataFrame(
         {
             "Knob": table["knob"].str.replace("_", " "),
-            "Importance (share of variance)": [f"{value:.3f}" for value in table["importance"]],
-            f"{CONFIDENCE:.0%} interval": [
-                DASH if math.isnan(row.ci_low) else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
-                for row in table.itertuples()
-            ],
+            "fANOVA share (of the forest's variance)": [f"{v:.3f}" for v in table["importance"]],
+            "Share of the runs' variance": [_share(v) for v in table["share_of_runs"]],
+            "Permutation p": [DASH if math.isnan(p) else _p(p) for p in table["p_permutation"]],
             "Values tried": table["values"],
         }
     )
@@ -912,10 +896,10 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
         Heading(2, "Which knob matters"),
         Paragraph(
             f"{importance.METHOD} Objective: {_objective_name(analysis.objective)}, "
-            f"{first['runs']} runs, one fANOVA trial per run. Interval: {interval}."
+            f"{first['runs']} runs, one fANOVA trial per run, in a fixed order (knob values, "
+            f"then seed). {shares} {null}"
         ),
         Table(shown, TABLE_FILES["importance"]),
-        *_outside_interval(table),
         Paragraph(
             f"Strongest pairwise interaction: **{strongest['knob_a']} x {strongest['knob_b']}**, "
             f"Friedman's H = {strongest['h_statistic']:.2f} (the share of the pair's joint "
@@ -957,6 +941,10 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
         )
     )
     return blocks
+
+
+def _share(value: float) -> str:
+    return DASH if math.isnan(value) else f"{100 * value:.1f} %"
 
 
 def _file_part(text: str) -> str:
