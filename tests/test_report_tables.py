@@ -409,6 +409,42 @@ def test_knob_table_is_marginal_over_the_other_settings():
     assert set(table["knob"]) == {"activation", "dropout"}  # only what varied
 
 
+def test_knob_effects_of_a_sampled_sweep_are_adjusted_for_the_other_knobs_and_the_seed():
+    # elu tried mostly at dropout 0.2 and relu mostly at 0.5, as a Bayesian search might
+    sampled = [("elu", 0.2, seed) for seed in (0, 1, 2)] + [("elu", 0.5, 0)]
+    sampled += [("relu", 0.5, seed) for seed in (0, 1, 2)] + [("relu", 0.2, 0)]
+    effect = {"elu": 0.03, "relu": 0.05}  # relu 2 points worse, dropout 0.5 4 points worse
+    specs = []
+    for activation, dropout, seed in sampled:
+        spec = run(seed, activation, **{"model.dropout": dropout})
+        error = effect[activation] + 0.04 * (dropout == 0.5) + 0.003 * seed
+        spec["metrics"]["test_error_rate"] = error
+        specs.append(spec)
+    selection = select(frame(specs))
+    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
+    activation = table[table["knob"] == "activation"].set_index("value")
+    raw = activation.loc["relu", "error_pct_mean"] - activation.loc["elu", "error_pct_mean"]
+    adjusted = (
+        activation.loc["relu", "error_pct_adjusted"] - activation.loc["elu", "error_pct_adjusted"]
+    )
+    assert raw == pytest.approx(2.0 + 4.0 * (3 - 1) / 4)  # the dropout mix leaks into raw means
+    assert adjusted == pytest.approx(2.0)
+
+
+def test_knob_adjusted_means_of_a_full_grid_are_the_raw_means():
+    specs = activation_sweep(seeds=(0, 1)) + activation_sweep(
+        seeds=(0, 1), **{"model.dropout": 0.5}
+    )
+    selection = select(frame(specs))
+    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
+    assert table["error_pct_adjusted"].to_numpy() == pytest.approx(
+        table["error_pct_mean"].to_numpy()
+    )
+    assert table["objective_adjusted"].to_numpy() == pytest.approx(
+        table["objective_mean"].to_numpy()
+    )
+
+
 def test_knobs_of_a_phase_that_never_ran_are_not_listed():
     specs = [
         run(seed, stages=("frozen",), **{"fine_tune.epochs": 0, "fine_tune.optimizer": name})

@@ -823,6 +823,13 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
             f"{SPLIT_NAMES[analysis.split].capitalize()} error rate (%)": [
                 _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
             ],
+            "Adjusted: " + _objective_name(objective, unit=True).lower(): [
+                _objective_cell(objective, row.objective_adjusted, math.nan)
+                for row in table.itertuples()
+            ],
+            "Adjusted: error rate (%)": [
+                _number(value, 2) for value in table["error_pct_adjusted"]
+            ],
         }
     )
     figure = figures.sweep_overview(
@@ -836,8 +843,12 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     listed: list[Block] = [
         Paragraph(
             "Each value of each setting the sweep varied (of a phase that ran) over every "
-            "included run that has it, whatever the other settings were: the spread includes "
-            "the other settings' effect. (best) marks the best configuration's value; the "
+            "included run that has it, whatever the other settings were: raw means of what was "
+            "sampled, whose spread includes the other settings' effect, and which a search that "
+            "tried some values only beside others confounds. The adjusted columns remove that: "
+            "an additive least-squares model of all the settings and the seed, its prediction "
+            "for every run with the setting at this value, averaged over the runs (equal to "
+            "the raw mean in a full grid). (best) marks the best configuration's value; the "
             "configurations table compares whole configurations."
         ),
         Table(shown, TABLE_FILES["knobs"]),

@@ -41,6 +41,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
@@ -314,6 +316,26 @@ def seeds_needed(difference: float, std: float, power: float = POWER) -> int | N
         return fewest  # (the solver cannot go below the fewest seeds that can reject at all)
     found = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=ALPHA, power=power)
     return math.ceil(float(found))
+
+
+def adjusted_means(outcome, factors: pd.DataFrame, factor: str) -> dict[object, float]:
+    """Mean outcome for each level of `factor` with every other factor as the runs had it: an
+    additive OLS on all the factors (each categorical), its prediction for every run with
+    `factor` set to the level, averaged over the runs (marginal standardisation). In a full
+    grid it equals the raw mean; where a search sampled some values only beside others, it
+    removes what the other factors (and the seed, when it is one of them) did."""
+    data = factors.reset_index(drop=True).astype(str)
+    names = {column: f"f{index}" for index, column in enumerate(data.columns)}
+    data = data.rename(columns=names).assign(y=np.asarray(outcome, dtype=float))
+    data = data[np.isfinite(data["y"])]
+    varying = [name for name in names.values() if data[name].nunique() > 1]
+    if data.empty or names[factor] not in varying:
+        return {level: float(data["y"].mean()) for level in data.get(names[factor], [])}
+    fitted = smf.ols("y ~ " + " + ".join(f"C({name})" for name in varying), data).fit()
+    return {
+        level: float(fitted.predict(data.assign(**{names[factor]: level})).mean())
+        for level in data[names[factor]].unique()
+    }
 
 
 def _mean(data: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -403,10 +403,17 @@ def activation_table(
 
 def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str) -> pd.DataFrame:
     """Each value of each knob: `objective` and the error rate (percent) on `split`, mean and
-    std over every run with that value, whatever the other knobs were."""
+    std over every run with that value, whatever the other knobs were, and the adjusted means
+    (`stats.adjusted_means` over all the knobs and the seed), which a search that sampled some
+    values only beside others cannot confound."""
+    factors = pd.DataFrame({**{knob: param(runs, knob) for knob in knobs}, "seed": runs["seed"]})
+    scores = metric(runs, objective)
+    errors = 100 * metric(runs, f"{split}_error_rate")
     rows = []
     for knob in knobs:
         values = param(runs, knob)
+        adjusted_score = stats.adjusted_means(scores, factors, knob)
+        adjusted_error = stats.adjusted_means(errors, factors, knob)
         for value in sorted(values.dropna().unique(), key=value_order):
             group = runs[values == value]
             score = stats.spread(metric(group, objective))
@@ -420,13 +427,16 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
                     "objective": objective,
                     "objective_mean": score.mean,
                     "objective_std": score.std,
+                    "objective_adjusted": adjusted_score.get(str(value), math.nan),
                     "error_split": split,
                     "error_pct_mean": error.mean,
                     "error_pct_std": error.std,
+                    "error_pct_adjusted": adjusted_error.get(str(value), math.nan),
                 }
             )
     columns = ["knob", "value", "n", "configurations", "objective", "objective_mean"]
-    columns += ["objective_std", "error_split", "error_pct_mean", "error_pct_std"]
+    columns += ["objective_std", "objective_adjusted", "error_split", "error_pct_mean"]
+    columns += ["error_pct_std", "error_pct_adjusted"]
     return pd.DataFrame(rows, columns=columns)
 
 
