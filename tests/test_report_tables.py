@@ -547,6 +547,37 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_new_images_interval
     assert sigmoid["new_images_df"] == pytest.approx(crossed.df)
 
 
+def test_the_final_models_test_accuracy_has_one_interval_in_every_table():
+    specs = activation_sweep(seeds=(0, 1, 2))
+    rng = np.random.default_rng(8)
+    files = [f"class/{n}.jpg" for n in range(360)]
+    table = frame(specs)
+    trials = table[table["tags.run_type"] == "trial"]
+    outcomes = pd.concat(
+        pd.DataFrame(
+            {"run_id": run_id, "file": files, "correct": (rng.random(360) >= rate).astype(int)}
+        )
+        for run_id, rate in zip(trials["run_id"], trials["metrics.test_error_rate"], strict=True)
+    )
+    analysis = analyse("t", table, PAPER, outcomes=outcomes)
+    best = analysis.tables["configurations"].iloc[0]
+    scores = analysis.tables["fine_tune"]  # the final model of every run here
+    accuracy = scores[(scores["metric"] == "accuracy") & (scores["split"] == "test")].iloc[0]
+    assert (accuracy["ci_low"], accuracy["ci_high"]) == pytest.approx(
+        (1 - best["error_rate_ci_high"], 1 - best["error_rate_ci_low"])
+    )
+    row = (
+        analysis.tables["activations"]
+        .set_index("activation")
+        .loc[analysis.best["params.activation"]]
+    )
+    assert 100 * (1 - accuracy["ci_high"]) == pytest.approx(row["error_pct_ci_low"])
+    frozen = analysis.tables["frozen"]  # not the final model: its own per-seed interval
+    earlier = frozen[(frozen["metric"] == "accuracy") & (frozen["split"] == "test")].iloc[0]
+    own = stats.rate_spread(values(analysis.best_runs, "frozen_test_accuracy"), [360] * 3)
+    assert (earlier["ci_low"], earlier["ci_high"]) == pytest.approx((own.ci_low, own.ci_high))
+
+
 def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():
     runs = select(frame([run(seed) for seed in (0, 1)])).runs
     bench = pd.DataFrame(

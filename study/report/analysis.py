@@ -97,7 +97,7 @@ def analyse(
     found |= verdicts.verdict_tables(included, ranking, objective, split)
     found |= importance_tables(included, tables.report_knobs(included, selection.swept), objective)
     for stage in tables.STAGES:
-        scores = tables.scores_table(best_runs, stage, paper)
+        scores = tables.scores_table(best_runs, stage, paper, outcomes)
         if not scores.empty:
             found[stage] = scores
     gain = tables.fine_tuning_gain(best_runs, split)

@@ -238,13 +238,18 @@ def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
+def scores_table(
+    runs: pd.DataFrame, stage: str, paper: Paper, outcomes: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
     mean, std and 95% interval over the runs (Wilson for scores in [0, 1], Student t for the
-    loss), beside the paper's. Empty when no run has the stage's scores."""
+    loss), beside the paper's. The test accuracy of a stage whose model is every run's final
+    one gets the same interval as the error rate in the other tables (`error_spread`, from
+    the per-image outcomes when they were logged). Empty when no run has the stage's scores."""
     names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "paper"]
     if not any(metric(runs, f"{stage}_{split}_accuracy").notna().any() for split in SPLITS):
         return pd.DataFrame(columns=names)
+    final = np.isclose(metric(runs, f"{stage}_test_accuracy"), metric(runs, "test_accuracy"))
     reference = paper.scores[stage]
     rows = []
     for key, label, paper_key in SCORES:
@@ -252,6 +257,11 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
             values = metric(runs, f"{stage}_{split}_{key}")
             if key == "loss":
                 spread = stats.spread(values)
+            elif (key, split) == ("accuracy", "test") and len(runs) and final.all():
+                error = error_spread(runs, split, outcomes)
+                spread = stats.Spread(
+                    error.n, 1 - error.mean, error.std, 1 - error.ci_high, 1 - error.ci_low
+                )
             else:
                 images = pd.to_numeric(param(runs, f"dataset.{split}_images"), errors="coerce")
                 spread = stats.rate_spread(values, images)
