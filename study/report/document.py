@@ -141,10 +141,16 @@ def _verdict_sentence(analysis: Analysis) -> str:
         indistinguishable = (
             f"all {len(candidates)} configurations are indistinguishable from the best"
         )
+        if candidates["p_shown_worse"].isna().all():
+            pairs = int(candidates["pairs"].min())
+            indistinguishable += (
+                f" (with {pairs} shared seeds no pairwise test can reach "
+                f"{stats.ALPHA:g} / {len(candidates) - 1}, whatever the differences)"
+            )
     else:
-        names = ", ".join(str(name) for name in kept["configuration"])
         indistinguishable = (
-            f"indistinguishable from the best: {len(kept)} of {len(candidates)} ({names})"
+            f"indistinguishable from the best: {len(kept)} of {len(candidates)} "
+            f"({_names(kept['configuration'])})"
         )
     evidence = _omnibus_text(test)
     if not test["rejects"]:
@@ -155,6 +161,13 @@ def _verdict_sentence(analysis: Analysis) -> str:
     return f"**The configurations differ** in {split} error rate ({evidence}); {indistinguishable}."
 
 
+def _names(names) -> str:
+    """The first SHOWN_CONFIGURATIONS names, and how many more there are."""
+    names = [str(name) for name in names]
+    more = len(names) - SHOWN_CONFIGURATIONS
+    return "; ".join(names[:SHOWN_CONFIGURATIONS]) + (f"; and {more} more" if more > 0 else "")
+
+
 def _omnibus_text(row: pd.Series) -> str:
     if math.isnan(row["p_permutation"]):
         return (
@@ -163,7 +176,7 @@ def _omnibus_text(row: pd.Series) -> str:
         )
     kind = "exact" if row["permutation_exact"] else f"{stats.PERMUTATIONS} permutations"
     return (
-        f"seed-blocked permutation F = {row['f_statistic']:.2f}, p {_p(row['p_permutation'], True)}"
+        f"seed-blocked permutation F = {row['f_statistic']:.3g}, p {_p(row['p_permutation'], True)}"
         f" ({kind}), {row['settings']} configurations over the {row['seeds']} seeds they share"
     )
 
@@ -437,7 +450,7 @@ def _any_difference(analysis: Analysis) -> list[Block]:
             "F (df)": [
                 DASH
                 if math.isnan(row.f_statistic)
-                else f"{row.f_statistic:.2f} ({row.df_settings}, {row.df_residual})"
+                else f"{row.f_statistic:.3g} ({row.df_settings}, {row.df_residual})"
                 for row in omnibus.itertuples()
             ],
             "Permutation p": [DASH if math.isnan(p) else _p(p) for p in omnibus["p_permutation"]],
@@ -460,8 +473,8 @@ def _any_difference(analysis: Analysis) -> list[Block]:
             f"{SPLIT_NAMES[analysis.split]} error rate): {len(kept)} of {len(candidates)} "
             "configurations, those no other configuration beats by the one-sided sign-flip "
             f"test at {stats.ALPHA:g} / (k − 1): "
-            + ", ".join(
-                f"{row.configuration} ({row.error_pct_mean:.2f} %)" for row in kept.itertuples()
+            + _names(
+                [f"{row.configuration} ({row.error_pct_mean:.2f} %)" for row in kept.itertuples()]
             )
             + f" (`{TABLE_FILES['best_set']}`)."
         ),
