@@ -37,7 +37,7 @@ POWER_COLUMNS = [
 ]
 
 
-def error_table(runs: pd.DataFrame, quantity: str) -> pd.DataFrame:
+def seed_table(runs: pd.DataFrame, quantity: str) -> pd.DataFrame:
     """(seed x configuration) table of a metric, columns in the order of first appearance;
     error rates (`*_error_rate`) in percent."""
     values = metric(runs, quantity) * (100 if quantity.endswith("_error_rate") else 1)
@@ -54,7 +54,7 @@ def omnibus(runs: pd.DataFrame, quantities: list[str]) -> pd.DataFrame:
     over the seeds that every configuration has (complete blocks)."""
     rows = []
     for quantity in dict.fromkeys(quantities):
-        complete = error_table(runs, quantity).dropna(axis=0, how="any")
+        complete = seed_table(runs, quantity).dropna(axis=0, how="any")
         found = stats.omnibus(complete.to_numpy())
         rows.append(
             {
@@ -77,7 +77,7 @@ def best_set(runs: pd.DataFrame, split: str) -> pd.DataFrame:
     smallest one-sided sign-flip p-value that some other configuration has a lower error
     (paired over their shared seeds), and whether it stays in the confidence set for the best.
     The test is skipped where the seeds cannot reach the level whatever the data."""
-    table = error_table(runs, f"{split}_error_rate")
+    table = seed_table(runs, f"{split}_error_rate")
     means = table.mean().sort_values(kind="stable")
     level = stats.ALPHA / max(len(means) - 1, 1)
     rows = []
