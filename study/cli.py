@@ -162,18 +162,18 @@ def _log_importance(
     store: Store, summary: SweepSummary, objective: str, say: Callable[[str], None]
 ) -> None:
     """Which knob mattered, on the sweep's parent run as `importance.*` metrics (and said)."""
-    import numpy as np
-
     from study.report.build import sweep_importance  # loads optuna only when needed
 
     table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
     if table is not None:
         shown = ", ".join(
-            f"{row.knob} {row.importance:.3f}"
-            + ("" if np.isnan(row.ci_low) else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]")
+            f"{row.knob} {row.importance:.3f}; {row.share_of_runs:.3f}; p {row.p_permutation:.3f}"
             for row in table.itertuples()
         )
-        say(f"importance of each knob (fANOVA share of variance, 95% interval): {shown}")
+        say(
+            "importance of each knob (fANOVA share; share of the runs' variance; permutation p): "
+            + shown
+        )
 
 
 def _registered(kept) -> str:

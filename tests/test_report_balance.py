@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from study.report import balance
 from study.report.render import Table, markdown
@@ -91,3 +93,28 @@ def test_runs_without_class_counts_say_so():
 def test_the_split_reported_is_the_one_asked_for(split):
     (baseline, _) = balance.summary(runs(), split)
     assert f"on the {split} split" in baseline
+
+
+def test_the_model_against_the_majority_baseline_is_a_one_sided_test_over_seeds():
+    two = runs()  # 2 seeds: the sign-flip test cannot go below 1/4, however clear the gap
+    n, difference, p, method = balance.against_baseline(two, "test")
+    assert (n, p) == (2, pytest.approx(0.25)) and "sign-flip" in method
+    assert difference == pytest.approx(100 * (0.805 - 12 / 18))
+    assert (
+        "**The model does not beat the majority baseline detectably**"
+        in (balance.summary(two, "test")[0])
+    )
+    six = runs({seed: SPLITS[0] for seed in range(6)})
+    gaps = np.array([0.8 + seed / 100 - 12 / 18 for seed in range(6)])
+    expected = scipy_stats.permutation_test(
+        (gaps,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="greater"
+    )
+    assert balance.against_baseline(six, "test")[2] == pytest.approx(expected.pvalue)
+    assert "The model beats it by" in balance.summary(six, "test")[0]
+
+
+def test_one_run_against_the_majority_baseline_is_an_exact_binomial_test_on_its_images():
+    one = runs({0: SPLITS[0]}, accuracy=13 / 18)
+    n, _, p, method = balance.against_baseline(one, "test")
+    expected = scipy_stats.binomtest(13, 18, 12 / 18, alternative="greater").pvalue
+    assert (n, p) == (1, pytest.approx(expected)) and "this model only" in method

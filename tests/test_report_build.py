@@ -28,6 +28,9 @@ FILES = {
     "table6_activation_error.csv",
     "knobs.csv",
     "runs.csv",
+    "omnibus.csv",
+    "best_set.csv",
+    "power.csv",
     "learning_curves_frozen.png",
     "learning_curves_fine_tune.png",
     "confusion_matrix.png",
@@ -135,7 +138,8 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
 
     report = first["report.md"].decode()
     assert "1 failed, 1 killed" in report
-    assert "Corrected t-test" in report and "Holm" in report and "McNemar" in report
+    assert "Permutation p" in report and "Holm" in report and "new test images too" in report
+    assert report.index("## Verdict") < report.index("activation_error.png") < report.index("|")
     assert "0.029" in report and "Other data" in report  # fixture data is not NEU
     assert "added up over its 3 seeds" in report and "median" in report
     assert "Test CPU, 2 cores, 224 px" in report
@@ -144,9 +148,12 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
 
     activations = pd.read_csv(folder / "table6_activation_error.csv").set_index("activation")
     assert list(activations["n"]) == [3, 3, 3, 3]
-    assert activations.loc[["relu", "tanh", "sigmoid"], "mcnemar_p"].notna().all()
+    assert activations.loc[["relu", "tanh", "sigmoid"], "new_images_ci_low"].notna().all()
     assert (activations["error_pct_ci_low"] >= 0).all()
-    assert {"p_holm", "p_corrected", "difference_ci_low"} <= set(activations.columns)
+    assert {"p_holm", "p_permutation", "difference_ci_low"} <= set(activations.columns)
+    omnibus = pd.read_csv(folder / "omnibus.csv")
+    assert list(omnibus["quantity"]) == ["test_error_rate", "val_accuracy"]
+    assert (omnibus["seeds"] == 3).all() and omnibus["p_permutation"].between(0, 1).all()
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 14 and runs["included"].sum() == 12
 

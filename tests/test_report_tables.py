@@ -142,82 +142,6 @@ def test_spread_of_one_value_has_no_std_and_none_of_no_values():
     assert stats.spread([]).n == 0 and math.isnan(stats.spread([]).mean)
 
 
-def wilson(p: float, n: float) -> tuple[float, float]:
-    """The Wilson score interval, written out."""
-    z = scipy_stats.norm.ppf(0.975)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
-def test_corrected_t_test_inflates_the_variance_by_the_resampling_ratio():
-    a, b = np.array([5.0, 6.0, 4.0, 7.0, 6.5]), np.array([3.0, 3.5, 3.0, 4.0, 4.5])
-    differences, ratio = a - b, 360 / 1080
-    scale = math.sqrt((1 / 5 + ratio) * differences.var(ddof=1))
-    t = differences.mean() / scale
-    found = stats.corrected_comparison(a, b, ratio)
-    assert found.n == 5 and found.ratio == ratio
-    assert found.statistic == pytest.approx(t)
-    assert found.p_value == pytest.approx(2 * scipy_stats.t.sf(abs(t), 4))
-    half = scipy_stats.t.ppf(0.975, 4) * scale
-    assert (found.ci_low, found.ci_high) == pytest.approx(
-        (differences.mean() - half, differences.mean() + half)
-    )
-    assert found.effect_size == pytest.approx(differences.mean() / differences.std(ddof=1))
-    paired = scipy_stats.ttest_rel(a, b).pvalue  # no overlap to allow for: the plain test
-    assert stats.corrected_comparison(a, b, 0.0).p_value == pytest.approx(paired)
-    assert found.p_value > paired
-    assert math.isnan(stats.corrected_comparison([0.1], [0.2], ratio).p_value)
-    constant = stats.corrected_comparison([0.1, 0.2], [0.0, 0.1], ratio)
-    assert math.isnan(constant.p_value) and constant.mean_difference == pytest.approx(0.1)
-
-
-def test_holm_multiplies_the_sorted_p_values_and_keeps_them_monotone():
-    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
-    # sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
-    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
-    assert math.isnan(adjusted[3])
-
-
-def test_mcnemar_counts_the_images_each_setting_got_right_in_more_seeds():
-    rng = np.random.default_rng(0)
-    a = (rng.random((3, 40)) < 0.9).astype(int)
-    b = (rng.random((3, 40)) < 0.6).astype(int)
-    wins_a, wins_b = a.sum(axis=0), b.sum(axis=0)
-    better, worse = int((wins_a > wins_b).sum()), int((wins_b > wins_a).sum())
-    found = stats.mcnemar_test(a, b)
-    assert (found.images, found.a_better, found.b_better) == (40, better, worse)
-    expected = scipy_stats.binomtest(min(better, worse), better + worse, 0.5).pvalue
-    assert found.p_value == pytest.approx(expected)
-
-
-def test_rate_intervals_are_wilson_on_one_splits_images_and_stay_inside_0_1():
-    perfect = stats.rate_spread([0.0] * 5, [360] * 5)
-    assert perfect.ci_low == 0 and perfect.ci_high == pytest.approx(wilson(0.0, 360)[1])
-    assert perfect.ci_high > 0  # every seed agrees, yet the interval keeps a width
-    close = stats.rate_spread([0.10, 0.12, 0.11], [360] * 3)
-    assert (close.ci_low, close.ci_high) == pytest.approx(wilson(0.11, 360))
-    rates = np.array([0.01, 0.30, 0.15])  # seeds disagree more than 360 images explain
-    spread_out = stats.rate_spread(rates, [360] * 3)
-    n_eff = rates.mean() * (1 - rates.mean()) / (rates.var(ddof=1) / 3)
-    assert n_eff < 360
-    assert (spread_out.ci_low, spread_out.ci_high) == pytest.approx(wilson(rates.mean(), n_eff))
-
-
-def test_pooled_outcomes_count_an_image_once_when_the_seeds_agree_on_it():
-    rng = np.random.default_rng(1)
-    errors = (rng.random(200) < 0.1).astype(float)
-    p = errors.mean()
-    one = stats.pooled_rate_spread(errors[None, :])
-    assert (one.ci_low, one.ci_high) == pytest.approx(wilson(p, 200))
-    same = stats.pooled_rate_spread(np.tile(errors, (5, 1)))  # five seeds, identical errors
-    assert (same.ci_low, same.ci_high) == pytest.approx(wilson(p, 199), rel=1e-6)
-    independent = stats.pooled_rate_spread((rng.random((5, 200)) < p).astype(float))
-    assert independent.ci_high - independent.ci_low < one.ci_high - one.ci_low
-    none = stats.pooled_rate_spread(np.zeros((5, 200)))
-    assert none.ci_low == 0 and none.ci_high == pytest.approx(wilson(0.0, 200)[1])
-
-
 # Selection
 
 
@@ -298,13 +222,16 @@ def test_configurations_rank_on_validation_and_report_test_error():
     median = chosen.sort_values("metrics.val_accuracy", ascending=False).iloc[1]
     assert top["median_run_id"] == median["run_id"]  # of 4 seeds: the second best
     assert 0 <= top["error_rate_ci_low"] < top["error_rate_mean"] < top["error_rate_ci_high"]
-    assert math.isnan(top["p_corrected"])
+    assert math.isnan(top["p_permutation"])
     others = ranking.iloc[1:]
-    assert (others["pairs"] == 4).all()
-    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_corrected"]))
+    assert (others["pairs"] == 4).all() and (others["family"] == 3).all()
+    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_permutation"]))
     second = runs[runs["configuration"] == others["configuration"].iloc[0]]
     difference = 100 * (values(second, "test_error_rate") - errors)  # seeds in the same order
     assert others["difference_pct"].iloc[0] == pytest.approx(difference.mean())
+    expected = stats.paired_comparison(100 * values(second, "test_error_rate"), 100 * errors)
+    assert others["p_permutation"].iloc[0] == pytest.approx(expected.p_value)
+    assert others["difference_ci_low"].iloc[0] == pytest.approx(expected.ci_low)
 
 
 def test_configurations_rank_on_the_seeds_they_share_and_mark_missing_ones():
@@ -438,15 +365,23 @@ def test_activation_table_pairs_each_activation_with_elu_by_seed():
     assert table.loc["elu", ["error_pct_ci_low", "error_pct_ci_high"]].tolist() == pytest.approx(
         [100 * interval.ci_low, 100 * interval.ci_high]
     )
-    assert math.isnan(table.loc["elu", "p_corrected"])
+    assert math.isnan(table.loc["elu", "p_permutation"])
     common = relu.index
-    expected = stats.corrected_comparison(relu[common], elu[common], 360 / 1080)
+    differences = (relu - elu[common]).to_numpy()
+    exact = scipy_stats.permutation_test(
+        (differences,), np.mean, permutation_type="samples", n_resamples=np.inf
+    )
+    interval = scipy_stats.ttest_1samp(differences, 0).confidence_interval(0.95)
     assert table.loc["relu", "pairs"] == 3 and table.loc["relu", "n"] == 3
-    assert table.loc["relu", "p_corrected"] == pytest.approx(expected.p_value)
-    assert table.loc["relu", "difference_pct"] == pytest.approx((relu - elu[common]).mean())
+    assert table.loc["relu", "p_permutation"] == pytest.approx(exact.pvalue)
+    assert table.loc["relu", "permutation_exact"]
+    assert table.loc["relu", ["difference_ci_low", "difference_ci_high"]].tolist() == (
+        pytest.approx([interval.low, interval.high])
+    )
+    assert table.loc["relu", "difference_pct"] == pytest.approx(differences.mean())
     others = table.loc[["relu", "tanh", "sigmoid"]]
-    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_corrected"]))
-    assert table["mcnemar_p"].isna().all()  # no per-image outcomes given
+    assert others["p_holm"].to_numpy() == pytest.approx(stats.holm(others["p_permutation"]))
+    assert table["new_images_ci_low"].isna().all()  # no per-image outcomes given
     assert table.loc["elu", "paper_error_pct"] == 0.029
     assert table.loc["sigmoid", "paper_method"] == "CNNs (sigmoid)"
 
@@ -455,7 +390,7 @@ def test_activation_table_with_one_seed_has_no_spread_and_no_test():
     runs = select(frame(activation_sweep(seeds=(0,)))).runs
     table = tables.activation_table(runs, "test", PAPER)
     assert (table["n"] == 1).all()
-    assert table[["error_pct_std", "p_corrected", "p_holm"]].isna().all().all()
+    assert table[["error_pct_std", "p_permutation", "p_holm"]].isna().all().all()
     assert (table["error_pct_ci_low"] >= 0).all() and (table["error_pct_ci_high"] > 0).all()
     assert table.set_index("activation").loc["relu", "pairs"] == 1
 
@@ -493,6 +428,42 @@ def test_knob_table_is_marginal_over_the_other_settings():
         values(chosen, "val_accuracy").std(ddof=1)
     )
     assert set(table["knob"]) == {"activation", "dropout"}  # only what varied
+
+
+def test_knob_effects_of_a_sampled_sweep_are_adjusted_for_the_other_knobs_and_the_seed():
+    # elu tried mostly at dropout 0.2 and relu mostly at 0.5, as a Bayesian search might
+    sampled = [("elu", 0.2, seed) for seed in (0, 1, 2)] + [("elu", 0.5, 0)]
+    sampled += [("relu", 0.5, seed) for seed in (0, 1, 2)] + [("relu", 0.2, 0)]
+    effect = {"elu": 0.03, "relu": 0.05}  # relu 2 points worse, dropout 0.5 4 points worse
+    specs = []
+    for activation, dropout, seed in sampled:
+        spec = run(seed, activation, **{"model.dropout": dropout})
+        error = effect[activation] + 0.04 * (dropout == 0.5) + 0.003 * seed
+        spec["metrics"]["test_error_rate"] = error
+        specs.append(spec)
+    selection = select(frame(specs))
+    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
+    activation = table[table["knob"] == "activation"].set_index("value")
+    raw = activation.loc["relu", "error_pct_mean"] - activation.loc["elu", "error_pct_mean"]
+    adjusted = (
+        activation.loc["relu", "error_pct_adjusted"] - activation.loc["elu", "error_pct_adjusted"]
+    )
+    assert raw == pytest.approx(2.0 + 4.0 * (3 - 1) / 4)  # the dropout mix leaks into raw means
+    assert adjusted == pytest.approx(2.0)
+
+
+def test_knob_adjusted_means_of_a_full_grid_are_the_raw_means():
+    specs = activation_sweep(seeds=(0, 1)) + activation_sweep(
+        seeds=(0, 1), **{"model.dropout": 0.5}
+    )
+    selection = select(frame(specs))
+    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
+    assert table["error_pct_adjusted"].to_numpy() == pytest.approx(
+        table["error_pct_mean"].to_numpy()
+    )
+    assert table["objective_adjusted"].to_numpy() == pytest.approx(
+        table["objective_mean"].to_numpy()
+    )
 
 
 def test_knobs_of_a_phase_that_never_ran_are_not_listed():
@@ -568,7 +539,7 @@ def test_the_objective_is_checked_and_read_from_the_sweep_run():
     assert analyse("t", runs, PAPER).objective == "val_loss"
 
 
-def test_per_image_outcomes_give_the_pooled_interval_and_the_mcnemar_test():
+def test_per_image_outcomes_give_the_pooled_interval_and_the_new_images_interval():
     runs = select(frame(activation_sweep(seeds=(0, 1, 2)))).runs
     rng = np.random.default_rng(3)
     files = [f"class/{n}.jpg" for n in range(360)]
@@ -589,12 +560,43 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_mcnemar_test():
     pooled = stats.pooled_rate_spread(1 - matrix("elu"))
     assert table.loc["elu", "error_pct_ci_low"] == pytest.approx(100 * pooled.ci_low)
     assert table.loc["elu", "error_pct_ci_high"] == pytest.approx(100 * pooled.ci_high)
-    exact = stats.mcnemar_test(matrix("sigmoid"), matrix("elu"))
-    assert table.loc["sigmoid", "mcnemar_images"] == 360
-    assert table.loc["sigmoid", "mcnemar_better"] == exact.a_better
-    assert table.loc["sigmoid", "mcnemar_p"] == pytest.approx(exact.p_value)
-    others = table.loc[["relu", "tanh", "sigmoid"], ["mcnemar_p", "mcnemar_p_holm"]]
-    assert others["mcnemar_p_holm"].to_numpy() == pytest.approx(stats.holm(others["mcnemar_p"]))
+    differences = 100 * ((1 - matrix("sigmoid")) - (1 - matrix("elu")))
+    crossed = stats.crossed_interval(differences)
+    sigmoid = table.loc["sigmoid"]
+    assert sigmoid["new_images_ci_low"] == pytest.approx(crossed.ci_low)
+    assert sigmoid["new_images_ci_high"] == pytest.approx(crossed.ci_high)
+    assert sigmoid["new_images_df"] == pytest.approx(crossed.df)
+
+
+def test_the_final_models_test_accuracy_has_one_interval_in_every_table():
+    specs = activation_sweep(seeds=(0, 1, 2))
+    rng = np.random.default_rng(8)
+    files = [f"class/{n}.jpg" for n in range(360)]
+    table = frame(specs)
+    trials = table[table["tags.run_type"] == "trial"]
+    outcomes = pd.concat(
+        pd.DataFrame(
+            {"run_id": run_id, "file": files, "correct": (rng.random(360) >= rate).astype(int)}
+        )
+        for run_id, rate in zip(trials["run_id"], trials["metrics.test_error_rate"], strict=True)
+    )
+    analysis = analyse("t", table, PAPER, outcomes=outcomes)
+    best = analysis.tables["configurations"].iloc[0]
+    scores = analysis.tables["fine_tune"]  # the final model of every run here
+    accuracy = scores[(scores["metric"] == "accuracy") & (scores["split"] == "test")].iloc[0]
+    assert (accuracy["ci_low"], accuracy["ci_high"]) == pytest.approx(
+        (1 - best["error_rate_ci_high"], 1 - best["error_rate_ci_low"])
+    )
+    row = (
+        analysis.tables["activations"]
+        .set_index("activation")
+        .loc[analysis.best["params.activation"]]
+    )
+    assert 100 * (1 - accuracy["ci_high"]) == pytest.approx(row["error_pct_ci_low"])
+    frozen = analysis.tables["frozen"]  # not the final model: its own per-seed interval
+    earlier = frozen[(frozen["metric"] == "accuracy") & (frozen["split"] == "test")].iloc[0]
+    own = stats.rate_spread(values(analysis.best_runs, "frozen_test_accuracy"), [360] * 3)
+    assert (earlier["ci_low"], earlier["ci_high"]) == pytest.approx((own.ci_low, own.ci_high))
 
 
 def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():
@@ -653,9 +655,11 @@ def test_a_difference_that_is_the_same_in_every_seed_is_shown_without_a_test():
             spec["metrics"]["test_error_rate"] = same_seed + 0.02
     analysis = analyse("t", frame(specs), paper.load())
     relu = analysis.tables["configurations"].set_index("configuration").loc["activation=relu"]
-    assert relu["difference_pct"] == pytest.approx(2.0) and math.isnan(relu["p_corrected"])
+    assert relu["difference_pct"] == pytest.approx(2.0)
+    assert math.isnan(relu["difference_ci_low"])
+    assert relu["p_permutation"] == pytest.approx(2 / 2**3)  # the sign-flip test still runs
     text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
-    assert "+2.00 (the same in all 3 shared seeds: no t-test)" in text
+    assert "+2.00 (the same in all 3 shared seeds: no interval)" in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
 
 
@@ -671,15 +675,20 @@ def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
     gain = tables.fine_tuning_gain(elu, "test").set_index("split")
 
     differences = 100 * np.array([shifts[seed] for seed in elu["seed"]])
-    scale = math.sqrt((1 / 4 + 360 / 1080) * differences.var(ddof=1))
-    p = 2 * scipy_stats.t.sf(abs(differences.mean() / scale), 3)
+    exact = scipy_stats.permutation_test(
+        (differences,), np.mean, permutation_type="samples", n_resamples=np.inf
+    )
+    interval = scipy_stats.ttest_1samp(differences, 0).confidence_interval(0.95)
     test = gain.loc["test"]
     assert (test["pairs"], test["higher"], test["level"], test["lower"]) == (4, 2, 1, 1)
     assert test["difference_pct"] == pytest.approx(differences.mean())
-    assert test["p_corrected"] == pytest.approx(p)
+    assert test["p_permutation"] == pytest.approx(exact.pvalue)
+    assert (test["difference_ci_low"], test["difference_ci_high"]) == pytest.approx(
+        (interval.low, interval.high)
+    )
     assert test["frozen_mean"] == pytest.approx(100 * values(elu, "frozen_test_accuracy").mean())
     val = gain.loc["val"]  # fine-tuning gains the same in every seed here, and val is not tested
-    assert (val["higher"], val["lower"]) == (4, 0) and math.isnan(val["p_corrected"])
+    assert (val["higher"], val["lower"]) == (4, 0) and math.isnan(val["p_permutation"])
     assert tables.fine_tuning_gain(
         select(frame(activation_sweep(stages=("frozen",)))).runs, "test"
     ).empty
@@ -687,3 +696,84 @@ def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
     analysis = analyse("t", frame(specs), paper.load())
     text = markdown(document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks)
     assert "Did fine-tuning help?" in text and "`table4_fine_tuning_gain.csv`" in text
+
+
+# Before a winner: the omnibus test, the confidence set for the best, power
+
+
+def report_text(specs: list[dict]) -> tuple[str, object]:
+    analysis = analyse("t", frame(specs), PAPER)
+    blocks = document.compose(analysis, document.BestRunDetails({}, None, 0), PAPER).blocks
+    return markdown(blocks), analysis
+
+
+def without_effect(seeds=(0, 1, 2, 3, 4, 5)) -> list[dict]:
+    """Every activation's test error drawn from one distribution: no configuration effect."""
+    rng = np.random.default_rng(11)
+    specs = activation_sweep(seeds=seeds)
+    for spec in specs:
+        spec["metrics"]["test_error_rate"] = 0.05 + rng.normal(0, 0.01)
+    return specs
+
+
+def test_a_sweep_without_an_effect_reads_as_a_tie_and_still_names_the_champion():
+    text, analysis = report_text(without_effect())
+    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
+    table = tables.configurations(analysis.selection.runs, ["activation"], "val_accuracy", "test")
+    errors = 100 * analysis.selection.runs.pivot_table(
+        index="seed", columns="configuration", values="metrics.test_error_rate"
+    )
+    assert omnibus["f_statistic"] == pytest.approx(stats.omnibus(errors.to_numpy()).f_statistic)
+    assert not omnibus["rejects"] and omnibus["p_permutation"] >= 0.05
+    verdict = text[text.index("## Verdict") : text.index("## Summary")]
+    assert "**No configuration differs detectably** in test error rate" in verdict
+    assert "all 4 configurations are indistinguishable from the best" in verdict
+    assert "activation_error.png" in verdict  # the figure opens the report
+    summary = text[text.index("## Summary") : text.index("## How the numbers")]
+    assert summary.index("No configuration differs detectably") < summary.index("Champion")
+    assert (
+        f"Champion (registered): **{table['configuration'].iloc[0]}**, picked for the best "
+        "mean validation accuracy" in summary
+    )
+    assert "The configurations differ" not in text
+
+
+def test_a_sweep_with_a_real_effect_names_the_difference_and_the_best_set():
+    text, analysis = report_text(activation_sweep(seeds=(0, 1, 2, 3, 4, 5)))
+    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
+    assert omnibus["rejects"] and omnibus["p_permutation"] < 0.001
+    best = analysis.tables["best_set"]
+    assert list(best["configuration"][best["in_best_set"]]) == ["activation=elu"]
+    # every seed of the others is worse than elu: the one-sided sign-flip p is 1 / 2^6
+    assert best["p_shown_worse"].iloc[1:].to_numpy() == pytest.approx([1 / 64] * 3)
+    verdict = text[text.index("## Verdict") : text.index("## Summary")]
+    assert "**The configurations differ** in test error rate" in verdict
+    assert "indistinguishable from the best: 1 of 4 (activation=elu)" in verdict
+    assert "No configuration differs detectably" not in text
+    assert "## Does any configuration differ?" in text and "`omnibus.csv`" in text
+
+
+def test_three_seeds_cannot_exclude_anything_from_the_best_set():
+    _, analysis = report_text(activation_sweep(seeds=(0, 1, 2)))
+    best = analysis.tables["best_set"]
+    # 1 / 2^3 is above 0.05 / 3 whatever the data: no configuration can be shown worse
+    assert best["in_best_set"].all() and best["p_shown_worse"].isna().all()
+
+
+def test_power_is_read_from_the_spread_of_the_seed_differences_and_stated():
+    text, analysis = report_text(without_effect(seeds=tuple(range(8))))
+    ranking = analysis.tables["configurations"].iloc[1:]
+    power = analysis.tables["power"].iloc[0]
+    std = math.sqrt((ranking["difference_std"] ** 2).mean())
+    assert power["difference_std"] == pytest.approx(std)
+    assert power["pairs"] == 8
+    assert power["minimum_detectable_pct"] == pytest.approx(
+        stats.minimum_detectable_difference(std, 8)
+    )
+    assert power["seeds_for_target"] == stats.seeds_needed(0.5, std)
+    summary = text[text.index("## Summary") : text.index("## How the numbers")]
+    assert (
+        f"the smallest difference in error rate these 8 seeds detect with 80% power is "
+        f"{power['minimum_detectable_pct']:.2f} points" in summary
+    )
+    assert f"0.5 points would need {int(power['seeds_for_target'])} seeds" in summary

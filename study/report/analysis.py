@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.config import OBJECTIVES
-from study.report import tables
+from study.report import tables, verdicts
 from study.report.importance import importance_tables
 from study.report.paper import Paper
 from study.report.selection import ReportError, Selection, column, select
@@ -32,6 +32,9 @@ TABLE_FILES = {
     "interactions": "importance_interactions.csv",
     "partial_dependence": "importance_partial_dependence.csv",
     "runs": "runs.csv",
+    "omnibus": "omnibus.csv",
+    "best_set": "best_set.csv",
+    "power": "power.csv",
 }
 
 
@@ -92,9 +95,10 @@ def analyse(
             included, tables.report_knobs(included, selection.swept), objective, split
         ),
     }
+    found |= verdicts.verdict_tables(included, ranking, objective, split)
     found |= importance_tables(included, tables.report_knobs(included, selection.swept), objective)
     for stage in tables.STAGES:
-        scores = tables.scores_table(best_runs, stage, paper)
+        scores = tables.scores_table(best_runs, stage, paper, outcomes)
         if not scores.empty:
             found[stage] = scores
     gain = tables.fine_tuning_gain(best_runs, split)

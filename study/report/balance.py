@@ -12,7 +12,9 @@ import json
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
+from study.report import stats
 from study.report.render import Block, Bullets, Heading, Paragraph, Table
 from study.report.selection import metric, param
 
@@ -105,14 +107,54 @@ def summary(runs: pd.DataFrame, split: str) -> list[str]:
     return items
 
 
+def against_baseline(runs: pd.DataFrame, split: str) -> tuple[int, float, float, str]:
+    """Does the model beat always answering the largest class on `split`? Per run, accuracy
+    minus the majority share; returns (runs, mean difference in points, one-sided p-value,
+    what the p-value rests on). Over two seeds or more: the sign-flip permutation test of the
+    mean difference (trained again, would it beat the baseline?); with one run, the exact
+    binomial test on its images (this trained model only)."""
+    baseline = majority_baseline(runs, split)
+    accuracy = metric(runs, f"{split}_accuracy").set_axis(runs["run_id"])
+    difference = (accuracy - baseline.reindex(accuracy.index)).dropna()
+    if difference.empty:
+        return 0, float("nan"), float("nan"), "no run logged both"
+    mean = 100 * float(difference.mean())
+    if len(difference) > 1:
+        p, _ = stats.sign_flip_test(difference.to_numpy(), alternative="greater")
+        return len(difference), mean, p, "one-sided sign-flip permutation test over seeds"
+    run_id = difference.index[0]
+    images = int(counts(runs).query("split == @split and run_id == @run_id")["images"].sum())
+    correct = round(float(accuracy[run_id]) * images)
+    p = float(binomtest(correct, images, float(baseline[run_id]), alternative="greater").pvalue)
+    return 1, mean, p, f"one-sided exact binomial test on its {images} images, this model only"
+
+
 def _baseline_sentence(runs: pd.DataFrame, split: str) -> str:
     baseline = majority_baseline(runs, split)
     accuracy = metric(runs, f"{split}_accuracy")
-    return (
+    n, difference, p, method = against_baseline(runs, split)
+    sentence = (
         f"Majority-class baseline on the {split} split (always answering the largest class): "
         f"accuracy {_percent(baseline)}, beside the model's {_percent(accuracy)} "
         + ("(1 run)." if len(runs) == 1 else f"(means over {len(runs)} runs).")
     )
+    if n == 0:
+        return sentence
+    if p < stats.ALPHA and difference > 0:
+        return (
+            sentence
+            + f" The model beats it by {difference:+.2f} points ({method}: p "
+            + (f"{_p_text(p)}).")
+        )
+    return sentence + (
+        f" **The model does not beat the majority baseline detectably** ({difference:+.2f} "
+        f"points; {method}: p {_p_text(p)}): it is no better than always answering the "
+        "largest class."
+    )
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
 def _percent(values: pd.Series) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 import study
-from study.report import balance, figures, importance, tables
+from study.report import balance, figures, importance, stats, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
@@ -67,15 +67,17 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
             ),
         ]
     else:
+        blocks += _verdict(analysis, paper, images)
         blocks += _summary(analysis, paper)
         blocks += _provenance(analysis)
         blocks += balance.section(analysis.best_runs, analysis.split)
         blocks += _configurations(analysis)
+        blocks += _any_difference(analysis)
         blocks += _hyperparameters(analysis)
         for stage in tables.STAGES:
             blocks += _scores(analysis, stage, paper, details, images)
         blocks += _inference(analysis, paper)
-        blocks += _activations(analysis, paper, images)
+        blocks += _activations(analysis, paper)
         blocks += _knobs(analysis, images)
         blocks += _importance(analysis, images)
         blocks += _best_run(analysis, details, images)
@@ -91,18 +93,157 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
     return Report(blocks, csv, images)
 
 
-def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
-    best = analysis.tables["configurations"].iloc[0]
+def _verdict(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
+    """The report's answer in one sentence, and the error per activation, before any table."""
+    blocks: list[Block] = [Heading(2, "Verdict"), Paragraph(_verdict_sentence(analysis))]
+    table = analysis.tables["activations"]
+    if (table["n"] > 0).any():
+        split = SPLIT_NAMES[analysis.split]
+        figure = figures.activation_errors(
+            analysis.activation_runs,
+            table,
+            analysis.split,
+            f"{paper.short}, not comparable" if analysis.same_data else None,
+        )
+        images["activation_error.png"] = figures.png(figure)
+        blocks.append(
+            Image(
+                "activation_error.png",
+                f"{split.capitalize()} error rate per activation, same model and protocol "
+                f"(Table 6): one dot per seed, the mean with its {CONFIDENCE:.0%} Wilson interval"
+                + (
+                    ", and the paper's figure (other models; its elu value is a loss)."
+                    if analysis.same_data
+                    else "."
+                ),
+            )
+        )
+    return blocks
+
+
+def _verdict_sentence(analysis: Analysis) -> str:
+    """Whether any configuration differs on the reported split's error rate, and which ones
+    cannot be told from the best: "no configuration differs detectably" when the omnibus test
+    does not reject (or cannot be run)."""
     split = SPLIT_NAMES[analysis.split]
-    runs = analysis.selection.runs
-    items = [
-        f"Best configuration, chosen on {_objective_name(analysis.objective)}: "
-        f"**{best['configuration']}**, {split} error rate "
+    ranking = analysis.tables["configurations"]
+    if len(ranking) < 2:
+        best = ranking.iloc[0]
+        return (
+            f"One configuration, nothing to compare: {split} error rate "
+            f"{_mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
+            f"over {best['n']} seed(s)."
+        )
+    test = analysis.tables["omnibus"].iloc[0]
+    candidates = analysis.tables["best_set"]
+    kept = candidates[candidates["in_best_set"]]
+    if len(kept) == len(candidates):
+        indistinguishable = (
+            f"all {len(candidates)} configurations are indistinguishable from the best"
+        )
+        if candidates["p_shown_worse"].isna().all():
+            pairs = int(candidates["pairs"].min())
+            indistinguishable += (
+                f" (with {pairs} shared seeds no pairwise test can reach "
+                f"{stats.ALPHA:g} / {len(candidates) - 1}, whatever the differences)"
+            )
+    else:
+        indistinguishable = (
+            f"indistinguishable from the best: {len(kept)} of {len(candidates)} "
+            f"({_names(kept['configuration'])})"
+        )
+    evidence = _omnibus_text(test)
+    if not test["rejects"]:
+        return (
+            f"**No configuration differs detectably** in {split} error rate ({evidence}); "
+            f"{indistinguishable}."
+        )
+    return f"**The configurations differ** in {split} error rate ({evidence}); {indistinguishable}."
+
+
+def _names(names) -> str:
+    """The first SHOWN_CONFIGURATIONS names, and how many more there are."""
+    names = [str(name) for name in names]
+    more = len(names) - SHOWN_CONFIGURATIONS
+    return "; ".join(names[:SHOWN_CONFIGURATIONS]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _omnibus_text(row: pd.Series) -> str:
+    if math.isnan(row["p_permutation"]):
+        return (
+            f"no test: {row['settings']} configurations share {row['seeds']} seed(s) with any "
+            "variation between them"
+        )
+    kind = "exact" if row["permutation_exact"] else f"{stats.PERMUTATIONS} permutations"
+    return (
+        f"seed-blocked permutation F = {row['f_statistic']:.3g}, p {_p(row['p_permutation'], True)}"
+        f" ({kind}), {row['settings']} configurations over the {row['seeds']} seeds they share"
+    )
+
+
+def _champion(analysis: Analysis) -> str:
+    """The registered best configuration, why it was picked, and how it did."""
+    best = analysis.tables["configurations"].iloc[0]
+    objective = _objective_name(analysis.objective)
+    split = SPLIT_NAMES[analysis.split]
+    score = _objective_cell(analysis.objective, best["objective_mean"], math.nan)
+    text = (
+        f"Champion (registered): **{best['configuration']}**, picked for the best mean "
+        f"{objective} over seeds ({score}{'' if _raw(analysis.objective) else ' %'}); "
+        f"{split} error rate "
         f"{_mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
         f"({CONFIDENCE:.0%} Wilson interval "
         f"{_interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}, "
-        f"n = {best['n']} seeds).",
-        f"Backbone weights: {_listing(column(runs, 'tags.weights'))}.",
+        f"n = {best['n']} seeds)."
+    )
+    omnibus = analysis.tables["omnibus"]
+    on_objective = omnibus[omnibus["quantity"] == analysis.objective]
+    if len(analysis.tables["configurations"]) > 1 and len(on_objective):
+        row = on_objective.iloc[0]
+        verdict = "differ" if row["rejects"] else "do not differ detectably"
+        text += f" On {objective} itself the configurations {verdict} ({_omnibus_text(row)})."
+    return text
+
+
+def _power(analysis: Analysis) -> str | None:
+    """The smallest difference the study could detect, and the seeds 0.5 points would need."""
+    if "power" not in analysis.tables:
+        return None
+    row = analysis.tables["power"].iloc[0]
+    pairs = int(row["pairs"])
+    if math.isinf(row["minimum_detectable_pct"]):
+        detectable = (
+            f"with {pairs} seeds no difference is detectable: the exact sign-flip test's "
+            f"smallest p-value is {row['smallest_p']:.3f}, above {stats.ALPHA:g}"
+        )
+    else:
+        detectable = (
+            f"the smallest difference in error rate these {pairs} seeds detect with "
+            f"{row['power']:.0%} power is {row['minimum_detectable_pct']:.2f} points"
+        )
+    return (
+        f"Power: {detectable} (paired two-sided test at {stats.ALPHA:g}, from the std of the "
+        f"per-seed differences with the champion, {row['difference_std']:.2f} points); "
+        f"{row['target_pct']:g} points would need {int(row['seeds_for_target'])} seeds."
+    )
+
+
+def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
+    split = SPLIT_NAMES[analysis.split]
+    runs = analysis.selection.runs
+    items = [_verdict_sentence(analysis), _champion(analysis)]
+    detectable = _power(analysis)
+    if detectable:
+        items.append(detectable)
+    items += [
+        f"Backbone weights: {_listing(column(runs, 'tags.weights'))}."
+        + (
+            " Every run used this one random backbone draw: every conclusion here is "
+            "conditional on it."
+            if set(column(runs, "tags.weights_source").dropna()) == {"none"}
+            and column(runs, "tags.weights").nunique() == 1
+            else ""
+        ),
         _split_design(analysis),
     ]
     if "fine_tune" in analysis.tables:
@@ -114,9 +255,9 @@ def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
             f"{row.activation} {_mean_std(row.error_pct_mean, row.error_pct_std, 2)} %"
             + (
                 ""
-                if math.isnan(row.p_corrected)
-                else f" (vs elu {_signed(row.difference_pct)} points, corrected p "
-                f"{_p(row.p_corrected, equals=True)}, Holm {_p(row.p_holm, equals=True)})"
+                if math.isnan(row.p_permutation)
+                else f" (vs elu {_signed(row.difference_pct)} points, permutation p "
+                f"{_p(row.p_permutation, equals=True)}, Holm {_p(row.p_holm, equals=True)})"
             )
             for row in measured.itertuples()
         ]
@@ -204,18 +345,32 @@ def _provenance(analysis: Analysis) -> list[Block]:
             "intervals, which stay inside [0, 100] and keep a width when every seed agrees; "
             "their sample size is the effective number of independent images the mean rests "
             "on: on the test split, from the variance of the seeds x images table of errors "
-            "(Owen's estimate for a crossed design), elsewhere at most one split's images. "
+            "(Owen's estimate for a crossed design: new seeds and new images), elsewhere at "
+            "most one split's images. Wherever a seed variance enters, the quantile is Student "
+            "t's at its degrees of freedom (Satterthwaite's for the crossed variance), not 1.96. "
             "Losses get Student t intervals.",
-            "Comparisons (a setting against a reference, over the seeds both have): the "
-            "Nadeau-Bengio corrected resampled t-test, whose variance factor 1/J + n_val/n_train "
-            "allows for the seeds' overlapping training sets (n_val/n_train "
-            f"= {_number(tables.resampling_ratio(runs), 3)}); it assumes the per-seed "
-            "differences are exchangeable and roughly normal, and is conditional on the one "
-            "test split. The p-values of one table are Holm-adjusted together. The difference's "
-            "interval uses the same corrected variance; the effect size is d_z, the mean "
-            "difference over the differences' std. Per image: an exact McNemar test on the test "
-            "images, an image counting for the setting that classified it correctly in more of "
-            "the shared seeds (images are the independent units; ties drop out).",
+            "Comparisons answer one question: trained again on this data, would A beat B? The "
+            "test split is fixed and each seed re-draws everything else, so the per-seed "
+            "differences (paired by seed) are independent draws of that retraining. The test "
+            "is an exact sign-flip permutation test of their mean (every sign pattern when "
+            f"there are at most {stats.PERMUTATIONS} of them, else that many drawn with a fixed "
+            "seed); the difference's interval is the t interval of the same differences (df = "
+            "pairs − 1); the effect size is Hedges' g_z (d_z with the small-sample correction). "
+            "Where per-image outcomes were logged, a second, labelled interval answers '... and "
+            "on new test images too', from the crossed variance of the seeds x images table of "
+            "differences, the same kind of interval as each arm's. The comparisons of one table "
+            "are one fixed family, Holm-adjusted together, a comparison that could not be tested "
+            "still counting in its size. Not used: the Nadeau-Bengio correction (for this "
+            "question the seed differences need no inflation, and for new images it cannot add "
+            "the image variance a single test split leaves out) and McNemar's test on pooled "
+            "images (every discordant image depends on the same trained models, so the images "
+            "are not independent).",
+            "Before a winner: a seed-blocked permutation F test (configurations permuted within "
+            "each seed) of any difference among the configurations, and a confidence set for "
+            "the best (a configuration leaves it only when another beats it by the one-sided "
+            "sign-flip test at 0.05 / (k − 1)). Power: the paired t-test's smallest detectable "
+            "difference at 80% power from the spread of the per-seed differences with the "
+            "champion.",
             f"Logged by study version {_listing(column(runs, 'tags.study_version'))}.",
         ]
     blocks: list[Block] = [Heading(2, "How the numbers were obtained"), Bullets(tuple(items))]
@@ -259,7 +414,7 @@ def _configurations(analysis: Analysis) -> list[Block]:
                 for row in ranking.itertuples()
             ],
             "Difference from rank 1 (points)": [_difference(row) for row in ranking.itertuples()],
-            "p corrected / Holm": [_p_pair(row) for row in ranking.itertuples()],
+            "Permutation p / Holm": [_p_pair(row) for row in ranking.itertuples()],
         }
     ).head(SHOWN_CONFIGURATIONS)
     more = len(ranking) - len(shown)
@@ -272,12 +427,68 @@ def _configurations(analysis: Analysis) -> list[Block]:
             "objective column shows the mean over all of a configuration's seeds; ties: more "
             f"seeds first); the first is the best configuration found, reported on the {split} "
             "split, which played no part in choosing it. Each other configuration is compared "
-            "with it on the error rate (corrected resampled t-test, Holm-adjusted over the "
-            "table; the difference's interval in the CSV)."
+            "with it on the error rate, paired by seed (the difference's t interval over seeds; "
+            "the sign-flip permutation test, Holm-adjusted over every other configuration; the "
+            "interval for new test images too in the CSV)."
             + (f" {more} more configurations are in the CSV." if more > 0 else "")
         ),
         Table(shown, TABLE_FILES["configurations"]),
     ]
+
+
+def _any_difference(analysis: Analysis) -> list[Block]:
+    """The omnibus tests, the confidence set for the best, and the study's power."""
+    if len(analysis.tables["configurations"]) < 2:
+        return []
+    omnibus = analysis.tables["omnibus"]
+    shown = pd.DataFrame(
+        {
+            "Quantity": [_quantity_name(q) for q in omnibus["quantity"]],
+            "Configurations x seeds": [
+                f"{row.settings} x {row.seeds}" for row in omnibus.itertuples()
+            ],
+            "F (df)": [
+                DASH
+                if math.isnan(row.f_statistic)
+                else f"{row.f_statistic:.3g} ({row.df_settings}, {row.df_residual})"
+                for row in omnibus.itertuples()
+            ],
+            "Permutation p": [DASH if math.isnan(p) else _p(p) for p in omnibus["p_permutation"]],
+        }
+    )
+    candidates = analysis.tables["best_set"]
+    kept = candidates[candidates["in_best_set"]]
+    blocks: list[Block] = [
+        Heading(2, "Does any configuration differ?"),
+        Paragraph(
+            "Before naming a winner: the seed-blocked permutation F test of any difference "
+            "among the configurations (the F of a two-way configuration + seed ANOVA, its "
+            "p-value from permuting the configurations within each seed), over the seeds every "
+            "configuration has; on the error rate the report is about, and on the objective "
+            "that picked the champion."
+        ),
+        Table(shown, TABLE_FILES["omnibus"]),
+        Paragraph(
+            f"Confidence set for the best ({CONFIDENCE:.0%}, on the "
+            f"{SPLIT_NAMES[analysis.split]} error rate): {len(kept)} of {len(candidates)} "
+            "configurations, those no other configuration beats by the one-sided sign-flip "
+            f"test at {stats.ALPHA:g} / (k − 1): "
+            + _names(
+                [f"{row.configuration} ({row.error_pct_mean:.2f} %)" for row in kept.itertuples()]
+            )
+            + f" (`{TABLE_FILES['best_set']}`)."
+        ),
+    ]
+    detectable = _power(analysis)
+    if detectable:
+        blocks.append(Paragraph(detectable + f" (`{TABLE_FILES['power']}`)"))
+    return blocks
+
+
+def _quantity_name(quantity: str) -> str:
+    split, _, name = quantity.partition("_")
+    unit = " (%)" if name == "error_rate" else ""
+    return f"{SPLIT_NAMES[split]} {name.replace('_', ' ')}{unit}"
 
 
 def _difference(row) -> str:
@@ -287,17 +498,20 @@ def _difference(row) -> str:
     if math.isnan(row.difference_ci_low):
         pairs = int(row.pairs)
         if pairs < 2:
-            why = "one shared seed"
-        elif math.isnan(row.nval_over_ntrain):
-            why = "split sizes not logged"
-        else:
-            why = f"the same in all {pairs} shared seeds"
-        return f"{value:+.2f} ({why}: no t-test)"
+            return f"{value:+.2f} (one shared seed: no test)"
+        return f"{value:+.2f} (the same in all {pairs} shared seeds: no interval)"
     return f"{value:+.2f} [{row.difference_ci_low:+.2f}, {row.difference_ci_high:+.2f}]"
 
 
+def _new_images(row) -> str:
+    low = getattr(row, "new_images_ci_low", math.nan)
+    if low is None or math.isnan(low):
+        return DASH
+    return f"[{low:+.2f}, {row.new_images_ci_high:+.2f}]"
+
+
 def _p_pair(row) -> str:
-    p = getattr(row, "p_corrected", math.nan)
+    p = getattr(row, "p_permutation", math.nan)
     if p is None or math.isnan(p):
         return DASH
     return f"{_p(p)} / {_p(row.p_holm)}"
@@ -320,15 +534,15 @@ def _fine_tuning_gain(analysis: Analysis) -> list[Block]:
                 _difference(row) if row.split != "val" else _signed(row.difference_pct)
                 for row in gain.itertuples()
             ],
-            "Corrected t-test p": [DASH if math.isnan(p) else _p(p) for p in gain["p_corrected"]],
+            "Permutation p": [DASH if math.isnan(p) else _p(p) for p in gain["p_permutation"]],
         }
     )
     return [
         Paragraph(
             "Did fine-tuning help? Each run's accuracy after fine-tuning against its own frozen "
             "phase, mean over the best configuration's seeds. The test row is one comparison "
-            "(no multiplicity correction): the corrected resampled t-test of the per-seed "
-            "differences, with the assumptions under Statistics above. Validation chose both "
+            "(no multiplicity correction): the sign-flip permutation test of the per-seed "
+            "differences and their t interval, as under Comparisons above. Validation chose both "
             "phases' stopping epochs (and whether the fine-tuned model is kept), so its row "
             "counts seeds and is not tested."
         ),
@@ -514,7 +728,7 @@ def _inference(analysis: Analysis, paper: Paper) -> list[Block]:
     ]
 
 
-def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
+def _activations(analysis: Analysis, paper: Paper) -> list[Block]:
     table = analysis.tables["activations"]
     split = SPLIT_NAMES[analysis.split]
     fixed = [key for key in analysis.selection.swept if key != "activation"]
@@ -529,20 +743,16 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
         f"{CONFIDENCE:.0%} Wilson interval (%)": [
             _interval(row.error_pct_ci_low, row.error_pct_ci_high) for row in table.itertuples()
         ],
-        "Difference from elu (points, 95% CI)": [_difference(row) for row in table.itertuples()],
-        "Effect size d_z": [_number(v, 2) for v in table["effect_size_dz"]],
-        "Corrected t-test p (pairs)": [
+        "Difference from elu (points, 95% CI over seeds)": [
+            _difference(row) for row in table.itertuples()
+        ],
+        "Permutation p (pairs)": [
             DASH if math.isnan(p) else f"{_p(p)} ({int(n)})"
-            for p, n in zip(table["p_corrected"], table["pairs"].fillna(0), strict=True)
+            for p, n in zip(table["p_permutation"], table["pairs"].fillna(0), strict=True)
         ],
         "Holm p": [DASH if math.isnan(p) else _p(p) for p in table["p_holm"]],
-        "McNemar p / Holm (images better / worse than elu)": [
-            DASH
-            if math.isnan(row.mcnemar_p)
-            else f"{_p(row.mcnemar_p)} / {_p(row.mcnemar_p_holm)} "
-            f"({int(row.mcnemar_better)} / {int(row.mcnemar_worse)})"
-            for row in table.itertuples()
-        ],
+        "Hedges' g_z": [_number(v, 2) for v in table["hedges_gz"]],
+        "95% CI, new test images too": [_new_images(row) for row in table.itertuples()],
     }
     label = _paper_label(analysis, paper)
     columns[f"{label}: method"] = table["paper_method"].fillna(DASH)
@@ -556,11 +766,12 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
         + ", one run per seed. Mean ± sample std over seeds and the "
         f"{CONFIDENCE:.0%} Wilson interval (see Statistics above). Each activation is compared "
         "with elu over the seeds both have (same split, head initialisation and augmentation "
-        "order): difference = activation − elu in percentage points with its corrected "
-        "interval, the Nadeau-Bengio corrected t-test, and the exact McNemar test on the test "
-        "images (in brackets: images the activation got right in more seeds than elu / "
-        "fewer); each test's p-values are Holm-adjusted over the "
-        f"{int(table['p_corrected'].notna().sum())} comparisons of this table."
+        "order): difference = activation − elu in percentage points with the t interval of "
+        "the per-seed differences (would it beat elu if both were trained again on this "
+        "data?), the exact sign-flip permutation test over seeds, Holm-adjusted over the fixed "
+        f"family of all {len(table) - 1} activations compared with elu (untestable ones "
+        "included), and Hedges' g_z; where per-image outcomes were logged, the last interval "
+        "lets the test images vary too (crossed seeds x images variance)."
     )
     notes = [
         protocol,
@@ -580,31 +791,15 @@ def _activations(analysis: Analysis, paper: Paper, images: dict) -> list[Block]:
     elif tables.REFERENCE_ACTIVATION not in set(measured["activation"]):
         notes.append("**No paired tests**: no elu runs share the other settings.")
     elif measured["n"].max() < 2:
-        notes.append("**No spread and no t-tests**: one seed per activation.")
+        notes.append("**No spread and no paired tests**: one seed per activation.")
     blocks: list[Block] = [
         Heading(2, "Table 6: error rate by activation"),
         Table(shown, TABLE_FILES["activations"]),
         Bullets(tuple(notes)),
     ]
     if len(measured):
-        figure = figures.activation_errors(
-            analysis.activation_runs,
-            table,
-            analysis.split,
-            f"{paper.short}, not comparable" if analysis.same_data else None,
-        )
-        images["activation_error.png"] = figures.png(figure)
         blocks.append(
-            Image(
-                "activation_error.png",
-                f"{split.capitalize()} error rate per activation, same model and protocol: one "
-                f"dot per seed, the mean with its {CONFIDENCE:.0%} Wilson interval"
-                + (
-                    ", and the paper's figure (other models; its elu value is a loss)."
-                    if analysis.same_data
-                    else "."
-                ),
-            )
+            Paragraph("The error per activation, one dot per seed, opens the report (Verdict).")
         )
     return blocks
 
@@ -641,6 +836,13 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
             f"{SPLIT_NAMES[analysis.split].capitalize()} error rate (%)": [
                 _mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
             ],
+            "Adjusted: " + _objective_name(objective, unit=True).lower(): [
+                _objective_cell(objective, row.objective_adjusted, math.nan)
+                for row in table.itertuples()
+            ],
+            "Adjusted: error rate (%)": [
+                _number(value, 2) for value in table["error_pct_adjusted"]
+            ],
         }
     )
     figure = figures.sweep_overview(
@@ -654,8 +856,12 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     listed: list[Block] = [
         Paragraph(
             "Each value of each setting the sweep varied (of a phase that ran) over every "
-            "included run that has it, whatever the other settings were: the spread includes "
-            "the other settings' effect. (best) marks the best configuration's value; the "
+            "included run that has it, whatever the other settings were: raw means of what was "
+            "sampled, whose spread includes the other settings' effect, and which a search that "
+            "tried some values only beside others confounds. The adjusted columns remove that: "
+            "an additive least-squares model of all the settings and the seed, its prediction "
+            "for every run with the setting at this value, averaged over the runs (equal to "
+            "the raw mean in a full grid). (best) marks the best configuration's value; the "
             "configurations table compares whole configurations."
         ),
         Table(shown, TABLE_FILES["knobs"]),
@@ -675,26 +881,6 @@ def _knobs(analysis: Analysis, images: dict) -> list[Block]:
     ]
 
 
-def _outside_interval(table: pd.DataFrame) -> list[Block]:
-    """Say so when a knob's importance from all runs lies outside its resamples' interval."""
-    outside = table[
-        (table["importance"] < table["ci_low"]) | (table["importance"] > table["ci_high"])
-    ]
-    if outside.empty:
-        return []
-    names = ", ".join(
-        f"{row.knob.replace('_', ' ')} ({row.importance:.3f})" for row in outside.itertuples()
-    )
-    return [
-        Paragraph(
-            f"The importance from all runs lies outside its resamples' interval for {names}: "
-            "fits on resampled seeds (which repeat some seeds and drop others) disagree with the "
-            "fit on all of them, so read that interval as the spread over seed resamples, not as "
-            "a confidence interval around the estimate; more seeds make it trustworthy."
-        )
-    ]
-
-
 def _importance(analysis: Analysis, images: dict) -> list[Block]:
     """Which knob matters, when the runs varied two or more knobs (see `importance`)."""
     if "importance" not in analysis.tables:
@@ -703,25 +889,29 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
     pairs = analysis.tables["interactions"]
     runs = analysis.selection.runs
     first = table.iloc[0]
-    interval = (
-        f"{CONFIDENCE:.0%} percentile interval over {first['resamples']} bootstrap resamples of "
-        f"the {first['seeds']} seeds ({first['distinct_resamples']} distinct draws): each draws "
-        f"{first['seeds']} seeds with replacement, keeps those seeds' runs and fits again, with a "
-        f"fixed random seed ({importance.SEED}), so the report rebuilds identically. It covers "
-        f"the seeds of the configurations this search visited, not the search: a new sweep "
-        f"visits other configurations (a Bayesian search follows the scores it meets) and can "
-        f"give other shares"
-        if first["resamples"]
-        else "no interval: the runs have one seed, and the interval resamples seeds"
+    shares = (
+        "The configurations explain "
+        f"{_share(first['configurations_share'])} of the run-to-run variance of the objective "
+        f"and the seeds {_share(first['seed_share'])} (seed-blocked ANOVA: objective ~ "
+        "configuration + seed, type II sums of squares); a knob's share of the runs' variance "
+        "is its fANOVA share times the configurations' share."
+        if not math.isnan(first["configurations_share"])
+        else "The runs' variance cannot be split between configurations and seeds (one seed, "
+        "or one run per configuration), so the fANOVA shares are of the forest's variance only."
+    )
+    null = (
+        f"p: the share of {first['permutations']} permutations (the objective shuffled among "
+        "the runs of each seed: no configuration effect, seed effects kept, one forest each) "
+        "whose importance reaches the observed one, the observed fit counted in."
+        if first["permutations"]
+        else "No permutation p-value: too few runs."
     )
     shown = pd.DataFrame(
         {
             "Knob": table["knob"].str.replace("_", " "),
-            "Importance (share of variance)": [f"{value:.3f}" for value in table["importance"]],
-            f"{CONFIDENCE:.0%} interval": [
-                DASH if math.isnan(row.ci_low) else f"[{row.ci_low:.3f}, {row.ci_high:.3f}]"
-                for row in table.itertuples()
-            ],
+            "fANOVA share (of the forest's variance)": [f"{v:.3f}" for v in table["importance"]],
+            "Share of the runs' variance": [_share(v) for v in table["share_of_runs"]],
+            "Permutation p": [DASH if math.isnan(p) else _p(p) for p in table["p_permutation"]],
             "Values tried": table["values"],
         }
     )
@@ -730,10 +920,10 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
         Heading(2, "Which knob matters"),
         Paragraph(
             f"{importance.METHOD} Objective: {_objective_name(analysis.objective)}, "
-            f"{first['runs']} runs, one fANOVA trial per run. Interval: {interval}."
+            f"{first['runs']} runs, one fANOVA trial per run, in a fixed order (knob values, "
+            f"then seed). {shares} {null}"
         ),
         Table(shown, TABLE_FILES["importance"]),
-        *_outside_interval(table),
         Paragraph(
             f"Strongest pairwise interaction: **{strongest['knob_a']} x {strongest['knob_b']}**, "
             f"Friedman's H = {strongest['h_statistic']:.2f} (the share of the pair's joint "
@@ -775,6 +965,10 @@ def _importance(analysis: Analysis, images: dict) -> list[Block]:
         )
     )
     return blocks
+
+
+def _share(value: float) -> str:
+    return DASH if math.isnan(value) else f"{100 * value:.1f} %"
 
 
 def _file_part(text: str) -> str:

@@ -1,42 +1,53 @@
-"""Which knob matters: each knob's importance for the sweep's objective, with an interval over
-resamples of the seeds, the strongest pairwise interaction, and each knob's partial dependence.
+"""Which knob matters: each knob's importance for the sweep's objective, scaled to the runs'
+variance, tested against a permutation null, with the strongest pairwise interaction and each
+knob's partial dependence.
 
 Importance is Optuna's fANOVA (`FanovaImportanceEvaluator`: a random forest fitted to the runs'
 params and objective values, one trial per run; a knob's importance is the share of the
-forest's variance over the search space that the knob explains alone). The interval comes from
-a bootstrap over seeds: draw as many seeds as the runs have, with replacement, keep those seeds'
-runs (a seed drawn twice counts twice) and fit again. Interactions are Friedman's H statistic
-from scikit-learn's `partial_dependence` on a random forest of the same runs. All of it is pure
-and seeded, so the same runs give the same numbers.
+forest's variance over the search space that the knob explains alone), averaged over
+FOREST_SEEDS forests. That is a share of the forest's variance, not of the runs': a seed-blocked
+ANOVA (statsmodels, objective ~ configuration + seed, type II sums of squares) gives the share
+of the run-to-run variance that the configurations explain and the seeds' share beside it, and
+a knob's `share_of_runs` is its importance times the configurations' share. The p-value of each
+knob comes from a permutation null: the objective values shuffled among the runs of each seed
+(no configuration effect, the seed effects kept), fitted again with one forest each (noisier
+than the averaged estimate, so the test errs on the conservative side). Runs are put in a
+canonical order (knob values, then seed) before anything is fitted, so the order in which the
+store returned them cannot move a figure. Interactions are Friedman's H statistic from
+scikit-learn's `partial_dependence` on a random forest of the same runs. All of it is pure and
+seeded, so the same runs give the same numbers.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
 import optuna
 import pandas as pd
+import statsmodels.formula.api as smf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from pandas.api.types import is_numeric_dtype
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.inspection import partial_dependence
+from statsmodels.stats.anova import anova_lm
 
 from study.report.selection import metric, param, value_order
 
-RESAMPLES = 200
-SEED = 0  # the bootstrap's and the forests' random seed: the report rebuilds byte-identically
+PERMUTATIONS = 39  # null fits: the smallest p-value is 1 / (PERMUTATIONS + 1) = 0.025
+FOREST_SEEDS = 4  # forests averaged for each knob's importance
+SEED = 0  # the permutations' and the forests' first random seed: the report rebuilds identically
 TREES = 64  # Optuna's fANOVA default, used for the interaction forest too
-CONFIDENCE = 0.95
 METHOD = (
     "fANOVA (Optuna's FanovaImportanceEvaluator): the share of the objective's variance over "
-    "the searched values that a random forest of the runs attributes to each knob alone. It "
-    "describes these runs and this search space, not other values or data; it says nothing of "
-    "the direction of an effect; knobs whose values changed together across the few "
-    "configurations tried cannot be told apart; and a knob that mattered only through other "
-    "knobs shows up in the interactions, not here."
+    "the searched values that a random forest of the runs attributes to each knob alone, "
+    f"averaged over {FOREST_SEEDS} forests. It describes these runs and this search space, not "
+    "other values or data; it says nothing of the direction of an effect; knobs whose values "
+    "changed together across the few configurations tried cannot be told apart; and a knob "
+    "that mattered only through other knobs shows up in the interactions, not here."
 )
 
 
@@ -44,50 +55,51 @@ def importance_tables(
     runs: pd.DataFrame,
     knobs: list[str],
     objective: str,
-    resamples: int = RESAMPLES,
+    permutations: int = PERMUTATIONS,
     seed: int = SEED,
 ) -> dict[str, pd.DataFrame]:
-    """For runs (with `seed` and `params.<knob>` columns) that varied two or more knobs:
-    `importance` (one row per knob, most important first: fANOVA importance and its bootstrap
-    interval over seeds), `interactions` (one row per pair of knobs, strongest first) and
-    `partial_dependence` (the objective against each value of each knob, the others
+    """For runs (with `seed`, `configuration` and `params.<knob>` columns) that varied two or
+    more knobs: `importance` (one row per knob, most important first: the fANOVA share, the
+    share of the runs' variance, the permutation p-value, and the configurations' and seeds'
+    shares of the runs' variance), `interactions` (one row per pair of knobs, strongest first)
+    and `partial_dependence` (the objective against each value of each knob, the others
     marginalised). Empty when fewer than two knobs varied or fewer than three runs scored."""
     scores = metric(runs, objective)
     runs = runs[scores.notna()]
     knobs = [knob for knob in knobs if param(runs, knob).nunique() > 1]
     if len(knobs) < 2 or len(runs) < 3:
         return {}
+    runs = _canonical(runs, knobs)
     features = _features(runs, knobs)
-    target = scores[runs.index].to_numpy()
+    target = metric(runs, objective).to_numpy()
     seeds = runs["seed"].to_numpy()
-    point = _fanova(features, target, seed)
+    point = _averaged_fanova(features, target, seed)
+    shares = variance_shares(runs, target)
 
-    distinct = np.unique(seeds)
     rng = np.random.default_rng(seed)
-    fitted: dict[tuple, dict[str, float]] = {}  # a draw is a multiset of seeds: fit each once
-    draws = []
-    for _ in range(resamples if len(distinct) > 1 else 0):
-        drawn = tuple(sorted(rng.choice(distinct, len(distinct))))
-        if drawn not in fitted:
-            chosen = np.concatenate([np.flatnonzero(seeds == s) for s in drawn])
-            fitted[drawn] = _fanova(features.iloc[chosen], target[chosen], seed)
-        draws.append(fitted[drawn])
-    tail = 100 * (1 - CONFIDENCE) / 2
+    null = []
+    for index in range(permutations if len(runs) > 3 else 0):
+        shuffled = target.copy()
+        for value in np.unique(seeds):
+            within = np.flatnonzero(seeds == value)
+            shuffled[within] = target[rng.permutation(within)]
+        null.append(_fanova(features, shuffled, seed + index))
     rows = []
     for knob in knobs:
-        values = np.array([draw[knob] for draw in draws])
-        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
+        above = sum(draw[knob] >= point[knob] for draw in null)
         rows.append(
             {
                 "knob": knob,
                 "importance": point[knob],
-                "ci_low": low,
-                "ci_high": high,
+                "share_of_runs": point[knob] * shares["configurations"],
+                "p_permutation": (1 + above) / (1 + len(null)) if null else math.nan,
+                "configurations_share": shares["configurations"],
+                "seed_share": shares["seed"],
                 "values": param(runs, knob).nunique(),
                 "runs": len(runs),
-                "seeds": len(distinct),
-                "resamples": len(draws),
-                "distinct_resamples": len(fitted),
+                "seeds": len(np.unique(seeds)),
+                "permutations": len(null),
+                "forests": FOREST_SEEDS,
                 "objective": objective,
             }
         )
@@ -100,15 +112,39 @@ def importance_tables(
     }
 
 
+def variance_shares(runs: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
+    """Shares of the runs' variance (sum of squares about the mean) that the configurations
+    and the seeds explain in an additive seed-blocked ANOVA (type II sums of squares); NaN when
+    the design leaves no residual to test them against (one run per configuration, or one
+    seed)."""
+    frame = pd.DataFrame(
+        {
+            "y": target,
+            "configuration": runs["configuration"].astype(str).to_numpy(),
+            "seed": runs["seed"].astype(str).to_numpy(),
+        }
+    )
+    total = float(((frame["y"] - frame["y"].mean()) ** 2).sum())
+    levels = frame["configuration"].nunique() + frame["seed"].nunique() - 1
+    if frame["seed"].nunique() < 2 or len(frame) <= levels or total <= 0:
+        return {"configurations": math.nan, "seed": math.nan}
+    table = anova_lm(smf.ols("y ~ C(configuration) + C(seed)", frame).fit(), typ=2)
+    return {
+        "configurations": float(table.loc["C(configuration)", "sum_sq"]) / total,
+        "seed": float(table.loc["C(seed)", "sum_sq"]) / total,
+    }
+
+
 def importance_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """The importance table as MLflow metrics: `importance.<knob>` and its `.ci_low`/`.ci_high`
-    (intervals left out when there were no resamples)."""
+    """The importance table as MLflow metrics: `importance.<knob>` (the fANOVA share) and, when
+    they could be computed, `.share_of_runs` and `.p_permutation`."""
     found = {}
     for row in table.itertuples():
         found[f"importance.{row.knob}"] = float(row.importance)
-        if not np.isnan(row.ci_low):
-            found[f"importance.{row.knob}.ci_low"] = float(row.ci_low)
-            found[f"importance.{row.knob}.ci_high"] = float(row.ci_high)
+        for name in ("share_of_runs", "p_permutation"):
+            value = float(getattr(row, name))
+            if not np.isnan(value):
+                found[f"importance.{row.knob}.{name}"] = value
     return found
 
 
@@ -120,6 +156,21 @@ def knob_values(runs: pd.DataFrame, knob: str) -> tuple[pd.Series, list[str] | N
     if numbers.notna().all():
         return numbers.astype(float), None
     return text, _categories(text)
+
+
+def _canonical(runs: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:
+    """The runs sorted by their knob values (numbers numerically), then by seed."""
+    columns = [param(runs, knob) for knob in knobs]
+    key = {
+        index: (*(value_order(column[index]) for column in columns), runs.at[index, "seed"])
+        for index in runs.index
+    }
+    return runs.loc[sorted(runs.index, key=key.__getitem__)].reset_index(drop=True)
+
+
+def _averaged_fanova(features: pd.DataFrame, target: np.ndarray, seed: int) -> dict[str, float]:
+    fits = [_fanova(features, target, seed + offset) for offset in range(FOREST_SEEDS)]
+    return {knob: float(np.mean([fit[knob] for fit in fits])) for knob in features.columns}
 
 
 def _features(runs: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:

@@ -1,18 +1,36 @@
 """Spread, intervals and comparisons over seeds: the numbers behind every claim in a report.
 
+The question a comparison answers: "trained again on this data, would A beat B?". The test
+split is drawn once and shared by every seed; a seed re-draws train and validation, initialises
+the head and orders the augmented views. So the seeds are the independent units, and the
+per-seed differences of two settings (paired by seed) are i.i.d. draws of that retraining.
+
 - Spread: mean and sample standard deviation (ddof 1) over seeds; a Student t interval for
   quantities that are not rates (losses).
 - Rates (error rate, accuracy, ...) get a Wilson score interval, which stays inside [0, 1] and
   keeps a positive width when every seed scores the same. Its sample size is the effective
-  number of independent images the mean rests on: with per-image outcomes on the one test
-  split the seeds share, from the variance of a crossed seeds x images design (Owen's
-  estimate: seeds that are better or worse overall and images that every seed gets wrong both
-  widen it); with only per-seed rates, never more than one split's images.
-- Two settings are compared over the seeds both have by the Nadeau-Bengio corrected resampled
-  t-test: the seeds' training sets overlap (each seed re-draws train and validation from the
-  same images), so the variance of the differences is inflated by 1/J + n_val/n_train instead
-  of 1/J. Several comparisons in one table get Holm's adjustment. The per-image view is an
-  exact McNemar test on the fixed test split.
+  number of independent images the mean rests on: with per-image outcomes on the shared test
+  split, from the variance of a crossed seeds x images design (Owen's estimate: seeds that are
+  better or worse overall and images that every seed gets wrong both widen it), which answers
+  "on new seeds and new images"; with only per-seed rates, never more than one split's images.
+  Wherever a seed variance enters, the quantile is Student t at its degrees of freedom
+  (Satterthwaite's for the crossed variance), not the normal 1.96.
+- Two settings are compared over the seeds both have: an exact sign-flip permutation test of
+  the mean per-seed difference (every one of the 2^n sign patterns when there are few enough,
+  else a fixed-seed Monte Carlo sample), the difference's t interval from the same seed-level
+  variability (df = pairs - 1), and Hedges' g_z, the small-sample corrected standardised
+  difference. With per-image outcomes, a second interval answers "... and on new images too":
+  the crossed (Owen) variance of the seeds x images table of differences, the same kind of
+  interval as each arm's. The Nadeau-Bengio correction is not used: for the first question the
+  seed differences are i.i.d. and need no inflation; for the second, inflating the seed
+  variance cannot add the image variance that a single test split leaves out of it. McNemar's
+  test on pooled images is not used either: every discordant image depends on the same trained
+  models, so its images are not independent.
+- The comparisons of one table form one fixed family, Holm-adjusted together; a comparison
+  that cannot be tested still counts in the family's size.
+- Before any winner: a seed-blocked permutation F test of any difference among settings
+  (configuration labels permuted within each seed), and the power of the paired test: the
+  smallest difference 80% power would detect, and the seeds a given difference needs.
 
 Anything that needs two values or more is NaN with fewer.
 """
@@ -23,13 +41,21 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
 from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
 from statsmodels.stats.proportion import proportion_confint
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
+POWER = 0.80
+# scipy's permutation_test is exact when n_resamples reaches the number of distinct
+# permutations ((k!)^n for k settings over n seeds: 2^n for a pair); up to this many it
+# enumerates them all, beyond it it draws this many at random with PERMUTATION_SEED.
+PERMUTATIONS = 2**14
+PERMUTATION_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -43,27 +69,43 @@ class Spread:
 
 @dataclass(frozen=True)
 class Comparison:
-    """a - b over the seeds both have, by the corrected resampled t-test."""
+    """a - b over the seeds both have: would a beat b if both were trained again on this
+    data? The interval is the t interval of the per-seed differences (df = n - 1), the p-value
+    the two-sided sign-flip permutation test of their mean."""
 
     n: int  # pairs (seeds)
     mean_difference: float
-    ci_low: float  # of the mean difference, corrected
+    std_difference: float
+    ci_low: float
     ci_high: float
-    statistic: float
     p_value: float
-    effect_size: float  # mean difference / std of the differences (Cohen's d_z)
-    ratio: float  # n_val / n_train used in the correction
+    exact: bool  # the permutation test enumerated every sign pattern
+    effect_size: float  # Hedges' g_z: mean / std of the differences, small-sample corrected
 
 
 @dataclass(frozen=True)
-class McNemar:
-    """Exact McNemar test on the test images: an image counts for the setting that classified
-    it correctly in more of the shared seeds; images where both did equally well drop out."""
+class CrossedInterval:
+    """The mean of a (seeds x images) table with the crossed (Owen) variance: new seeds and
+    new images both vary; t quantile at Satterthwaite's degrees of freedom."""
 
-    images: int
-    a_better: int
-    b_better: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    df: float
+
+
+@dataclass(frozen=True)
+class Omnibus:
+    """Any difference among k settings over n seeds that every one has, seed as a block: the
+    two-way (setting + seed) ANOVA F, its p-value from permuting the settings within seeds."""
+
+    settings: int
+    seeds: int
+    f_statistic: float
+    df_settings: int
+    df_residual: int
     p_value: float
+    exact: bool
 
 
 def spread(values) -> Spread:
@@ -85,7 +127,7 @@ def spread(values) -> Spread:
 def rate_spread(rates, images) -> Spread:
     """Mean and std of per-seed rates (fractions) with a Wilson interval whose sample size is
     the number of images one seed was scored on, or fewer when the seeds disagree more than
-    sampling that many images would explain."""
+    sampling that many images would explain (then at the t quantile of the seeds' df)."""
     data = _finite(rates)
     sizes = _finite(images)
     base = spread(data)
@@ -93,10 +135,10 @@ def rate_spread(rates, images) -> Spread:
         return base
     n_images = float(sizes.mean())
     p = base.mean
-    variance = p * (1 - p) / n_images
-    if base.n > 1:
-        variance = max(variance, base.std**2 / base.n)
-    low, high = _wilson(p, _effective_size(p, variance, n_images, n_images))
+    variance, df = p * (1 - p) / n_images, math.inf
+    if base.n > 1 and base.std**2 / base.n > variance:
+        variance, df = base.std**2 / base.n, base.n - 1
+    low, high = _wilson(p, _effective_size(p, variance, n_images, n_images), df)
     return Spread(base.n, p, base.std, low, high)
 
 
@@ -106,69 +148,212 @@ def pooled_rate_spread(outcomes: np.ndarray) -> Spread:
     Owen's variance estimate for the mean of a crossed random-effects design."""
     outcomes = np.asarray(outcomes, dtype=float)
     seeds, images = outcomes.shape
-    per_seed = outcomes.mean(axis=1)
-    base = spread(per_seed)
+    base = spread(outcomes.mean(axis=1))
     if seeds == 0 or images == 0:
         return base
     p = float(outcomes.mean())
     if seeds == 1:
-        variance = p * (1 - p) / images
+        variance, df = p * (1 - p) / images, math.inf
     else:
-        residual = outcomes - per_seed[:, None] - outcomes.mean(axis=0)[None, :] + p
-        ms_error = float((residual**2).sum()) / ((seeds - 1) * (images - 1))
-        variance = (
-            per_seed.var(ddof=1) / seeds
-            + outcomes.mean(axis=0).var(ddof=1) / images
-            - ms_error / (seeds * images)
-        )
-    low, high = _wilson(p, _effective_size(p, variance, images, seeds * images))
+        variance, df = crossed_variance(outcomes)
+    low, high = _wilson(p, _effective_size(p, variance, images, seeds * images), df)
     return Spread(base.n, p, base.std, low, high)
 
 
-def corrected_comparison(a, b, ratio: float) -> Comparison:
-    """Nadeau-Bengio corrected resampled t-test of a against b (two-sided) over the pairs
-    where both are finite; `ratio` is n_val / n_train of the resampling."""
+def crossed_variance(table: np.ndarray) -> tuple[float, float]:
+    """Owen's estimate of the variance of the mean of a (seeds x images) table, seeds and
+    images both random, and Satterthwaite's degrees of freedom for its two main parts."""
+    table = np.asarray(table, dtype=float)
+    seeds, images = table.shape
+    grand = float(table.mean())
+    by_seed, by_image = table.mean(axis=1), table.mean(axis=0)
+    residual = table - by_seed[:, None] - by_image[None, :] + grand
+    ms_error = float((residual**2).sum()) / ((seeds - 1) * (images - 1))
+    seed_part = float(by_seed.var(ddof=1)) / seeds
+    image_part = float(by_image.var(ddof=1)) / images
+    variance = seed_part + image_part - ms_error / (seeds * images)
+    denominator = seed_part**2 / (seeds - 1) + image_part**2 / (images - 1)
+    df = (seed_part + image_part) ** 2 / denominator if denominator > 0 else math.inf
+    return variance, df
+
+
+def crossed_interval(table: np.ndarray) -> CrossedInterval:
+    """The mean of a (seeds x images) table (e.g. per-image differences of two settings'
+    errors, paired by seed) with its t interval from the crossed variance; NaN with fewer
+    than two seeds or images."""
+    table = np.asarray(table, dtype=float)
+    seeds, images = table.shape
+    mean = float(table.mean()) if table.size else math.nan
+    if seeds < 2 or images < 2:
+        return CrossedInterval(mean, math.nan, math.nan, math.nan)
+    variance, df = crossed_variance(table)
+    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * math.sqrt(max(variance, 0.0))
+    return CrossedInterval(mean, mean - half, mean + half, df)
+
+
+def paired_comparison(a, b) -> Comparison:
+    """a - b over the pairs (seeds) where both are finite: the exact sign-flip permutation
+    test, the t interval of the mean difference and Hedges' g_z. One pair: no test; a
+    difference that never varies keeps its test but has no interval or effect size."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     keep = np.isfinite(a) & np.isfinite(b)
     differences = a[keep] - b[keep]
     n = len(differences)
     mean = float(differences.mean()) if n else math.nan
-    nothing = Comparison(n, mean, math.nan, math.nan, math.nan, math.nan, math.nan, ratio)
-    if n < 2 or not math.isfinite(ratio):
-        return nothing
+    if n < 2:
+        return Comparison(n, mean, math.nan, math.nan, math.nan, math.nan, False, math.nan)
     std = float(differences.std(ddof=1))
-    if std <= 1e-12 * max(1.0, abs(mean)):  # differences that never vary: no test
-        return nothing
-    scale = math.sqrt((1 / n + ratio) * std**2)
-    statistic = mean / scale
-    p_value = float(2 * stats.t.sf(abs(statistic), n - 1))
-    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * scale
+    p_value, exact = sign_flip_test(differences)
+    if std <= 1e-12 * max(1.0, abs(mean)):  # the same difference in every seed
+        return Comparison(n, mean, 0.0, math.nan, math.nan, p_value, exact, math.nan)
+    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
     return Comparison(
-        n, mean, mean - half, mean + half, statistic, p_value, mean / std, float(ratio)
+        n, mean, std, mean - half, mean + half, p_value, exact, hedges_gz(differences)
     )
 
 
+def sign_flip_test(differences, alternative: str = "two-sided") -> tuple[float, bool]:
+    """p-value of the mean of paired differences under the null that each difference's sign
+    is a coin flip (scipy's `permutation_test`, permutation_type "samples" on one sample),
+    and whether it was exact. `alternative` "greater": the mean is above 0."""
+    data = _finite(differences)
+    if len(data) < 2:
+        return math.nan, False
+    result = stats.permutation_test(
+        (data,),
+        _mean,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=PERMUTATIONS,
+        alternative=alternative,
+        rng=PERMUTATION_SEED,
+    )
+    return float(result.pvalue), 2 ** len(data) <= PERMUTATIONS
+
+
+def smallest_p_value(pairs: int) -> float:
+    """The smallest two-sided p-value the exact sign-flip test can give with this many pairs:
+    2 of the 2^n sign patterns are as extreme as the observed one."""
+    return min(1.0, 2.0 / 2**pairs) if pairs > 0 else math.nan
+
+
+def hedges_gz(differences) -> float:
+    """Mean over std of paired differences (d_z) times Hedges' exact small-sample correction
+    J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)), df = n - 1; NaN below three pairs."""
+    data = _finite(differences)
+    df = len(data) - 1
+    std = float(data.std(ddof=1)) if df > 0 else math.nan
+    if df < 2 or not std > 0:
+        return math.nan
+    correction = math.exp(math.lgamma(df / 2) - math.lgamma((df - 1) / 2)) / math.sqrt(df / 2)
+    return float(data.mean()) / std * correction
+
+
 def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values over every finite p-value given (NaN stays NaN)."""
+    """Holm-adjusted p-values of one fixed family: every entry is a planned comparison, and
+    one that could not be tested (NaN) still counts in the family's size (as p = 1)."""
     p_values = np.asarray(p_values, dtype=float)
     adjusted = np.full(len(p_values), math.nan)
     finite = np.isfinite(p_values)
     if finite.any():
-        adjusted[finite] = multipletests(p_values[finite], method="holm")[1]
+        family = np.where(finite, p_values, 1.0)
+        adjusted[finite] = multipletests(family, method="holm")[1][finite]
     return adjusted
 
 
-def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
-    """Exact McNemar test from (seeds x images) 0/1 correctness of two settings on the same
-    images and seeds."""
-    wins_a = np.asarray(correct_a).sum(axis=0)
-    wins_b = np.asarray(correct_b).sum(axis=0)
-    a_better, b_better = int((wins_a > wins_b).sum()), int((wins_b > wins_a).sum())
-    images = len(wins_a)
-    if images == 0:
-        return McNemar(0, 0, 0, math.nan)
-    table = [[0, a_better], [b_better, 0]]
-    return McNemar(images, a_better, b_better, float(mcnemar(table, exact=True).pvalue))
+def omnibus(table: np.ndarray) -> Omnibus:
+    """Seed-blocked test of any difference among the columns (settings) of a (seeds x
+    settings) table with no gaps: the F of the two-way additive ANOVA, its p-value from
+    permuting each seed's values among the settings (exact when (k!)^n is small enough). NaN
+    with fewer than two settings or seeds, or no variation within seeds."""
+    table = np.asarray(table, dtype=float)
+    seeds, settings = table.shape if table.ndim == 2 else (0, 0)
+    df_settings, df_residual = settings - 1, (settings - 1) * (seeds - 1)
+    nothing = Omnibus(settings, seeds, math.nan, df_settings, df_residual, math.nan, False)
+    if seeds < 2 or settings < 2:
+        return nothing
+    observed = _blocked_f(*table.T, axis=-1)
+    if not np.isfinite(observed):
+        return nothing
+    result = stats.permutation_test(
+        tuple(table.T),
+        _blocked_f,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=PERMUTATIONS,
+        alternative="greater",
+        rng=PERMUTATION_SEED,
+    )
+    exact = math.factorial(settings) ** seeds <= PERMUTATIONS
+    return Omnibus(
+        settings, seeds, float(observed), df_settings, df_residual, float(result.pvalue), exact
+    )
+
+
+def minimum_detectable_difference(std: float, pairs: int, power: float = POWER) -> float:
+    """The smallest mean paired difference that a two-sided paired t-test at ALPHA over
+    `pairs` seeds detects with `power`, for differences of this std (statsmodels
+    `TTestPower`); infinite when the exact sign-flip test cannot reach ALPHA at all."""
+    if pairs < 2 or not std > 0:
+        return math.nan
+    if smallest_p_value(pairs) > ALPHA:
+        return math.inf
+    effect = TTestPower().solve_power(
+        effect_size=None, nobs=pairs, alpha=ALPHA, power=power, alternative="two-sided"
+    )
+    return float(effect) * std
+
+
+def seeds_needed(difference: float, std: float, power: float = POWER) -> int | None:
+    """The seeds (pairs) a two-sided paired test at ALPHA needs to detect a mean difference
+    with `power` when the differences have this std: the paired t-test's answer, and never
+    fewer than the exact sign-flip test needs to reach ALPHA at all."""
+    if not std > 0 or not difference:
+        return None
+    effect = abs(difference) / std
+    fewest = next(n for n in range(2, 64) if smallest_p_value(n) <= ALPHA)
+    if TTestPower().power(effect_size=effect, nobs=fewest, alpha=ALPHA) >= power:
+        return fewest  # (the solver cannot go below the fewest seeds that can reject at all)
+    found = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=ALPHA, power=power)
+    return math.ceil(float(found))
+
+
+def adjusted_means(outcome, factors: pd.DataFrame, factor: str) -> dict[object, float]:
+    """Mean outcome for each level of `factor` with every other factor as the runs had it: an
+    additive OLS on all the factors (each categorical), its prediction for every run with
+    `factor` set to the level, averaged over the runs (marginal standardisation). In a full
+    grid it equals the raw mean; where a search sampled some values only beside others, it
+    removes what the other factors (and the seed, when it is one of them) did."""
+    data = factors.reset_index(drop=True).astype(str)
+    names = {column: f"f{index}" for index, column in enumerate(data.columns)}
+    data = data.rename(columns=names).assign(y=np.asarray(outcome, dtype=float))
+    data = data[np.isfinite(data["y"])]
+    varying = [name for name in names.values() if data[name].nunique() > 1]
+    if data.empty or names[factor] not in varying:
+        return {level: float(data["y"].mean()) for level in data.get(names[factor], [])}
+    fitted = smf.ols("y ~ " + " + ".join(f"C({name})" for name in varying), data).fit()
+    return {
+        level: float(fitted.predict(data.assign(**{names[factor]: level})).mean())
+        for level in data[names[factor]].unique()
+    }
+
+
+def _mean(data: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(data, axis=axis)
+
+
+def _blocked_f(*settings: np.ndarray, axis: int = -1) -> np.ndarray:
+    """F of settings in a two-way additive ANOVA with seed as a block; each argument holds
+    one setting's values over the seeds along `axis`."""
+    table = np.stack([np.moveaxis(values, axis, -1) for values in settings], axis=-1)
+    seeds, count = table.shape[-2], table.shape[-1]
+    grand = table.mean(axis=(-2, -1), keepdims=True)
+    by_seed = table.mean(axis=-1, keepdims=True)
+    by_setting = table.mean(axis=-2, keepdims=True)
+    ss_settings = seeds * ((by_setting - grand) ** 2).sum(axis=(-2, -1))
+    ss_residual = ((table - by_seed - by_setting + grand) ** 2).sum(axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ss_settings / (count - 1)) / (ss_residual / ((count - 1) * (seeds - 1)))
 
 
 def _effective_size(p: float, variance: float, fallback: float, most: float) -> float:
@@ -178,8 +363,11 @@ def _effective_size(p: float, variance: float, fallback: float, most: float) -> 
     return float(min(max(p * (1 - p) / variance, 1.0), most))
 
 
-def _wilson(p: float, n: float) -> tuple[float, float]:
-    low, high = proportion_confint(p * n, n, alpha=ALPHA, method="wilson")
+def _wilson(p: float, n: float, df: float = math.inf) -> tuple[float, float]:
+    """Wilson interval with the normal quantile replaced by Student t's at `df`."""
+    quantile = float(stats.t.ppf(1 - ALPHA / 2, df))
+    alpha = float(2 * stats.norm.sf(quantile))  # the level whose normal quantile is t's
+    low, high = proportion_confint(p * n, n, alpha=alpha, method="wilson")
     # Exact at the ends: no errors at all has its lower bound at 0, not at a rounding error.
     return (0.0 if p <= 0 else float(low)), (1.0 if p >= 1 else float(high))
 

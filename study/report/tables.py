@@ -53,11 +53,14 @@ INFERENCE_COLUMNS = [
     *TIMINGS,
     *("data_size", "image_size", "machine", "runtime", "bench_run_id"),
 ]
-# A comparison of one setting with a reference, as `compare` gives it.
+# A comparison of one setting with a reference, as `compare` gives it: over the seeds both have,
+# the mean difference (percentage points) with its t interval over seeds, Hedges' g_z, the exact
+# sign-flip permutation p (Holm over the table's fixed family), and with per-image outcomes the
+# interval that also lets the test images vary.
 COMPARISON_COLUMNS = [
-    *("pairs", "difference_pct", "difference_ci_low", "difference_ci_high", "effect_size_dz"),
-    *("t_corrected", "p_corrected", "p_holm", "nval_over_ntrain"),
-    *("mcnemar_images", "mcnemar_better", "mcnemar_worse", "mcnemar_p", "mcnemar_p_holm"),
+    *("pairs", "difference_pct", "difference_std", "difference_ci_low", "difference_ci_high"),
+    *("difference_df", "hedges_gz", "p_permutation", "permutation_exact", "p_holm", "family"),
+    *("new_images_ci_low", "new_images_ci_high", "new_images_df"),
 ]
 ACTIVATION_COLUMNS = [
     *("activation", "n", "seeds"),
@@ -118,16 +121,9 @@ def configurations(
             row.configuration: runs[runs["configuration"] == row.configuration]
             for row in table.iloc[1:].itertuples()
         }
-        found = compare(others, best, split, outcomes, resampling_ratio(runs))
+        found = compare(others, best, split, outcomes)
         table = table.merge(found, how="left", left_on="configuration", right_index=True)
     return table
-
-
-def resampling_ratio(runs: pd.DataFrame) -> float:
-    """n_val / n_train of the seeds' train/validation draws, for the corrected t-test."""
-    val = pd.to_numeric(param(runs, "dataset.val_images"), errors="coerce").mean()
-    train = pd.to_numeric(param(runs, "dataset.train_images"), errors="coerce").mean()
-    return float(val / train) if train and train > 0 else math.nan
 
 
 def error_spread(
@@ -149,46 +145,48 @@ def compare(
     reference: pd.DataFrame,
     split: str,
     outcomes: pd.DataFrame | None,
-    ratio: float,
 ) -> pd.DataFrame:
     """Each setting's runs against the reference runs on `split`'s error rate (percent), over
-    the seeds both have: the corrected resampled t-test with Holm's adjustment over all the
-    settings compared here, and the exact McNemar test on the test images."""
+    the seeds both have (`stats.paired_comparison`: would it beat the reference if both were
+    trained again on this data?). Every setting given is one planned comparison: Holm's
+    adjustment runs over all of them, those that cannot be tested included. With per-image
+    outcomes on the test split, `new_images_*` is the difference's interval when new test
+    images vary too (`stats.crossed_interval`)."""
     reference_errors = 100 * metric(reference, f"{split}_error_rate").set_axis(reference["seed"])
     rows = {}
     for label, runs in settings.items():
         errors = 100 * metric(runs, f"{split}_error_rate").set_axis(runs["seed"])
         common = sorted(set(errors.dropna().index) & set(reference_errors.dropna().index))
-        test = stats.corrected_comparison(
-            errors[common].to_numpy(), reference_errors[common].to_numpy(), ratio
+        test = stats.paired_comparison(
+            errors[common].to_numpy(), reference_errors[common].to_numpy()
         )
         row = {
             "pairs": test.n,
             "difference_pct": test.mean_difference,
+            "difference_std": test.std_difference,
             "difference_ci_low": test.ci_low,
             "difference_ci_high": test.ci_high,
-            "effect_size_dz": test.effect_size,
-            "t_corrected": test.statistic,
-            "p_corrected": test.p_value,
-            "nval_over_ntrain": ratio,
+            "difference_df": test.n - 1 if test.n > 1 else math.nan,
+            "hedges_gz": test.effect_size,
+            "p_permutation": test.p_value,
+            "permutation_exact": test.exact,
         }
         ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes)
         theirs = _errors_by_image(reference[reference["seed"].isin(common)], outcomes)
         if split == "test" and ours is not None and theirs is not None and common:
             files = ours.columns.intersection(theirs.columns)
-            exact = stats.mcnemar_test(
-                1 - ours.loc[common, files].to_numpy(), 1 - theirs.loc[common, files].to_numpy()
+            crossed = stats.crossed_interval(
+                100 * (ours.loc[common, files].to_numpy() - theirs.loc[common, files].to_numpy())
             )
             row |= {
-                "mcnemar_images": exact.images,
-                "mcnemar_better": exact.a_better,
-                "mcnemar_worse": exact.b_better,
-                "mcnemar_p": exact.p_value,
+                "new_images_ci_low": crossed.ci_low,
+                "new_images_ci_high": crossed.ci_high,
+                "new_images_df": crossed.df,
             }
         rows[label] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COMPARISON_COLUMNS)
-    table["p_holm"] = stats.holm(table["p_corrected"].to_numpy(dtype=float))
-    table["mcnemar_p_holm"] = stats.holm(table["mcnemar_p"].to_numpy(dtype=float))
+    table["p_holm"] = stats.holm(table["p_permutation"].to_numpy(dtype=float))
+    table["family"] = len(table)
     return table
 
 
@@ -227,13 +225,18 @@ def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
+def scores_table(
+    runs: pd.DataFrame, stage: str, paper: Paper, outcomes: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
     mean, std and 95% interval over the runs (Wilson for scores in [0, 1], Student t for the
-    loss), beside the paper's. Empty when no run has the stage's scores."""
+    loss), beside the paper's. The test accuracy of a stage whose model is every run's final
+    one gets the same interval as the error rate in the other tables (`error_spread`, from
+    the per-image outcomes when they were logged). Empty when no run has the stage's scores."""
     names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "paper"]
     if not any(metric(runs, f"{stage}_{split}_accuracy").notna().any() for split in SPLITS):
         return pd.DataFrame(columns=names)
+    final = np.isclose(metric(runs, f"{stage}_test_accuracy"), metric(runs, "test_accuracy"))
     reference = paper.scores[stage]
     rows = []
     for key, label, paper_key in SCORES:
@@ -241,6 +244,11 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
             values = metric(runs, f"{stage}_{split}_{key}")
             if key == "loss":
                 spread = stats.spread(values)
+            elif (key, split) == ("accuracy", "test") and len(runs) and final.all():
+                error = error_spread(runs, split, outcomes)
+                spread = stats.Spread(
+                    error.n, 1 - error.mean, error.std, 1 - error.ci_high, 1 - error.ci_low
+                )
             else:
                 images = pd.to_numeric(param(runs, f"dataset.{split}_images"), errors="coerce")
                 spread = stats.rate_spread(values, images)
@@ -253,13 +261,12 @@ def scores_table(runs: pd.DataFrame, stage: str, paper: Paper) -> pd.DataFrame:
 
 def fine_tuning_gain(runs: pd.DataFrame, split: str) -> pd.DataFrame:
     """Each run's accuracy after fine-tuning against its own frozen phase, on validation and on
-    `split`: how many seeds went up, level or down, and on `split` the corrected resampled
-    t-test of the per-seed difference (validation chose both phases' stopping epochs, so it is
-    not tested). Empty when no run has both phases' scores."""
+    `split`: how many seeds went up, level or down, and on `split` the paired comparison of the
+    per-seed difference (`stats.paired_comparison`; validation chose both phases' stopping
+    epochs, so it is not tested). Empty when no run has both phases' scores."""
     names = [
         *("split", "pairs", "higher", "level", "lower", "frozen_mean", "fine_tune_mean"),
-        *("difference_pct", "difference_ci_low", "difference_ci_high", "p_corrected"),
-        "nval_over_ntrain",
+        *("difference_pct", "difference_ci_low", "difference_ci_high", "p_permutation"),
     ]
     rows = []
     for scored in dict.fromkeys(("val", split)):
@@ -269,7 +276,7 @@ def fine_tuning_gain(runs: pd.DataFrame, split: str) -> pd.DataFrame:
         if not both.any():
             continue
         frozen, tuned = 100 * frozen[both], 100 * tuned[both]
-        test = stats.corrected_comparison(tuned, frozen, resampling_ratio(runs))
+        test = stats.paired_comparison(tuned, frozen)
         rows.append(
             [
                 *(scored, int(both.sum()), int((tuned > frozen).sum())),
@@ -280,7 +287,6 @@ def fine_tuning_gain(runs: pd.DataFrame, split: str) -> pd.DataFrame:
                     if scored != "val"
                     else (math.nan,) * 3
                 ),
-                test.ratio,
             ]
         )
     return pd.DataFrame(rows, columns=names)
@@ -358,17 +364,17 @@ def activation_table(
     runs: pd.DataFrame, split: str, paper: Paper, outcomes: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Table 6: error rate (percent) on `split` per activation over seeds, each activation
-    compared with ELU (`compare`: corrected t-test, Holm over the activations, McNemar). `runs`
-    must differ only in activation and seed; the paper's figures stand beside ours."""
+    compared with ELU (`compare`: paired over seeds, sign-flip permutation test, Holm over every
+    activation but elu). `runs` must differ only in activation and seed; the paper's figures
+    stand beside ours."""
     published = {row["activation"]: row for row in paper.activations}
     groups = dict(list(runs.groupby(param(runs, "activation"), sort=False)))
     found = [name for name in groups if name not in ACTIVATIONS]
     names = [*ACTIVATIONS, *sorted(found)]
-    reference = groups.get(REFERENCE_ACTIVATION)
-    compared = pd.DataFrame(columns=COMPARISON_COLUMNS)
-    if reference is not None:
-        others = {n: groups[n] for n in names if n in groups and n != REFERENCE_ACTIVATION}
-        compared = compare(others, reference, split, outcomes, resampling_ratio(runs))
+    reference = groups.get(REFERENCE_ACTIVATION, runs.iloc[:0])
+    # The family: every activation against elu, the paper's ones too when they have no runs.
+    others = {n: groups.get(n, runs.iloc[:0]) for n in names if n != REFERENCE_ACTIVATION}
+    compared = compare(others, reference, split, outcomes)
     rows = []
     for name in names:
         group = groups.get(name, runs.iloc[:0])
@@ -394,10 +400,17 @@ def activation_table(
 
 def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str) -> pd.DataFrame:
     """Each value of each knob: `objective` and the error rate (percent) on `split`, mean and
-    std over every run with that value, whatever the other knobs were."""
+    std over every run with that value, whatever the other knobs were, and the adjusted means
+    (`stats.adjusted_means` over all the knobs and the seed), which a search that sampled some
+    values only beside others cannot confound."""
+    factors = pd.DataFrame({**{knob: param(runs, knob) for knob in knobs}, "seed": runs["seed"]})
+    scores = metric(runs, objective)
+    errors = 100 * metric(runs, f"{split}_error_rate")
     rows = []
     for knob in knobs:
         values = param(runs, knob)
+        adjusted_score = stats.adjusted_means(scores, factors, knob)
+        adjusted_error = stats.adjusted_means(errors, factors, knob)
         for value in sorted(values.dropna().unique(), key=value_order):
             group = runs[values == value]
             score = stats.spread(metric(group, objective))
@@ -411,13 +424,16 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
                     "objective": objective,
                     "objective_mean": score.mean,
                     "objective_std": score.std,
+                    "objective_adjusted": adjusted_score.get(str(value), math.nan),
                     "error_split": split,
                     "error_pct_mean": error.mean,
                     "error_pct_std": error.std,
+                    "error_pct_adjusted": adjusted_error.get(str(value), math.nan),
                 }
             )
     columns = ["knob", "value", "n", "configurations", "objective", "objective_mean"]
-    columns += ["objective_std", "error_split", "error_pct_mean", "error_pct_std"]
+    columns += ["objective_std", "objective_adjusted", "error_split", "error_pct_mean"]
+    columns += ["error_pct_std", "error_pct_adjusted"]
     return pd.DataFrame(rows, columns=columns)
 
 
