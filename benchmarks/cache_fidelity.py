@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import activation_sweep
-import numpy as np
 import yaml
 from results import Results
 
@@ -55,7 +54,6 @@ def main() -> None:
         f"{config.features.views} cached views, {config.frozen.epochs} epochs"
     )
     errors: dict[str, list[float]] = {"cached": [], "direct": []}
-    ratios = []
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         cache = features.load_or_build(
@@ -65,7 +63,6 @@ def main() -> None:
         for seed in args.seeds:
             seeded = config.with_values({"seed": seed})
             split = data.split(dataset, seeded.data.split, seed)
-            ratios.append(len(split["val"]) / len(split["train"]))
             for name, source in (("cached", cache), ("direct", None)):
                 started = time.perf_counter()
                 result = training.train(seeded, dataset, split, weights, source)
@@ -76,11 +73,11 @@ def main() -> None:
     for name, values in errors.items():
         spread = stats.spread(values)
         results.print(f"{name}: test error {spread.mean:.2f} ± {spread.std:.2f} % (n = {spread.n})")
-    test = stats.corrected_comparison(errors["cached"], errors["direct"], float(np.mean(ratios)))
+    test = stats.paired_comparison(errors["cached"], errors["direct"])
     results.print(
         f"cached - direct: {test.mean_difference:+.2f} points, 95% CI "
-        f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}], corrected t-test p = {test.p_value:.3f} "
-        f"(n_val/n_train {test.ratio:.3f}, {test.n} seeds)"
+        f"[{test.ci_low:+.2f}, {test.ci_high:+.2f}] over seeds, sign-flip p = {test.p_value:.3f} "
+        f"({test.n} seeds)"
     )
 
 
