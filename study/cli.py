@@ -395,9 +395,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--artifacts-destination",
-        type=Path,
-        help="where the server keeps the artifacts clients send it (default: artifacts/ beside "
-        "a SQLite store, mlruns/artifacts for PostgreSQL)",
+        metavar="FOLDER_OR_URI",
+        help="where the server keeps the artifacts clients send it, a folder or an object store "
+        "URI such as s3://bucket/path (default: artifacts/ beside a SQLite store, "
+        "mlruns/artifacts for PostgreSQL)",
     )
     command.set_defaults(command=serve)
 

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
+from study import cli
 from study.tracking import server
 from study.tracking.store import sqlalchemy_uri
 
@@ -131,7 +132,7 @@ def bad_uri(postgres_uri: str, case: str) -> tuple[str, str]:
         uri = with_netloc(postgres_uri, f"{parts.username}:not-{parts.password}@{where}")
         return uri, (
             f"PostgreSQL at {where} refused user '{parts.username}': password authentication "
-            "failed; check the user and password in the tracking URI"
+            "failed; check the user and the password (in the URI, PGPASSWORD or ~/.pgpass)"
         )
     uri = with_netloc(postgres_uri, parts.netloc, "/no_such_db")
     return uri, (
@@ -166,3 +167,17 @@ def test_a_plain_postgresql_uri_names_psycopg_3():
     plain = "postgresql://u:p@db.example:5432/runs"
     assert sqlalchemy_uri(plain) == "postgresql+psycopg://u:p@db.example:5432/runs"
     assert sqlalchemy_uri("postgresql+psycopg2://u@h/d") == "postgresql+psycopg2://u@h/d"
+
+
+def test_server_command_for_postgresql_serves_artifacts_and_keeps_the_uri_off_its_line():
+    uri = sqlalchemy_uri("postgresql://study:hunter2-secret@db.example:5432/runs")
+    default = server.command("server", uri, "0.0.0.0", 5000)
+    at = default.line.index("--artifacts-destination")
+    assert "--serve-artifacts" in default.line
+    assert default.line[at + 1] == str(Path.cwd() / "mlruns" / "artifacts")
+    assert not any("hunter2-secret" in part for part in default.line)
+    assert default.env["MLFLOW_BACKEND_STORE_URI"] == uri
+    # an object store URI keeps its double slash through the command line
+    args = cli._parser().parse_args(["server", "--artifacts-destination", "s3://bucket/runs"])
+    chosen = server.command("server", uri, "0.0.0.0", 5000, None, args.artifacts_destination)
+    assert chosen.line[chosen.line.index("--artifacts-destination") + 1] == "s3://bucket/runs"

@@ -60,14 +60,15 @@ def command(
     host: str,
     port: int,
     allowed_hosts: str | None = None,
-    artifacts: Path | None = None,
+    artifacts: str | Path | None = None,
 ) -> Command:
     """The `mlflow ui` or `mlflow server` process for a store.
 
     The store URI reaches MLflow as `--backend-store-uri` through its environment variable
     MLFLOW_BACKEND_STORE_URI. A server stores the artifacts that clients send it under
-    `artifacts` (by default `artifacts/` beside a SQLite database, `mlruns/artifacts` under the
-    working directory for PostgreSQL), so workers on other machines need no shared folder."""
+    `artifacts`, a folder or an object store URI (by default `artifacts/` beside a SQLite
+    database, `mlruns/artifacts` under the working directory for PostgreSQL), so workers on
+    other machines need no shared folder."""
     line = [sys.executable, "-m", "mlflow", kind]
     line += ["--host", host, "--port", str(port), "--workers", "1"]
     if kind == "server":

@@ -157,7 +157,7 @@ def _postgres_failure(message: str, where: str, url: URL) -> str:
     if "password authentication failed" in message or "no password supplied" in message:
         return (
             f"PostgreSQL at {where} refused user {url.username!r}: password authentication "
-            "failed; check the user and password in the tracking URI"
+            "failed; check the user and the password (in the URI, PGPASSWORD or ~/.pgpass)"
         )
     if missing_role:
         name = missing_role.group(1)
