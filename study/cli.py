@@ -245,7 +245,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
-    _ = store.client  # a new SQLite store is created here, whole, not by MLflow's server
+    _ = store.client  # a new store's tables are created here, whole, not by MLflow's server
     if not server.is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: the runs become visible to the network",
@@ -330,7 +330,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--tracking-uri",
-        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+        help="MLflow store: sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DB or "
+        "http://HOST:PORT (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
     )
     common.add_argument(
         "--state-dir",
@@ -420,8 +421,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--artifacts-destination",
-        type=Path,
-        help="where the server keeps artifacts (default: artifacts/ beside a SQLite store)",
+        metavar="FOLDER_OR_URI",
+        help="where the server keeps the artifacts clients send it, a folder or an object store "
+        "URI such as s3://bucket/path (default: artifacts/ beside a SQLite store, "
+        "mlruns/artifacts for PostgreSQL)",
     )
     command.set_defaults(command=serve)
 

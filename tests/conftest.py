@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from study.tracking import server
+
+from . import postgres
 
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO.parent / "shared" / "data" / "neu"
@@ -26,6 +29,17 @@ def neu() -> Path:
     if not NEU.is_dir():
         pytest.fail(f"the NEU database is expected at {NEU}")
     return NEU
+
+
+@pytest.fixture(scope="session")
+def postgres_uri() -> Iterator[str]:
+    """postgresql://USER:PASSWORD@127.0.0.1:PORT/DB of a throwaway PostgreSQL cluster that
+    lives as long as the test session (`tests/postgres.py`)."""
+    programs = postgres.binaries()
+    if programs is None:
+        pytest.skip("PostgreSQL is not installed (no initdb): apt-get install postgresql")
+    with postgres.cluster(programs) as (uri, _):
+        yield uri
 
 
 @pytest.fixture

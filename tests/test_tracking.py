@@ -1,9 +1,11 @@
-"""`study.tracking.store.Store` against a real SQLite store, from several processes at once."""
+"""`study.tracking.store.Store` against real SQLite and PostgreSQL stores, from several processes
+at once."""
 
 from __future__ import annotations
 
 import multiprocessing
 
+import pytest
 from mlflow import MlflowClient
 
 from study.tracking.store import Store
@@ -19,14 +21,19 @@ def _log_at_once(uri: str, run_id: str, folder: str, barrier) -> None:
     store.log_datasets(run_id, "neu", folder, DIGESTS)
 
 
-def test_runs_logging_the_same_new_dataset_at_once_each_get_it(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_runs_logging_the_same_new_dataset_at_once_each_get_it(kind, tmp_path, request):
     # Workers of one sweep log the same data set as their runs' inputs at the same moment;
-    # in SQLite only one insert of a new dataset wins, and the others must still get it.
-    uri = f"sqlite:///{tmp_path}/m.db"
+    # only one insert of a new dataset wins, and the others must still get it.
+    if kind == "sqlite":
+        uri = f"sqlite:///{tmp_path}/m.db"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
     store = Store(uri)
-    experiment = store.experiment("race")
+    experiment = store.experiment(f"race-{tmp_path.name}")  # new in the session's database
     runs = [store.create_run(experiment, f"r{n}", {}) for n in range(PROCESSES)]
-    context = multiprocessing.get_context("fork")
+    # spawn, as the sweep's workers: a forked child would share MLflow's PostgreSQL connections
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     workers = [
         context.Process(target=_log_at_once, args=(uri, run_id, str(tmp_path), barrier))

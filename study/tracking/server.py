@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.tracking.store import sqlite_path
+from study.tracking.store import DEFAULT_STORE, is_postgres, sqlite_path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -60,19 +60,23 @@ def command(
     host: str,
     port: int,
     allowed_hosts: str | None = None,
-    artifacts: Path | None = None,
+    artifacts: str | Path | None = None,
 ) -> Command:
     """The `mlflow ui` or `mlflow server` process for a store.
 
-    A server stores the artifacts that clients send it under `artifacts` (for a SQLite store,
-    by default `artifacts/` beside the database), so workers on other machines need no shared
-    folder."""
+    The store URI reaches MLflow as `--backend-store-uri` through its environment variable
+    MLFLOW_BACKEND_STORE_URI. A server stores the artifacts that clients send it under
+    `artifacts`, a folder or an object store URI (by default `artifacts/` beside a SQLite
+    database, `mlruns/artifacts` under the working directory for PostgreSQL), so workers on
+    other machines need no shared folder."""
     line = [sys.executable, "-m", "mlflow", kind]
     line += ["--host", host, "--port", str(port), "--workers", "1"]
     if kind == "server":
         database = sqlite_path(store_uri)
         if artifacts is None and database is not None:
             artifacts = database.resolve().parent / "artifacts"
+        elif artifacts is None and is_postgres(store_uri):
+            artifacts = DEFAULT_STORE.parent.resolve() / "artifacts"
         if artifacts is not None:
             line += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     if allowed_hosts:

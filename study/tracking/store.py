@@ -1,8 +1,9 @@
 """The MLflow store: where it is, whether it can be reached, and run lifecycles.
 
 The default store is SQLite at `mlruns/mlflow.db` under the working directory, with artifacts
-beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQLite file, or an
-`mlflow server`). Every run this module starts ends FINISHED, FAILED or KILLED.
+beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQLite file, a
+PostgreSQL database, or an `mlflow server`). Every run this module starts ends FINISHED, FAILED
+or KILLED.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from study.errors import TrackingError
 from study.files import remove_stale_partials
 from study.tracking.provenance import redact, source_tags
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -28,12 +33,20 @@ NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
-_DATASET_RACE = "UNIQUE constraint failed: datasets"  # SQLite's words, also through a server
+# How SQLite and PostgreSQL word the loss of a race to insert a dataset (also through a server)
+_DATASET_RACE = (
+    "UNIQUE constraint failed: datasets",
+    'duplicate key value violates unique constraint "dataset_pk"',
+)
 _DATASET_ATTEMPTS = 3
 # Trials last seconds: MLflow's default of one system-metrics sample per 10 s records none.
 SYSTEM_METRICS_INTERVAL_S = 1.0
 # (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
 HEALTH_TIMEOUT_S = (5, 10)
+POSTGRES_CONNECT_TIMEOUT_S = 10
+# The SQLAlchemy driver for PostgreSQL: psycopg 3, from the optional `server` dependencies.
+POSTGRES_DRIVER = "postgresql+psycopg"
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def default_uri() -> str:
@@ -41,7 +54,24 @@ def default_uri() -> str:
 
 
 def resolve_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+    return sqlalchemy_uri(explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_uri())
+
+
+def sqlalchemy_uri(uri: str) -> str:
+    """The URI as MLflow's SQLAlchemy store should get it.
+
+    A PostgreSQL URI as users type it (`postgresql://USER:PASSWORD@HOST:PORT/DB`, or
+    `postgres://`) names no driver, and SQLAlchemy before 2.1 then picks psycopg2, which the
+    project does not install: it becomes `postgresql+psycopg://` (psycopg 3). A URI that names
+    its driver (`postgresql+psycopg2://`) is kept as it is."""
+    scheme, separator, rest = uri.partition("://")
+    if separator and scheme in _POSTGRES_SCHEMES:
+        return f"{POSTGRES_DRIVER}://{rest}"
+    return uri
+
+
+def is_postgres(uri: str) -> bool:
+    return urlsplit(uri).scheme.partition("+")[0] in _POSTGRES_SCHEMES
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -78,6 +108,73 @@ def create_sqlite_store(database: Path) -> None:
             os.replace(partial, database)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def check_postgres(uri: str) -> None:
+    """Connect to the PostgreSQL database once, writing nothing; raise a TrackingError that
+    says what failed. (MLflow itself retries a failed connection for minutes.)"""
+    import sqlalchemy
+
+    url = sqlalchemy.engine.make_url(uri)
+    where = f"{url.host}:{url.port or 5432}" if url.host else "its local socket"
+    try:
+        engine = sqlalchemy.create_engine(
+            url,
+            poolclass=sqlalchemy.pool.NullPool,
+            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+        )
+    except ImportError as error:
+        raise TrackingError(
+            f"tracking URI {redact(uri)} needs the PostgreSQL driver ({error.name} is not "
+            "installed): pip install 'steel-defect-study[server]'"
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as error:
+        raise TrackingError(_postgres_failure(str(error.orig), where, url)) from None
+    finally:
+        engine.dispose()
+
+
+def _postgres_failure(message: str, where: str, url: URL) -> str:
+    """One line for libpq's message about a failed connection (English messages are
+    recognised; others are quoted)."""
+    refused = ("Connection refused", "No such file or directory")  # TCP port, local socket
+    missing_database = re.search(r'database "(.+?)" does not exist', message)
+    missing_role = re.search(r'role "(.+?)" does not exist', message)
+    if any(words in message for words in refused):
+        return (
+            f"cannot connect to PostgreSQL at {where}: connection refused; is the server running?"
+        )
+    if "failed to resolve host" in message or "could not translate host name" in message:
+        return f"cannot connect to PostgreSQL at {where}: no such host {url.host!r}"
+    if "timeout expired" in message:
+        return (
+            f"cannot connect to PostgreSQL at {where}: no answer within "
+            f"{POSTGRES_CONNECT_TIMEOUT_S} s; check the host, the port and the firewall"
+        )
+    if "password authentication failed" in message or "no password supplied" in message:
+        return (
+            f"PostgreSQL at {where} refused user {url.username!r}: password authentication "
+            "failed; check the user and the password (in the URI, PGPASSWORD or ~/.pgpass)"
+        )
+    if missing_role:
+        name = missing_role.group(1)
+        return (
+            f"PostgreSQL at {where}: user {name!r} does not exist; create it with "
+            f"createuser --pwprompt {name}"
+        )
+    if missing_database:
+        name = missing_database.group(1)
+        owner = f"--owner {url.username} " if url.username else ""
+        return (
+            f"PostgreSQL at {where}: database {name!r} does not exist; create it with "
+            f"createdb {owner}{name}"
+        )
+    lines = message.strip().splitlines() or ["no reason given"]
+    detail = re.sub(r"^connection failed: .*? failed: (FATAL: +)?", "", lines[0])
+    return f"cannot use PostgreSQL at {where}: {detail}"
 
 
 class Store:
@@ -139,6 +236,8 @@ class Store:
                 raise TrackingError(f"tracking URI {self.display_uri}: {database} is not a file")
             if existing is not None and not os.access(existing, os.W_OK):
                 raise TrackingError(f"tracking URI {self.display_uri}: {existing} is not writable")
+        elif is_postgres(self.uri):
+            check_postgres(self.uri)
         elif scheme in ("", "file"):
             raise TrackingError(
                 f"tracking URI {self.display_uri}: MLflow 3 does not accept a plain folder as a "
@@ -284,10 +383,11 @@ class Store:
                 self.client.log_inputs(run_id, datasets=inputs)
                 return
             except MlflowException as error:
-                # Two runs logging the same new dataset into one SQLite store at once: the
-                # later insert loses the race, but the dataset exists now and another attempt
-                # links it to this run.
-                if _DATASET_RACE not in str(error) or attempt == _DATASET_ATTEMPTS - 1:
+                # Two runs logging the same new dataset into one store at once: the later
+                # insert loses the race, but the dataset exists now and another attempt links
+                # it to this run.
+                lost_race = any(words in str(error) for words in _DATASET_RACE)
+                if not lost_race or attempt == _DATASET_ATTEMPTS - 1:
                     raise
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
