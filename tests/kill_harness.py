@@ -303,7 +303,7 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
     feature cache must tell one story, with every trial logged once."""
     from mlflow.tracking import MlflowClient
 
-    from study.tuning import tuner
+    from study.tuning import keras_tuner_adapter, tuner
 
     state_dir = Path(state_dir)
     planned = tuner.planned_trials(config)
@@ -359,11 +359,12 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
 
     # the Keras Tuner state, reloaded as a resumed sweep would see it, agrees with MLflow
     oracle = tuner.make_oracle(config)
-    oracle._set_project_dir(str(state_dir / "tuner"), project.name)
+    keras_tuner_adapter.open_project(oracle, str(state_dir / "tuner"), project.name)
     oracle.reload()
     states = {t.trial_id: t for t in oracle.trials.values()}
-    if oracle._retry_queue:
-        problem(f"Keras Tuner still has trials to retry: {oracle._retry_queue}")
+    retries = keras_tuner_adapter.queued_retries(oracle)
+    if retries:
+        problem(f"Keras Tuner still has trials to retry: {retries}")
     if sorted(oracle.end_order) != sorted(states) or len(set(oracle.end_order)) != len(states):
         problem(f"Keras Tuner end order {oracle.end_order} does not list each trial once")
     objective = config.tuner.objective

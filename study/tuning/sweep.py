@@ -35,7 +35,7 @@ from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLo
 from study.files import atomic_write_text
 from study.tracking import runs, server
 from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
-from study.tuning import tuner
+from study.tuning import keras_tuner_adapter, tuner
 from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
@@ -174,7 +174,7 @@ class Sweep:
                 if run.info.status == "FAILED":
                     self.store.client.set_tag(run.info.run_id, RETRIED_TAG, "true")
         oracle.end_order = [t for t in oracle.end_order if t not in failed]
-        oracle._retry_queue += reversed(failed)  # handed out from the end: in trial order
+        keras_tuner_adapter.queue_retries(oracle, failed)
         oracle.save()
         self.say(f"retrying {len(failed)} failed trials: {', '.join(failed) or 'none'}")
 

@@ -33,6 +33,7 @@ from study.processes import sigterm_as_interrupt
 from study.tracking import server
 from study.tracking.provenance import redact
 from study.tracking.store import Store
+from study.tuning.keras_tuner_adapter import abandon
 
 if TYPE_CHECKING:
     from study.tuning.sweep import Sweep
@@ -108,20 +109,6 @@ def alive(lease: dict) -> bool:
             return True
         return True
     return time.time() - lease["beat"] < LEASE_EXPIRES_S
-
-
-@kt.synchronized
-def abandon(oracle: kt.Oracle, tuner_id: str, reason: str, give_up: bool):
-    """End the trial a dead tuner held as FAILED with `reason` (returns it, or None); with
-    `give_up`, the chief also stops waiting for that tuner to ask again."""
-    trial = oracle.ongoing_trials.get(tuner_id)
-    if trial is not None:
-        trial.status = kt.engine.trial.TrialStatus.FAILED
-        trial.message = reason
-        oracle.end_trial(trial)
-    if give_up:
-        oracle.tuner_ids.discard(tuner_id)
-    return trial
 
 
 class WorkerPool:
