@@ -228,7 +228,7 @@ class GridOracle(DurableStates, kt.Oracle):
         tried = {_key(trial_values(trial)) for trial in self.trials.values()}
         for values in self.points:
             if _key(values) not in tried:
-                return {"status": RUNNING, "values": values}
+                return {"status": RUNNING, "values": dict(values)}  # the trial's own copy
         return {"status": STOPPED, "values": None}
 
 
