@@ -1,4 +1,6 @@
-"""The grid oracle as the workers of one sweep see it: asking at once, ending in any order."""
+"""The oracles: the grid the config names, as the workers of one sweep see it (asking at once,
+ending in any order), and the random and Bayesian oracles repeating each configuration over
+the seeds until the space is used up."""
 
 import random
 import re
