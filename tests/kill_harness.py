@@ -1,10 +1,11 @@
 """Kill a `study sweep` process at chosen moments, resume it, and audit what it leaves behind.
 
 Shared by the kill test of the default suite (tests/test_sweep.py) and the longer
-benchmarks/kill_resume.py. The sweep runs in its own process group and is killed with SIGKILL,
-so nothing in it gets to clean up. While it runs, this side watches it without writing
-anything: the MLflow SQLite store through a read-only connection, and the feature cache's lock
-(held while the cache is read or built).
+benchmarks/kill_resume.py; `worker_dies_on` makes a distributed sweep's worker kill itself on
+a given trial (tests/test_distributed.py). The sweep runs in its own process group and is
+killed with SIGKILL, so nothing in it gets to clean up. While it runs, this side watches it
+without writing anything: the MLflow SQLite store through a read-only connection, and the
+feature cache's lock (held while the cache is read or built).
 
 Moments:
 - `cache`: while the feature cache is being built (its lock held, no .npz yet);
@@ -35,6 +36,16 @@ from pathlib import Path
 MOMENTS = ("cache", "store", "trial", "logging", "between")
 POLL_S = 0.1
 FAST_POLL_S = 0.02  # for moments that last a fraction of a second
+FAULTS = Path(__file__).resolve().parent / "faults"  # its sitecustomize.py reads KILL_TRIAL
+KILL_TRIAL = "STUDY_TEST_KILL_TRIAL"
+
+
+def worker_dies_on(trial_id: str) -> dict[str, str]:
+    """Environment for a `study sweep --workers N` whose local worker processes SIGKILL
+    themselves when handed trial `trial_id`, before its MLflow run exists: Python loads
+    tests/faults/sitecustomize.py in every process started with it."""
+    path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, KILL_TRIAL: trial_id}
 
 
 @dataclass
@@ -303,7 +314,7 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
     feature cache must tell one story, with every trial logged once."""
     from mlflow.tracking import MlflowClient
 
-    from study.tuning import tuner
+    from study.tuning import keras_tuner_adapter, tuner
 
     state_dir = Path(state_dir)
     planned = tuner.planned_trials(config)
@@ -359,11 +370,12 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
 
     # the Keras Tuner state, reloaded as a resumed sweep would see it, agrees with MLflow
     oracle = tuner.make_oracle(config)
-    oracle._set_project_dir(str(state_dir / "tuner"), project.name)
+    keras_tuner_adapter.open_project(oracle, str(state_dir / "tuner"), project.name)
     oracle.reload()
     states = {t.trial_id: t for t in oracle.trials.values()}
-    if oracle._retry_queue:
-        problem(f"Keras Tuner still has trials to retry: {oracle._retry_queue}")
+    retries = keras_tuner_adapter.queued_retries(oracle)
+    if retries:
+        problem(f"Keras Tuner still has trials to retry: {retries}")
     if sorted(oracle.end_order) != sorted(states) or len(set(oracle.end_order)) != len(states):
         problem(f"Keras Tuner end order {oracle.end_order} does not list each trial once")
     objective = config.tuner.objective

@@ -16,6 +16,7 @@ from study.tracking.store import Store
 from study.tuning import workers
 
 from .conftest import REPO, run_study
+from .kill_harness import worker_dies_on
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -128,7 +129,7 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(tmp_p
         "--set",
         "data.image_size=32",
         cwd=tmp_path,
-        env={workers.KILL_TRIAL: "1"},
+        env=worker_dies_on("1"),
         timeout=900,
     )
     assert done.returncode == 0, done.stderr

@@ -1,6 +1,8 @@
-"""Every private API of Keras Tuner and MLflow the study relies on, exercised the way the study
-uses it. pyproject.toml caps both libraries at the versions tested here; an upgrade that breaks
-one of these fails here, with a message naming the API and the version it was tested with."""
+"""Every private API of Keras Tuner and MLflow the study relies on, one test per member, named
+after it, exercised the way the study uses it. The Keras Tuner ones are all reached through
+study/tuning/keras_tuner_adapter.py. pyproject.toml caps both libraries at the versions tested
+here; an upgrade that breaks one fails its test, with a message naming the member and the
+version it was tested with."""
 
 import json
 import os
@@ -10,7 +12,8 @@ import pytest
 
 from study import config as study_config
 from study.tracking.store import create_sqlite_store
-from study.tuning import tuner, workers
+from study.tuning import keras_tuner_adapter as adapter
+from study.tuning import tuner
 
 from .conftest import REPO
 
@@ -26,100 +29,155 @@ def broken(api: str, tested: str, what: str) -> str:
 def oracle_in(folder: Path, oracle: str = "random"):
     config = study_config.load(SMOKE, [f"tuner.oracle={oracle}", "tuner.max_configs=2"])
     made = tuner.make_oracle(config)
-    made._set_project_dir(str(folder), "project")
+    adapter.open_project(made, str(folder), "project")
     return made
 
 
-def test_keras_tuner_src_modules():
-    from keras_tuner.src.engine import trial as trial_module
-    from keras_tuner.src.tuners.gridsearch import LinkedList
+def completed(oracle, trial, score: float = 0.5) -> None:
+    oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
 
-    for status in ("RUNNING", "STOPPED", "IDLE", "COMPLETED", "FAILED", "INVALID"):
-        assert getattr(trial_module.TrialStatus, status, None) == status, broken(
-            f"keras_tuner.src.engine.trial.TrialStatus.{status}", KERAS_TUNER, "missing"
-        )
-    linked = LinkedList()
-    linked.insert("0")
-    linked.insert("2", "0")
-    linked.insert("1", "0")
-    assert (linked.next("0"), linked.next("1")) == ("1", "2"), broken(
-        "keras_tuner.src.tuners.gridsearch.LinkedList.insert(data, data_pre)/next",
-        KERAS_TUNER,
-        "does not insert after the given item",
+
+def study_tuner_in(folder: Path) -> tuner.StudyTuner:
+    config = study_config.load(SMOKE, [])
+    return tuner.StudyTuner(
+        tuner.make_oracle(config),
+        run=lambda trial: {},
+        on_end=lambda trial: None,
+        directory=str(folder),
+        project_name="project",
     )
 
 
-def test_oracle_state_files_and_the_retry_queue(tmp_path):
+# -- Oracle ------------------------------------------------------------------------------------
+
+
+def test_oracle_set_project_dir(tmp_path):
+    """`open_project`: an oracle without a tuner writes and reloads the project's state."""
     oracle = oracle_in(tmp_path)
-    assert oracle._get_oracle_fname() == str(tmp_path / "project" / "oracle.json"), broken(
-        "Oracle._get_oracle_fname()", KERAS_TUNER, "no longer the project's oracle.json"
-    )
-    assert isinstance(oracle._max_collisions, int) and oracle._max_collisions > 0, broken(
-        "Oracle._max_collisions", KERAS_TUNER, "not a positive int"
-    )
-    trial = oracle.create_trial("worker1")
-    trial_file = Path(oracle._get_trial_dir(trial.trial_id)) / "trial.json"
-    assert json.loads(trial_file.read_text())["trial_id"] == trial.trial_id, broken(
-        "Oracle._get_trial_dir()/_save_trial()",
+    trial = oracle.create_trial("tuner0")
+    assert (tmp_path / "project" / f"trial_{trial.trial_id}" / "trial.json").is_file(), broken(
+        "Oracle._set_project_dir(directory, project_name)",
         KERAS_TUNER,
-        "create_trial no longer saves the trial through _save_trial into _get_trial_dir",
-    )
-    assert oracle.ongoing_trials == {"worker1": trial}, broken(
-        "Oracle.ongoing_trials", KERAS_TUNER, "not keyed by the tuner id"
-    )
-    assert oracle.tuner_ids == {"worker1"}, broken(
-        "Oracle.tuner_ids", KERAS_TUNER, "does not record the asking tuner's id"
+        "the oracle no longer writes its trials into directory/project_name",
     )
     reloaded = oracle_in(tmp_path)
     reloaded.reload()
-    assert reloaded._retry_queue == [trial.trial_id], broken(
-        "Oracle._retry_queue", KERAS_TUNER, "reload no longer queues the ongoing trials again"
+    assert list(reloaded.trials) == [trial.trial_id], broken(
+        "Oracle._set_project_dir(directory, project_name)",
+        KERAS_TUNER,
+        "reload() no longer reads the trials of directory/project_name",
     )
-    assert reloaded.create_trial("worker2").trial_id == trial.trial_id, broken(
+
+
+def test_oracle_get_oracle_fname(tmp_path, monkeypatch):
+    """`DurableStates.save` writes the oracle's state where Keras Tuner reloads it from."""
+    written = []
+    monkeypatch.setattr(adapter, "atomic_write_text", lambda path, text: written.append(str(path)))
+    oracle_in(tmp_path).save()
+    assert written == [str(tmp_path / "project" / "oracle.json")], broken(
+        "Oracle._get_oracle_fname()", KERAS_TUNER, "no longer the project's oracle.json"
+    )
+
+
+def test_oracle_save_trial_and_get_trial_dir(tmp_path, monkeypatch):
+    """`DurableStates._save_trial`: every write of a trial's file goes through it (atomic)."""
+    oracle = oracle_in(tmp_path)
+    written = []
+    real_write = adapter.atomic_write_text
+
+    def recording(path, text):
+        written.append(str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(adapter, "atomic_write_text", recording)
+    trial = oracle.create_trial("tuner0")
+    completed(oracle, trial)
+    trial_file = tmp_path / "project" / f"trial_{trial.trial_id}" / "trial.json"
+    assert written.count(str(trial_file)) >= 3, broken(
+        "Oracle._save_trial(trial) / Oracle._get_trial_dir(trial_id)",
+        KERAS_TUNER,
+        "create_trial, update_trial and end_trial no longer write trial.json through "
+        "_save_trial into _get_trial_dir",
+    )
+    assert json.loads(trial_file.read_text())["status"] == "COMPLETED"
+
+
+def test_oracle_retry_queue(tmp_path):
+    """`queued_retries`, `queue_retries` and `DurableStates.reload`: reload queues the
+    trials that were running, an ended one excepted, and create_trial hands queued trials out
+    first, in the order they were queued."""
+    oracle = oracle_in(tmp_path)
+    running = oracle.create_trial("worker1")
+    ended = oracle.create_trial("worker2")
+    completed(oracle, ended)  # its file still lists it as ongoing: Keras Tuner saves first
+    reloaded = oracle_in(tmp_path)
+    reloaded.reload()
+    assert adapter.queued_retries(reloaded) == [running.trial_id], broken(
+        "Oracle._retry_queue",
+        KERAS_TUNER,
+        "reload() no longer queues the ongoing trials as a list the study can filter",
+    )
+    assert reloaded.create_trial("worker3").trial_id == running.trial_id, broken(
         "Oracle._retry_queue", KERAS_TUNER, "create_trial does not hand out the queued trial"
     )
-
-
-def test_grid_oracle_walk(tmp_path):
-    oracle = oracle_in(tmp_path, "grid")
-    first = oracle.create_trial("worker1")
-    values = first.hyperparameters.values
-    following = oracle._get_next_combination(values)
-    assert following is not None and following != values, broken(
-        "GridSearchOracle._get_next_combination()", KERAS_TUNER, "no next combination"
-    )
-    assert oracle._compare(values, following) < 0, broken(
-        "GridSearchOracle._compare()", KERAS_TUNER, "does not order combinations"
-    )
-    second = oracle.create_trial("worker2")  # the study's grid oracle: no waiting
-    assert second.hyperparameters.values == following, broken(
-        "GridSearchOracle.populate_space() IDLE / _ordered_ids", KERAS_TUNER, "changed"
-    )
-    assert oracle._ordered_ids.next(first.trial_id) == second.trial_id, broken(
-        "GridSearchOracle._ordered_ids", KERAS_TUNER, "not the LinkedList of the grid walk"
-    )
-    first.status = "COMPLETED"
-    oracle.update_trial(first.trial_id, {"val_accuracy": 0.5})
-    oracle.end_trial(first)
-    reloaded = oracle_in(tmp_path, "grid")
-    reloaded.reload()
-    assert reloaded._populate_next == [first.trial_id], broken(
-        "GridSearchOracle._populate_next", KERAS_TUNER, "not rebuilt from the ended trials"
-    )
-    assert reloaded.create_trial("worker2").trial_id == second.trial_id  # the retry queue
-    third = reloaded.create_trial("worker1").hyperparameters.values
-    assert third not in (values, following), broken(
-        "GridSearchOracle._populate_next", KERAS_TUNER, "the reloaded walk repeats a trial"
+    completed(reloaded, reloaded.trials[running.trial_id])
+    adapter.queue_retries(reloaded, [running.trial_id, ended.trial_id])
+    handed_out = [reloaded.create_trial(f"worker{n}").trial_id for n in (4, 5)]
+    assert handed_out == [running.trial_id, ended.trial_id], broken(
+        "Oracle._retry_queue", KERAS_TUNER, "queued trials are not handed out in their order"
     )
 
 
-def test_chief_ends_when_a_dead_workers_trial_is_abandoned(tmp_path):
+# -- BaseTuner --------------------------------------------------------------------------------
+
+
+def test_base_tuner_is_worker(tmp_path, monkeypatch):
+    """`SharedStateTuner.is_worker` follows Keras Tuner's distribution variables."""
+    study_tuner = study_tuner_in(tmp_path)
+    assert study_tuner.is_worker is False, broken(
+        "BaseTuner._is_worker()", KERAS_TUNER, "a tuner without a chief is a worker"
+    )
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "1")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert study_tuner.is_worker is False, broken(
+        "BaseTuner._is_worker()", KERAS_TUNER, "the chief counts as a worker"
+    )
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
+    assert study_tuner.is_worker is True, broken(
+        "BaseTuner._is_worker() / KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, _PORT",
+        KERAS_TUNER,
+        "a tuner with a chief's address and a worker id is no worker",
+    )
+
+
+def test_base_tuner_get_tuner_fname(tmp_path):
+    """`SharedStateTuner`: a new tuner in the project resumes the state saved in tuner0.json."""
+    first = study_tuner_in(tmp_path)
+    trial = first.oracle.create_trial("tuner0")
+    first.save()
+    assert (tmp_path / "project" / "tuner0.json").is_file()
+    second = study_tuner_in(tmp_path)
+    assert list(second.oracle.trials) == [trial.trial_id], broken(
+        "BaseTuner._get_tuner_fname()",
+        KERAS_TUNER,
+        "a tuner no longer reloads the project from the file _get_tuner_fname() names",
+    )
+
+
+# -- distributed tuning -----------------------------------------------------------------------
+
+
+def test_synchronized_function_and_exit_chief(tmp_path):
+    """`abandon`: ending a dead worker's trial lets the chief end."""
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     oracle = oracle_in(tmp_path)
     trial = oracle.create_trial("worker1")
     assert not exit_chief(oracle)
-    abandoned = workers.abandon(oracle, "worker1", "died", give_up=True)
+    abandoned = adapter.abandon(oracle, "worker1", "died", give_up=True)
     assert abandoned is trial and trial.status == "FAILED", broken(
         "keras_tuner.synchronized on a function / Oracle.end_trial", KERAS_TUNER, "changed"
     )
@@ -130,31 +188,7 @@ def test_chief_ends_when_a_dead_workers_trial_is_abandoned(tmp_path):
     )
 
 
-def test_tuner_worker_check_and_state_file(tmp_path, monkeypatch):
-    from keras_tuner.src.distribute import utils as dist_utils
-
-    config = study_config.load(SMOKE, [])
-    study_tuner = tuner.StudyTuner(
-        tuner.make_oracle(config),
-        run=lambda trial: {},
-        on_end=lambda trial: None,
-        directory=str(tmp_path),
-        project_name="project",
-    )
-    assert study_tuner._is_worker() is False, broken(
-        "BaseTuner._is_worker()", KERAS_TUNER, "changed"
-    )
-    assert study_tuner._get_tuner_fname().startswith(str(tmp_path)), broken(
-        "BaseTuner._get_tuner_fname()", KERAS_TUNER, "not in the project"
-    )
-    for name, value in (("KERASTUNER_ORACLE_IP", "127.0.0.1"), ("KERASTUNER_ORACLE_PORT", "1")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
-    assert dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle(), broken(
-        "KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT",
-        KERAS_TUNER,
-        "Keras Tuner no longer reads its distribution settings from these variables",
-    )
+# -- MLflow -----------------------------------------------------------------------------------
 
 
 def test_mlflow_initialize_tables(tmp_path):
@@ -170,40 +204,3 @@ def test_mlflow_initialize_tables(tmp_path):
         "mlflow.store.db.utils._initialize_tables", MLFLOW, "the store it made is not usable"
     )
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
-
-
-def test_a_proposing_oracle_fed_configurations_from_outside():
-    """`tuner.SeedRepeats` hands Keras Tuner's oracles one point per configuration: trials it
-    builds itself, the hashes of tried values, and the random fallback."""
-    import keras_tuner as kt
-    from keras_tuner.src.engine import trial as trial_module
-
-    space = kt.HyperParameters()
-    space.Choice("x", [1, 2, 3])
-    proposer = kt.oracles.BayesianOptimizationOracle(
-        objective=kt.Objective("val_accuracy", "max"),
-        hyperparameters=space,
-        seed=1,
-        num_initial_points=1,
-    )
-    proposer._tried_so_far.add(proposer._compute_values_hash({"x": 1}))
-    assert proposer._duplicate({"x": 1}) and not proposer._duplicate({"x": 2}), broken(
-        "Oracle._tried_so_far / _compute_values_hash / _duplicate", KERAS_TUNER, "changed"
-    )
-    point = trial_module.Trial(space.copy(), trial_id="0", status="COMPLETED")
-    point.hyperparameters.values["x"] = 1
-    point.score = 0.5
-    proposer.trials["0"] = point
-    response = proposer.populate_space("next")
-    assert response["status"] == "RUNNING" and response["values"]["x"] in (1, 2, 3), broken(
-        "BayesianOptimizationOracle.populate_space over Oracle.trials", KERAS_TUNER, "changed"
-    )
-    proposer._max_collisions = 50
-    values = proposer._random_values()
-    assert values is not None and not proposer._duplicate(values), broken(
-        "Oracle._random_values / _max_collisions", KERAS_TUNER, "returns a tried value"
-    )
-    proposer._tried_so_far.update(proposer._compute_values_hash({"x": v}) for v in (2, 3))
-    assert proposer._random_values() is None, broken(
-        "Oracle._random_values", KERAS_TUNER, "no longer gives up when every value was tried"
-    )

@@ -1,13 +1,17 @@
-"""The grid oracle as the workers of one sweep see it: asking at once, ending in any order."""
+"""The oracles: the grid the config names, as the workers of one sweep see it (asking at once,
+ending in any order), and the random and Bayesian oracles repeating each configuration over
+the seeds until the space is used up."""
 
 import random
+import re
 from types import SimpleNamespace
 
 import keras_tuner as kt
 import pytest
 
 from study import config as study_config
-from study.tuning import tuner
+from study.errors import ConfigError
+from study.tuning import keras_tuner_adapter, tuner
 
 from .conftest import REPO
 
@@ -23,7 +27,7 @@ def test_every_asking_worker_gets_a_trial_and_each_combination_runs_once(tmp_pat
     config = study_config.load(SMOKE, [GRID, "seeds=[0, 1]"])
     planned = tuner.planned_trials(config)
     oracle = tuner.make_oracle(config)
-    oracle._set_project_dir(str(tmp_path), "grid")
+    keras_tuner_adapter.open_project(oracle, str(tmp_path), "grid")
     rng = random.Random(workers)
     running, handed_out = {}, []
     while True:
@@ -72,7 +76,7 @@ def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
             return super().populate_space(trial_id)
 
     oracle.proposer = Watched
-    oracle._set_project_dir(str(tmp_path), "bayes")
+    keras_tuner_adapter.open_project(oracle, str(tmp_path), "bayes")
     oracle.verbose = 0
     handed_out, scores = [], {}
     while (trial := oracle.create_trial("tuner0")).status == tuner.RUNNING:
@@ -114,7 +118,7 @@ def test_a_float_steps_rounding_error_does_not_make_a_tried_configuration_new(
         ],
     )
     oracle = tuner.make_oracle(config)
-    oracle._set_project_dir(str(tmp_path), oracle_name)
+    keras_tuner_adapter.open_project(oracle, str(tmp_path), oracle_name)
     oracle.verbose = 0
     handed_out = []
     while (trial := oracle.create_trial("tuner0")).status == tuner.RUNNING:
@@ -134,3 +138,51 @@ def test_trial_values_drop_a_float_steps_rounding_error():
         space.values["model.dropout"] = 0.05 * index  # 0.15000000000000002, as steps sum up
         values = tuner.trial_values(SimpleNamespace(hyperparameters=space))
         assert repr(values["model.dropout"]) == repr(round(0.05 * index, 2))
+
+
+def test_the_grid_is_the_configs_values_with_the_seed_varying_fastest():
+    """The grid follows from the config: a choice's values, a range's steps as Keras Tuner's
+    own hyperparameters enumerate them, every configuration once per seed in a row."""
+    config = study_config.load(
+        SMOKE,
+        [
+            "hyperparameters={model.activation: {type: choice, values: [elu, relu]}, "
+            "model.dropout: {type: float, min: 0.0, max: 0.6, step: 0.05}, "
+            "model.head_width: {type: int, min: 16, max: 256, step: 2, sampling: log}, "
+            "fine_tune.decay_rate: {type: float, min: 0.01, max: 0.1, step: 2, "
+            "sampling: reverse_log}, fine_tune.epochs: {type: fixed, value: 0}}",
+            "seeds=[0, 1]",
+        ],
+    )
+    ranges = {hp.name: hp for hp in tuner.search_space(config).space if hp.name != tuner.SEED}
+    for key, spec in config.hyperparameters.items():
+        if spec.type in ("int", "float"):
+            steps = tuner.rounded({str(n): v for n, v in enumerate(ranges[key].values)})
+            assert tuner.grid_values(key, spec) == list(steps.values()), key
+    assert tuner.grid_values("model.dropout", config.hyperparameters["model.dropout"]) == [
+        round(0.05 * step, 2) for step in range(13)
+    ]
+    points = tuner.grid(config)
+    assert len(points) == tuner.planned_trials(config) == 2 * 13 * 5 * 4 * 2
+    assert len({tuple(sorted(p.items())) for p in points}) == len(points)
+    assert [p[tuner.SEED] for p in points[:4]] == [0, 1, 0, 1]
+    assert points[0] == {**points[1], tuner.SEED: 0}
+    assert {p["model.activation"] for p in points[: len(points) // 2]} == {"elu"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("{type: float, min: 0.0, max: 0.6}", "grid search needs a step for a float range"),
+        (
+            "{type: float, min: 0.01, max: 0.1, step: 0.5, sampling: log}",
+            "log sampling multiplies by its step, so the step must be above 1 (got 0.5)",
+        ),
+    ],
+)
+def test_a_grid_it_cannot_enumerate_is_refused_naming_the_key(spec, problem):
+    config = study_config.load(SMOKE, [f"hyperparameters={{model.dropout: {spec}}}"])
+    with pytest.raises(
+        ConfigError, match="^" + re.escape(f"hyperparameters.model.dropout: {problem}")
+    ):
+        tuner.planned_trials(config)

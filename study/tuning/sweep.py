@@ -35,7 +35,7 @@ from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLo
 from study.files import atomic_write_text
 from study.tracking import outcome, runs, server
 from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
-from study.tuning import tuner
+from study.tuning import keras_tuner_adapter, tuner
 from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
@@ -117,7 +117,7 @@ class Sweep:
         if distributed:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
             os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
-            pool = WorkerPool(self, workers, server.reachable(host), port)
+            pool = WorkerPool(self, workers, server.reachable(host), port, run_worker)
         self.serves_remote_workers = oracle_address is not None
         study_tuner = self._tuner(oracle)
         if retry_failed:
@@ -172,7 +172,7 @@ class Sweep:
                 if run.info.status == "FAILED":
                     self.store.client.set_tag(run.info.run_id, RETRIED_TAG, "true")
         oracle.end_order = [t for t in oracle.end_order if t not in failed]
-        oracle._retry_queue += reversed(failed)  # handed out from the end: in trial order
+        keras_tuner_adapter.queue_retries(oracle, failed)
         oracle.save()
         self.say(f"retrying {len(failed)} failed trials: {', '.join(failed) or 'none'}")
 
@@ -486,3 +486,18 @@ def _last_line(message: str | None) -> str:
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_worker(
+    config: StudyConfig,
+    store: Store,
+    state_dir: Path,
+    oracle_address: str,
+    worker_id: str,
+    say: Callable[[str], None],
+    progress: bool,
+) -> None:
+    """A local worker's share of the sweep, in the worker process `workers.WorkerPool` starts:
+    trials handed out by the chief at `oracle_address` until the sweep is done."""
+    sweep = Sweep(config, store, state_dir, say=say, progress=progress)
+    sweep.work(oracle_address, worker_id)

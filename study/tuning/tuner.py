@@ -1,42 +1,36 @@
 """Keras Tuner, configured from the study YAML: the search space, the oracle, and the tuner.
 
-The oracles are Keras Tuner's own, with two additions: their state files are written
-atomically and checked on reload (a kill at any moment leaves a project that resumes), and
-the random and Bayesian oracles run every configuration they propose once per seed.
+The oracles write their state files atomically and check them on reload (a kill at any moment
+leaves a project that resumes: `keras_tuner_adapter.DurableStates`). The grid oracle walks the
+grid the config names; the random and Bayesian oracles run every configuration they propose
+once per seed.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import json
 import math
-import os
+import random
 import time
 from collections.abc import Callable
 
 import keras_tuner as kt
-from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.tuners.gridsearch import LinkedList
 
 from study.config import StudyConfig, without_step_rounding
 from study.errors import ConfigError
-from study.files import atomic_write_text
+from study.tuning.keras_tuner_adapter import DurableStates, SharedStateTuner, TrialStatus
 
 SEED = "seed"
-RUNNING = trial_module.TrialStatus.RUNNING
-STOPPED = trial_module.TrialStatus.STOPPED
-IDLE = trial_module.TrialStatus.IDLE
+RUNNING = TrialStatus.RUNNING
+STOPPED = TrialStatus.STOPPED
+IDLE_WAIT_S = 1.0  # between a worker's requests while the oracle waits for others' trials
 
 
 def search_space(config: StudyConfig) -> kt.HyperParameters:
     """The config's `hyperparameters:` as Keras Tuner hyperparameters, plus the seed."""
     space = kt.HyperParameters()
     for key, spec in config.hyperparameters.items():
-        if config.tuner.oracle == "grid" and spec.type in ("int", "float") and spec.step is None:
-            raise ConfigError(
-                f"hyperparameters.{key}: grid search needs a step for a {spec.type} range "
-                "(or use type: choice)"
-            )
         try:
             if spec.type == "choice":
                 space.Choice(key, spec.values)
@@ -67,50 +61,62 @@ def planned_trials(config: StudyConfig) -> int | None:
     seeds = len(config.sweep_seeds)
     if tuner.oracle != "grid":
         return tuner.max_configs * seeds
-    grid = math.prod(_grid_size(spec) for spec in config.hyperparameters.values())
+    grid = math.prod(len(grid_values(key, spec)) for key, spec in config.hyperparameters.items())
     return min(grid, tuner.max_configs or grid) * seeds
 
 
-def _grid_size(spec) -> int:
+def grid(config: StudyConfig) -> list[dict]:
+    """Every point of the config's grid, in the order a grid search runs them: the last
+    hyperparameter varies fastest, and each configuration runs once per seed in a row."""
+    keys = [*config.hyperparameters, SEED]
+    axes = [grid_values(key, spec) for key, spec in config.hyperparameters.items()]
+    return [
+        dict(zip(keys, point, strict=True))
+        for point in itertools.product(*axes, config.sweep_seeds)
+    ]
+
+
+def grid_values(key: str, spec) -> list:
+    """The values a grid search gives hyperparameter `key`: a choice's values, or a range's
+    steps from `min` to `max` (as Keras Tuner counts them: `log` multiplies `min` by the step,
+    `reverse_log` mirrors that towards `max`)."""
     if spec.type == "choice":
-        return len(spec.values)
+        return list(spec.values)
     if spec.type == "fixed":
-        return 1
+        return [spec.value]
+    if spec.step is None:
+        raise ConfigError(
+            f"hyperparameters.{key}: grid search needs a step for a {spec.type} range "
+            "(or use type: choice)"
+        )
     if spec.sampling == "linear":
-        return math.floor((spec.max - spec.min) / spec.step + 1e-9) + 1
-    return math.floor(math.log(spec.max / spec.min) / math.log(spec.step) + 1e-9) + 1
-
-
-class DurableStates:
-    """Atomic state files, and a reload that repairs what a kill can leave behind."""
-
-    def save(self) -> None:
-        atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
-
-    def _save_trial(self, trial) -> None:
-        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
-        atomic_write_text(path, json.dumps(trial.get_state()))
-
-    def reload(self) -> None:
-        super().reload()
-        # A kill between writing a new trial's file and the oracle's leaves a trial the oracle
-        # never handed out; forget it, and its id is handed out again.
-        for trial_id in set(self.trials) - set(self.start_order):
-            del self.trials[trial_id]
-        # Keras Tuner records an ended trial as ongoing until the next trial starts; a kill in
-        # between would make it run the ended trial again.
-        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
+        count = math.floor((spec.max - spec.min) / spec.step + 1e-9) + 1
+        values = [spec.min + index * spec.step for index in range(count)]
+    else:
+        if spec.step <= 1:
+            raise ConfigError(
+                f"hyperparameters.{key}: {spec.sampling} sampling multiplies by its step, so "
+                f"the step must be above 1 (got {spec.step})"
+            )
+        count = math.floor(math.log(spec.max / spec.min) / math.log(spec.step) + 1e-9) + 1
+        values = [spec.min * spec.step**index for index in range(count)]
+        if spec.sampling == "reverse_log":
+            values = [spec.max + spec.min - value for value in values]
+    if spec.type == "int":
+        return [int(round(value)) for value in values]
+    return [without_step_rounding(value) for value in values]
 
 
 class SeedRepeats:
     """Runs each configuration once per seed, as consecutive trials, and proposes
-    configurations, not trials: the proposing oracle (`proposer`, one of Keras Tuner's) works on
-    the search space without the seed and sees one point per configuration, scored by its mean
-    over the seeds that finished. So `num_initial_points` counts configurations, and the seed is
-    no dimension of the Bayesian model. A proposal of a configuration already tried falls back to
-    an untried one at random; when none is left, the oracle stops and says why (`stop_reason`)."""
+    configurations, not trials: the proposing oracle (`proposer`, one of Keras Tuner's, or none
+    to draw at random) works on the search space without the seed and sees one point per
+    configuration, scored by its mean over the seeds that finished. So `num_initial_points`
+    counts configurations, and the seed is no dimension of the Bayesian model. A proposal of a
+    configuration already tried falls back to an untried one at random; when none is left,
+    the oracle stops and says why (`stop_reason`)."""
 
-    proposer: type[kt.Oracle]
+    proposer: type[kt.Oracle] | None = None
     FALLBACK_DRAWS = 1000
 
     def __init__(self, *args, **kwargs):
@@ -143,37 +149,45 @@ class SeedRepeats:
         configurations: dict[str, dict] = {}
         for trial in self.trials.values():
             values = configuration(trial)
-            key = self._compute_values_hash(values)
+            key = _key(values)
             configurations[key] = values
             scores.setdefault(key, [])
             if trial.status == "COMPLETED" and trial.score is not None:
                 scores[key].append(trial.score)
-        proposer = self.proposer(
-            objective=self.objective,
-            hyperparameters=space,
-            seed=self.seed + 7919 * len(configurations),
-            **self._proposer_options,
-        )
-        for number, (key, found) in enumerate(scores.items()):
-            proposer._tried_so_far.add(key)
-            if not found:  # running, or every seed failed: tried, but nothing to learn
-                continue
-            point = trial_module.Trial(space.copy(), trial_id=str(number), status="COMPLETED")
-            point.hyperparameters.values.update(configurations[key])
-            point.score = sum(found) / len(found)
-            proposer.trials[point.trial_id] = point
-        response = proposer.populate_space("next")
-        values = response["values"] if response["status"] == RUNNING else None
-        if values is None or proposer._duplicate(values):
-            proposer._max_collisions = self.FALLBACK_DRAWS
-            values = proposer._random_values()
+        seed = self.seed + 7919 * len(configurations)
+        values = None
+        if self.proposer is not None:
+            values = self._ask_proposer(space, seed, scores, configurations)
+        if values is None or _key(values) in configurations:
+            values = _untried_at_random(space, seed, configurations, self.FALLBACK_DRAWS)
         if values is not None:
-            return rounded(values)
+            return values
         self.stop_reason = (
             f"no untried configuration found in {self.FALLBACK_DRAWS} random draws after "
             f"{len(configurations)} configurations: the search space is used up"
         )
         return None
+
+    def _ask_proposer(
+        self,
+        space: kt.HyperParameters,
+        seed: int,
+        scores: dict[str, list[float]],
+        configurations: dict[str, dict],
+    ) -> dict | None:
+        """The proposer's next configuration, given one completed point per configuration
+        that has a score (a running one, or one whose every seed failed, has nothing to
+        teach it)."""
+        proposer = self.proposer(
+            objective=self.objective, hyperparameters=space, seed=seed, **self._proposer_options
+        )
+        for number, (key, found) in enumerate((k, f) for k, f in scores.items() if f):
+            point = kt.engine.trial.Trial(space.copy(), trial_id=str(number), status="COMPLETED")
+            point.hyperparameters.values.update(configurations[key])
+            point.score = sum(found) / len(found)
+            proposer.trials[point.trial_id] = point
+        response = proposer.populate_space("next")
+        return rounded(response["values"]) if response["status"] == RUNNING else None
 
     def get_state(self):
         return {**super().get_state(), "seed_repeats": self._repeats}
@@ -183,67 +197,47 @@ class SeedRepeats:
         self._repeats = state.get("seed_repeats", [])
 
 
-class GridOracle(DurableStates, kt.oracles.GridSearchOracle):
-    """Keras Tuner's grid oracle, with two repairs.
+def _untried_at_random(
+    space: kt.HyperParameters, seed: int, tried: dict[str, dict], draws: int
+) -> dict | None:
+    """A configuration not in `tried`, drawn at random from `space` (None after `draws`
+    draws that all were tried)."""
+    rng = random.Random(seed)
+    for _ in range(draws):
+        values = rounded({hp.name: hp.random_sample(rng.randrange(2**31)) for hp in space.space})
+        if _key(values) not in tried:
+            return values
+    return None
 
-    It keeps its walk through the grid in memory only, so a reloaded grid search stops early
-    or fails; the walk follows from the trials, so it is rebuilt. And it proposes the next
-    combination only when a trial ends, in case that trial added hyperparameters: with several
-    workers, all but one then wait. A study's search space is fixed, so nothing can be added:
-    a worker asking for a trial gets the combination after the last one handed out."""
 
-    def _grid_order(self):
-        return functools.cmp_to_key(
-            lambda a, b: self._compare(
-                self.trials[a].hyperparameters.values, self.trials[b].hyperparameters.values
-            )
-        )
+def _key(values: dict) -> str:
+    """A configuration's identity, to tell whether it was tried."""
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+class GridOracle(DurableStates, kt.Oracle):
+    """Hands out the config's grid (`grid`) in order: the first point no trial has. The walk
+    follows from the trials, so a reloaded grid search goes on where it stopped, and a worker
+    asking for a trial gets the next point at once, whatever trials still run."""
+
+    def __init__(self, points: list[dict], **kwargs):
+        super().__init__(**kwargs)
+        self.points = points
 
     def populate_space(self, trial_id):
-        response = super().populate_space(trial_id)
-        if response["status"] != IDLE:
-            return response
-        last = max(self.start_order, key=self._grid_order())
-        values = self._get_next_combination(self.trials[last].hyperparameters.values)
-        if values is None:  # the grid is done once the running trials end
-            return response
-        self._ordered_ids.insert(trial_id, last)
-        return {"status": RUNNING, "values": values}
-
-    def set_state(self, state):
-        super().set_state(state)
-        ordered = sorted(self.start_order, key=self._grid_order())
-        self._ordered_ids = LinkedList()
-        for trial_id in ordered:
-            self._ordered_ids.insert(trial_id)
-        # Every ended trial may have a successor still to create; the oracle skips the ones
-        # that already exist.
-        self._populate_next = [t for t in ordered if t in self.end_order]
-
-
-class RoundedValuesHash:
-    """Hashes a configuration with a float step's rounding error dropped, so that a proposal of
-    0.15000000000000002 counts as the 0.15 already tried: Keras Tuner's proposers compute
-    values as min + k * step and would otherwise propose a tried configuration again."""
-
-    def _compute_values_hash(self, values):
-        return super()._compute_values_hash(rounded(values))
-
-
-class RandomProposer(RoundedValuesHash, kt.oracles.RandomSearchOracle):
-    pass
-
-
-class BayesianProposer(RoundedValuesHash, kt.oracles.BayesianOptimizationOracle):
-    pass
+        tried = {_key(trial_values(trial)) for trial in self.trials.values()}
+        for values in self.points:
+            if _key(values) not in tried:
+                return {"status": RUNNING, "values": dict(values)}  # the trial's own copy
+        return {"status": STOPPED, "values": None}
 
 
 class RandomOracle(DurableStates, SeedRepeats, kt.Oracle):
-    proposer = RandomProposer
+    pass
 
 
 class BayesianOracle(DurableStates, SeedRepeats, kt.Oracle):
-    proposer = BayesianProposer
+    proposer = kt.oracles.BayesianOptimizationOracle
 
 
 class HyperbandOracle(DurableStates, kt.oracles.HyperbandOracle):
@@ -271,7 +265,7 @@ def make_oracle(config: StudyConfig) -> kt.Oracle:
         )
     max_trials = planned_trials(config)
     if tuner.oracle == "grid":
-        return GridOracle(max_trials=max_trials, **common)
+        return GridOracle(grid(config), max_trials=max_trials, **common)
     if tuner.oracle == "random":
         return RandomOracle(max_trials=max_trials, **common)
     return BayesianOracle(
@@ -282,22 +276,24 @@ def make_oracle(config: StudyConfig) -> kt.Oracle:
 TrialRunner = Callable[[kt.engine.trial.Trial], dict[str, float]]
 
 
-class StudyTuner(kt.engine.base_tuner.BaseTuner):
+class StudyTuner(SharedStateTuner):
     """A Keras Tuner whose trials are whole training runs, handed to `run`."""
 
     def __init__(self, oracle: kt.Oracle, run: TrialRunner, on_end, **kwargs):
         self._run, self._on_end = run, on_end
+        self._asked_in_vain = False  # the last request got no trial: the oracle said IDLE
         super().__init__(oracle, **kwargs)
-        if self._is_worker():
-            ask = self.oracle.create_trial
 
-            def create_trial(tuner_id):
-                trial = ask(tuner_id)
-                if trial.status == IDLE:  # others' trials must end first; don't spin
-                    time.sleep(1.0)
-                return trial
+    def pre_create_trial(self) -> None:
+        # A worker whose oracle waits for others' trials to end (Hyperband between rounds)
+        # asks again at once; don't spin.
+        if self._asked_in_vain:
+            time.sleep(IDLE_WAIT_S)
+        self._asked_in_vain = True
 
-            self.oracle.create_trial = create_trial
+    def on_trial_begin(self, trial) -> None:
+        self._asked_in_vain = False
+        super().on_trial_begin(trial)
 
     def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
         return self._run(trial)
@@ -305,18 +301,6 @@ class StudyTuner(kt.engine.base_tuner.BaseTuner):
     def on_trial_end(self, trial) -> None:
         super().on_trial_end(trial)
         self._on_end(trial)
-
-    def save(self) -> None:
-        if not self._is_worker():
-            self.oracle.save()
-        atomic_write_text(self._get_tuner_fname(), json.dumps(self.get_state()))
-
-    def _get_tuner_fname(self) -> str:
-        # Keras Tuner reloads the oracle only from the tuner's own file, named by its tuner id:
-        # the chief and a sweep in one process share one, so either resumes the other's sweep.
-        if self._is_worker():
-            return super()._get_tuner_fname()
-        return os.path.join(str(self.project_dir), "tuner0.json")
 
 
 def configuration(trial) -> dict:

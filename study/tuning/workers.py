@@ -8,6 +8,9 @@ and the worker goes on with the next one. Every worker announces itself with a l
 sweep's parent run (host, pid and a heartbeat), through the tracking server: a second process
 cannot take an id a live worker holds, and the chief fails the trial of a worker, local or
 remote, whose heartbeat stopped, so it never waits forever on a dead worker.
+
+This module knows the sweep only as a `Chief`: the sweep hands the pool the function a worker
+process runs once it is set up (`WorkerRun`), so the two modules import one way.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import keras_tuner as kt
 
@@ -33,16 +37,31 @@ from study.processes import sigterm_as_interrupt
 from study.tracking import server
 from study.tracking.provenance import redact
 from study.tracking.store import Store
-
-if TYPE_CHECKING:
-    from study.tuning.sweep import Sweep
+from study.tuning.keras_tuner_adapter import abandon
 
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
 HEARTBEAT_S = 10.0
 LEASE_EXPIRES_S = 120.0  # a worker silent this long is dead: its trial is FAILED
-# Fault injection for the reliability tests: a worker SIGKILLs itself when handed this trial.
-KILL_TRIAL = "STUDY_KILL_TRIAL"
+
+# What a worker process runs once it is set up: the sweep's trials, handed out by the chief at
+# `oracle_address`: (config, store, state_dir, oracle_address, worker_id, say, progress).
+WorkerRun = Callable[[StudyConfig, Store, Path, str, str, Callable[[str], None], bool], None]
+
+
+class Chief(Protocol):
+    """What the pool needs of the sweep whose chief it serves."""
+
+    config: StudyConfig
+    store: Store
+    state_dir: Path
+    project: Path
+    progress: bool
+    parent_run_id: str
+    serves_remote_workers: bool
+    say: Callable[[str], None]
+
+    def close_failed(self, trial) -> None: ...
 
 
 class Lease:
@@ -110,26 +129,13 @@ def alive(lease: dict) -> bool:
     return time.time() - lease["beat"] < LEASE_EXPIRES_S
 
 
-@kt.synchronized
-def abandon(oracle: kt.Oracle, tuner_id: str, reason: str, give_up: bool):
-    """End the trial a dead tuner held as FAILED with `reason` (returns it, or None); with
-    `give_up`, the chief also stops waiting for that tuner to ask again."""
-    trial = oracle.ongoing_trials.get(tuner_id)
-    if trial is not None:
-        trial.status = kt.engine.trial.TrialStatus.FAILED
-        trial.message = reason
-        oracle.end_trial(trial)
-    if give_up:
-        oracle.tuner_ids.discard(tuner_id)
-    return trial
-
-
 class WorkerPool:
-    """The chief's watch over its workers: local worker processes (none with `count` 0),
-    started again when they die, and the leases of remote workers."""
+    """The chief's watch over its workers: local worker processes (none with `count` 0), each
+    running `run` once set up, started again when they die, and the leases of remote
+    workers."""
 
-    def __init__(self, sweep: Sweep, count: int, host: str, port: str):
-        self.sweep, self.count, self.address = sweep, count, f"{host}:{port}"
+    def __init__(self, sweep: Chief, count: int, host: str, port: str, run: WorkerRun):
+        self.sweep, self.count, self.address, self.run = sweep, count, f"{host}:{port}", run
         self.threads = max(1, (os.cpu_count() or 1) // max(count, 1))
         self.tracker = None
         self.tracking_uri = sweep.store.uri
@@ -160,6 +166,7 @@ class WorkerPool:
         process = context.Process(
             target=work,
             args=(
+                self.run,
                 self.sweep.config,
                 self.tracking_uri,
                 str(self.sweep.state_dir),
@@ -246,6 +253,7 @@ def _tell(message: str) -> None:
 
 
 def work(
+    run: WorkerRun,
     config: StudyConfig,
     tracking_uri: str,
     state_dir: str,
@@ -254,9 +262,7 @@ def work(
     threads: int,
     progress: bool,
 ) -> None:
-    """A worker process: its share of the cores, then trials until the chief says stop."""
-    from study.tuning.sweep import Sweep
-
+    """A worker process: its share of the cores, then `run`: trials until the chief says stop."""
     sigterm_as_interrupt()
     threading.Thread(target=_stop_with_chief, args=(os.getppid(),), daemon=True).start()
     import tensorflow as tf
@@ -264,18 +270,7 @@ def work(
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     say = functools.partial(print, f"[{worker_id}]", flush=True)
-    sweep = Sweep(config, Store(tracking_uri), Path(state_dir), say=say, progress=progress)
-    doomed = os.environ.get(KILL_TRIAL)
-    if doomed:
-        run_trial = sweep._run_trial
-
-        def _run_trial(trial):
-            if trial.trial_id == doomed:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return run_trial(trial)
-
-        sweep._run_trial = _run_trial
-    sweep.work(oracle_address, worker_id)
+    run(config, Store(tracking_uri), Path(state_dir), oracle_address, worker_id, say, progress)
 
 
 def _stop_with_chief(chief: int) -> None:
