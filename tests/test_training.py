@@ -8,6 +8,8 @@ from study.caches import features
 from study.data import dataset as data
 from study.errors import TrainingFailed
 from study.model import nasnet as model
+from study.tracking import runs
+from study.training import frozen_loop
 from study.training import train as training
 
 from .conftest import copy_slice
@@ -210,20 +212,32 @@ def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights
     assert result.parameters["trainable_frozen"] == 106_306
 
 
-def test_cached_views_as_one_tf_dataset_give_the_same_batches_in_the_same_order():
+def test_cached_views_picks_are_the_batches_in_their_order():
     views = np.arange(10 * 4 * 2, dtype=np.float32).reshape(10, 4, 2)
     labels = np.arange(10)
     iterated = training.CachedViews(views, labels, batch_size=3, seed=5)
     expected = []
     for _ in range(6):  # more epochs than views: a second round of view orders
-        expected += [iterated[i] for i in range(len(iterated))]
+        expected.append(np.concatenate([iterated[i][0] for i in range(len(iterated))]))
         iterated.on_epoch_end()
-    pipeline = training.CachedViews(views, labels, batch_size=3, seed=5).dataset(6)
-    found = list(pipeline.as_numpy_iterator())
-    assert len(found) == len(expected)
-    for (inputs, classes), (got_inputs, got_classes) in zip(expected, found, strict=True):
-        np.testing.assert_array_equal(got_inputs, inputs)
-        np.testing.assert_array_equal(got_classes, classes)
+    picks = training.CachedViews(views, labels, batch_size=3, seed=5).picks(6)
+    assert picks.shape == (6, 10, 2)
+    for epoch, epoch_picks in zip(expected, picks, strict=True):
+        np.testing.assert_array_equal(views[epoch_picks[:, 0], epoch_picks[:, 1]], epoch)
+
+
+def test_the_logged_curves_have_one_point_per_epoch_run(dataset, weights, cache):
+    cfg = study_config(epochs=40, learning_rate=0.01, early_stopping={"patience": 3})
+    result = training.train(cfg, dataset, data.split(dataset, cfg.data.split, 0), weights, cache)
+    phase = result.phases[0]
+    assert phase.epochs_run < 40  # stopped early
+    curves = {}
+    for name, _, step in runs.run_metrics(result):
+        if name.startswith("frozen/"):
+            curves.setdefault(name, []).append(step)
+    assert set(curves) == {f"frozen/{key}" for key in frozen_loop.CURVES}
+    for steps in curves.values():
+        assert steps == list(range(phase.epochs_run))
 
 
 @pytest.mark.parametrize("kind", ["augmented images", "clean images", "two-input views"])

@@ -21,7 +21,7 @@ from study.caches import activations, features
 from study.config import StudyConfig
 from study.data import dataset as data
 from study.model.nasnet import Weights, build_backbone, build_classifier, resolve_weights
-from study.tracking import provenance, trial_plots
+from study.tracking import provenance
 from study.tracking.store import NOTE_TAG, PREDICTIONS, Store
 from study.training import train as training
 
@@ -236,6 +236,9 @@ def write_artifacts(
     split: dict[str, np.ndarray],
     result: training.TrainingResult,
 ) -> None:
+    """The run's files, as data: no figures (about a second of PNG encoding per trial). The
+    MLflow UI charts the logged curves, and `study report` draws the learning curves from them
+    and the confusion matrix from `confusion_matrix.csv`."""
     dataset = prepared.dataset
     (folder / "config.yaml").write_text(config.to_yaml())
     split_of = {int(i): name for name, indices in split.items() for i in indices}
@@ -266,11 +269,6 @@ def write_artifacts(
         lines = [f"{path}\t{reason}" for path, reason in dataset.skipped]
         (folder / "skipped_files.txt").write_text("\n".join(lines) + "\n")
 
-    for phase in result.phases:
-        title = f"{config.name}: {phase.name.replace('_', '-')} phase"
-        figure = trial_plots.learning_curves(phase.history, title, phase.best_epoch)
-        figure.savefig(folder / f"learning_curves_{phase.name}.png", dpi=100)
-
     with open(folder / "per_class_metrics.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["stage", "split", "class", "precision", "recall", "f1", "support"])
@@ -286,10 +284,6 @@ def write_artifacts(
         writer.writerow(["true \\ predicted", *dataset.class_names])
         for name, row in zip(dataset.class_names, matrix, strict=True):
             writer.writerow([name, *row])
-    title = f"{config.name}: {shown} split after {result.final_stage.replace('_', '-')}"
-    trial_plots.confusion_matrix(matrix, dataset.class_names, title).savefig(
-        folder / "confusion_matrix.png", dpi=100
-    )
 
     if config.tracking.log_model:
         model = result.model or build_classifier(

@@ -43,6 +43,7 @@ from study.model.nasnet import (
     set_trainable,
     split_backbone,
 )
+from study.training import frozen_loop
 
 STAGES = ("frozen", "fine_tune")
 SPLIT_METRICS = (
@@ -174,12 +175,13 @@ def train(
             backbone.trainable = False
             batches = image_batches(config.frozen, config.seed)
         validation = (inputs(split["val"]), labels[split["val"]])
-        # On cached features a step costs next to nothing: run a whole epoch per call, and
-        # score the validation split in one eager call, to spare Keras's per-call overhead.
-        quick = {"whole_epochs": True} if features is not None else {}
-        phase = _fit(
-            "frozen", trained, batches, validation, config.frozen, deadline, verbose, **quick
-        )
+        # On cached features a step costs next to nothing: `frozen_loop` runs many epochs per
+        # TensorFlow call, sparing `fit`'s per-step and per-epoch overhead.
+        if features is not None and config.frozen.execution == "graph":
+            fitter = _fit_cached
+        else:
+            fitter = _fit
+        phase = fitter("frozen", trained, batches, validation, config.frozen, deadline, verbose)
         result.phases.append(phase)
         result.evaluations["frozen"] = _evaluate_splits(
             trained, inputs, split, dataset, whole=features is not None
@@ -254,28 +256,15 @@ class CachedViews:
         chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return self.views[chosen, self.view_of[chosen]], self.labels[chosen]
 
-    def dataset(self, epochs: int) -> tf.data.Dataset:
-        """The batches of `epochs` epochs, in the order `batch_pipeline` gives them, as one
-        tf.data pipeline that gathers them inside TensorFlow from the views held in memory:
-        Keras then never calls back into Python for a batch. Uses up these epochs' draws."""
-        count = len(self.views)
-        picks = []  # per epoch: (image, view) of every training image, in batch order
+    def picks(self, epochs: int) -> np.ndarray:
+        """The (image, view) of every training example of the next `epochs` epochs, in the
+        order `batch_pipeline` gives them: shape (epochs, images, 2). Uses up these epochs'
+        draws."""
+        picks = []
         for _ in range(epochs):
             picks.append(np.stack([self.order, self.view_of[self.order]], axis=1))
             self.on_epoch_end()
-        views, labels = tf.constant(self.views), tf.constant(self.labels)
-        epochs_data = tf.data.Dataset.from_tensor_slices(np.stack(picks).reshape(-1, count, 2))
-        batches = epochs_data.flat_map(
-            lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(self.batch_size)
-        )
-        # With tf.data's autotuner on, deleting the iterator at the end of fit waited up to 2 s
-        # in about half of the head's trials; a pipeline this small needs no tuning.
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        batches = batches.map(
-            lambda pick: (tf.gather_nd(views, pick), tf.gather(labels, pick[:, 0]))
-        )
-        return batches.with_options(options)
+        return np.stack(picks)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -338,6 +327,29 @@ def batch_pipeline(batches: BatchSource, epochs: int) -> tf.data.Dataset:
     return steps.map(fetch).prefetch(1).with_options(options)
 
 
+def _compile(model: keras.Model, phase: Phase, steps_per_epoch: int, loss: keras.losses.Loss):
+    """Compile `model` with the phase's optimizer (its learning rate decaying per epoch of
+    `steps_per_epoch` steps) and `loss`, and build the optimizer's variables."""
+    learning_rate = phase.learning_rate
+    if phase.decay_rate > 0:
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            phase.learning_rate,
+            decay_steps=steps_per_epoch,
+            decay_rate=1 - phase.decay_rate,
+            staircase=True,
+        )
+    model.compile(
+        optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+        run_eagerly=phase.execution == "eager",
+    )
+    # Variables created while TensorFlow traces the training step make it trace the step a
+    # second time, which for the whole network costs about a minute on a CPU: create the
+    # optimizer's and the metrics' variables first.
+    model.optimizer.build(model.trainable_variables)
+
+
 def _fit(
     name: str,
     model: keras.Model,
@@ -346,39 +358,10 @@ def _fit(
     phase: Phase,
     deadline: float | None,
     verbose: int,
-    whole_epochs: bool = False,
 ) -> PhaseResult:
-    """Train one phase. `whole_epochs` (the head on `CachedViews`) runs an epoch per TensorFlow
-    call, feeds it from `CachedViews.dataset` and validates with `EagerValidation`: the same
-    updates and scores, less overhead, but NaN and the time budget are checked per epoch."""
-    learning_rate = phase.learning_rate
-    if phase.decay_rate > 0:
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            phase.learning_rate,
-            decay_steps=len(batches),
-            decay_rate=1 - phase.decay_rate,
-            staircase=True,
-        )
-    model.compile(
-        optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
-        loss=phase_loss(phase),
-        metrics=["accuracy"],
-        run_eagerly=phase.execution == "eager",
-        steps_per_execution=len(batches) if whole_epochs else 1,
-    )
-    # Variables created while TensorFlow traces the training step make it trace the step a
-    # second time, which for the whole network costs about a minute on a CPU: create the
-    # optimizer's and the metrics' variables first.
-    model.optimizer.build(model.trainable_variables)
-    callbacks: list[keras.callbacks.Callback] = []
-    if whole_epochs:
-        scorer = EagerValidation(*validation)
-        initial = scorer.scores(model)
-        callbacks.append(scorer)
-    else:
-        initial = model.evaluate(
-            *validation, batch_size=phase.batch_size, verbose=0, return_dict=True
-        )
+    """Train one phase with `model.fit`."""
+    _compile(model, phase, len(batches), phase_loss(phase))
+    initial = model.evaluate(*validation, batch_size=phase.batch_size, verbose=0, return_dict=True)
     stopping = phase.early_stopping
     early_stop = keras.callbacks.EarlyStopping(
         monitor=stopping.monitor,
@@ -388,18 +371,64 @@ def _fit(
     watch = _Watch(name, deadline)
     started = time.perf_counter()
     fit = model.fit(
-        batches.dataset(phase.epochs) if whole_epochs else batch_pipeline(batches, phase.epochs),
+        batch_pipeline(batches, phase.epochs),
         steps_per_epoch=len(batches),
         shuffle=False,  # the pipeline holds the epochs' own orders
-        validation_data=None if whole_epochs else validation,
+        validation_data=validation,
         validation_batch_size=phase.batch_size,
         epochs=phase.epochs,
         class_weight=phase_class_weight(phase, batches.labels),
-        callbacks=[*callbacks, watch, early_stop],
+        callbacks=[watch, early_stop],
         verbose=verbose,
     )
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     history["learning_rate"] = watch.learning_rates[: len(history["loss"])]
+    return _phase_result(name, history, phase, started, initial)
+
+
+def _fit_cached(
+    name: str,
+    head: keras.Model,
+    batches: CachedViews,
+    validation: tuple[np.ndarray, np.ndarray],
+    phase: Phase,
+    deadline: float | None,
+    verbose: int,
+) -> PhaseResult:
+    """Train the head on cached features with `frozen_loop`: `fit`'s updates and scores,
+    several epochs per TensorFlow call."""
+    loss = phase_loss(phase)
+    _compile(head, phase, len(batches), loss)
+    initial = EagerValidation(*validation, loss).scores(head)
+    class_weight = phase_class_weight(phase, batches.labels)
+    started = time.perf_counter()
+    history = frozen_loop.fit(
+        head,
+        loss,
+        batches,
+        validation,
+        phase.epochs,
+        phase.early_stopping,
+        name,
+        deadline,
+        sample_weights=None
+        if class_weight is None
+        else np.array([class_weight[int(label)] for label in batches.labels], np.float32),
+        verbose=verbose,
+    )
+    return _phase_result(name, history, phase, started, initial)
+
+
+def _phase_result(
+    name: str,
+    history: dict[str, list[float]],
+    phase: Phase,
+    started: float,
+    initial: dict[str, float],
+) -> PhaseResult:
+    """The phase's record: the kept epoch is the best on the monitor when the best weights
+    were restored, else the last."""
+    stopping = phase.early_stopping
     monitored = np.array(history[stopping.monitor])
     best = np.nanargmax(monitored) if "accuracy" in stopping.monitor else np.nanargmin(monitored)
     return PhaseResult(
@@ -451,26 +480,20 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-class EagerValidation(keras.callbacks.Callback):
-    """Scores the validation split with one eager call of the model and adds `val_loss` and
-    `val_accuracy` to each epoch's logs, as Keras's validation would, without tracing a test
-    function: for a model whose call is a few matrix products (the head on cached features).
-    It must come before the callbacks that read those logs."""
+class EagerValidation:
+    """Scores a split with one eager call of the model, as `model.evaluate` would score it: for
+    a model whose call is a few matrix products (the head on cached features)."""
 
-    def __init__(self, inputs: np.ndarray, labels: np.ndarray):
-        super().__init__()
+    def __init__(
+        self, inputs: np.ndarray, labels: np.ndarray, loss: keras.losses.Loss | None = None
+    ):
         self.inputs, self.labels = inputs, labels
+        self.loss = loss or keras.losses.SparseCategoricalCrossentropy()
 
     def scores(self, model: keras.Model) -> dict[str, float]:
-        """`loss` (the compiled one) and `accuracy` as `model.evaluate` gives them in one
-        batch."""
-        probabilities = model(self.inputs, training=False)
-        loss = model.loss(self.labels, probabilities)
-        right = keras.metrics.sparse_categorical_accuracy(self.labels, probabilities)
-        return {"loss": float(loss), "accuracy": float(keras.ops.mean(right))}
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs.update({f"val_{key}": value for key, value in self.scores(self.model).items()})
+        """`loss` and `accuracy`."""
+        scores = frozen_loop.validation_scores(model, self.loss, self.inputs, self.labels)
+        return {key: float(value) for key, value in scores.items()}
 
 
 class _Watch(keras.callbacks.Callback):

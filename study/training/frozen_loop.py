@@ -1,0 +1,193 @@
+"""The frozen phase on cached features, trained a block of epochs per TensorFlow call.
+
+On cached features the head's step is a few small matrix products, so `model.fit` spends most
+of a trial on its own per-step and per-epoch Python (dispatch, callbacks, the validation
+loop). Here one traced function runs `EPOCHS_PER_CALL` epochs with the batch loop inside, scores
+the validation split inside the graph after each epoch, and keeps the early-stopping state
+(best score, wait, the best epoch's weights) in variables, with Keras's `EarlyStopping`
+semantics: the first epoch always counts as an improvement, later ones only when strictly
+better, training stops once `patience` epochs in a row brought none, and with `restore_best`
+the best epoch's weights are put back at the end. The updates are `fit`'s: the model's own
+call, loss object, optimizer (`apply_gradients`) and epoch means, on the batches `fit` would get
+from the same `EpochOrders`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from study.config import EarlyStopping
+from study.errors import TrainingFailed
+
+# Epochs per TensorFlow call: the time budget is checked between calls, so it can overrun by
+# this many epochs of the head (a fraction of a second on cached features).
+EPOCHS_PER_CALL = 10
+CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+
+
+class EpochOrders(Protocol):
+    """Cached views and the batch order of each epoch (`train.CachedViews`)."""
+
+    views: np.ndarray  # (images, views, features)
+    labels: np.ndarray  # (images,)
+    batch_size: int
+
+    def picks(self, epochs: int) -> np.ndarray: ...
+
+
+def validation_scores(
+    model: keras.Model, loss: keras.losses.Loss, inputs: tf.Tensor, labels: tf.Tensor
+) -> dict[str, tf.Tensor]:
+    """`loss` and `accuracy` of the whole split in one call of the model, as `model.evaluate`
+    gives them; eager or inside a graph."""
+    probabilities = model(inputs, training=False)
+    right = keras.metrics.sparse_categorical_accuracy(labels, probabilities)
+    return {"loss": loss(labels, probabilities), "accuracy": keras.ops.mean(right)}
+
+
+def fit(
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    orders: EpochOrders,
+    validation: tuple[np.ndarray, np.ndarray],
+    epochs: int,
+    stopping: EarlyStopping,
+    phase: str,
+    deadline: float | None = None,
+    sample_weights: np.ndarray | None = None,
+    verbose: int = 0,
+) -> dict[str, list[float]]:
+    """Train `model` (compiled: its optimizer is used and must be built) on `orders` for up to
+    `epochs` epochs; returns the history, one value per epoch run for each of `CURVES`.
+    `sample_weights` (one per image of `orders`) weigh the training loss as `fit`'s do (not
+    the accuracy: a compiled metric, not a weighted one). Raises TrainingFailed on a
+    non-finite training loss or a spent `deadline` (`time.monotonic()`), checked after each
+    call."""
+    loop = _Loop(model, loss, orders, validation, epochs, stopping, sample_weights)
+    done = 0
+    while done < epochs and not loop.stopped.numpy():
+        count = min(EPOCHS_PER_CALL, epochs - done)
+        loop.run(tf.constant(orders.picks(count), dtype=tf.int32))
+        epochs_run = int(loop.epoch.numpy())
+        rows = loop.history[:epochs_run].numpy()
+        if verbose:
+            for epoch in range(done, epochs_run):
+                scores = ", ".join(f"{k} {v:.4f}" for k, v in zip(CURVES, rows[epoch], strict=True))
+                print(f"{phase} epoch {epoch + 1}/{epochs}: {scores}")
+        done = epochs_run
+        last_loss = float(rows[-1, 0])
+        if not math.isfinite(last_loss):
+            raise TrainingFailed(f"{phase} phase: loss became {last_loss} in epoch {done}")
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrainingFailed(f"{phase} phase: the trial's time budget ran out")
+    if stopping.restore_best and done:
+        for variable, best in zip(model.weights, loop.best_weights, strict=True):
+            variable.assign(best)
+    rows = loop.history[:done].numpy().astype(float)
+    return {key: rows[:, column].tolist() for column, key in enumerate(CURVES)}
+
+
+class _Loop:
+    """The traced training loop and its state: the history and the early-stopping variables."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        loss: keras.losses.Loss,
+        orders: EpochOrders,
+        validation: tuple[np.ndarray, np.ndarray],
+        epochs: int,
+        stopping: EarlyStopping,
+        sample_weights: np.ndarray | None,
+    ):
+        self.model, self.loss, self.optimizer = model, loss, model.optimizer
+        self.views = tf.constant(orders.views)
+        self.labels = tf.constant(orders.labels)
+        self.weights = None if sample_weights is None else tf.constant(sample_weights, tf.float32)
+        self.batch_size = orders.batch_size
+        self.val_inputs, self.val_labels = (tf.constant(part) for part in validation)
+        self.maximize = "accuracy" in stopping.monitor
+        self.monitor = CURVES.index(stopping.monitor)
+        self.patience = stopping.patience or epochs  # no patience: never stops early
+        self.restore_best = stopping.restore_best
+
+        self.history = tf.Variable(tf.zeros((epochs, len(CURVES))), trainable=False)
+        self.epoch = tf.Variable(0, trainable=False)
+        self.wait = tf.Variable(0, trainable=False)
+        self.best = tf.Variable(0.0, trainable=False)
+        self.stopped = tf.Variable(False, trainable=False)
+        self.best_weights = [tf.Variable(w, trainable=False) for w in model.weights]
+        self.run = tf.function(
+            self._epochs,
+            input_signature=[tf.TensorSpec((None, len(orders.views), 2), tf.int32)],
+        )
+
+    def _epochs(self, picks: tf.Tensor) -> None:
+        """Up to len(picks) epochs, each in the order of its picks ((image, view) per row)."""
+        for epoch_picks in picks:
+            if self.stopped:
+                break
+            self._epoch(epoch_picks)
+
+    def _epoch(self, picks: tf.Tensor) -> None:
+        learning_rate = tf.cast(self.optimizer.learning_rate, tf.float32)
+        count = tf.shape(picks)[0]
+        loss_sum, right_sum = tf.constant(0.0), tf.constant(0.0)
+        for start in tf.range(0, count, self.batch_size):
+            chosen = picks[start : start + self.batch_size]
+            inputs = tf.gather_nd(self.views, chosen)
+            labels = tf.gather(self.labels, chosen[:, 0])
+            weights = None if self.weights is None else tf.gather(self.weights, chosen[:, 0])
+            batch_loss, right = self._step(inputs, labels, weights)
+            size = tf.cast(tf.shape(labels)[0], tf.float32)
+            loss_sum += batch_loss * size  # fit's loss: the mean of batch losses by batch size
+            right_sum += tf.reduce_sum(right)  # unweighted, as compile's `metrics` are
+        validation = validation_scores(self.model, self.loss, self.val_inputs, self.val_labels)
+        row = tf.stack(
+            [
+                loss_sum / tf.cast(count, tf.float32),
+                right_sum / tf.cast(count, tf.float32),
+                tf.cast(validation["loss"], tf.float32),
+                tf.cast(validation["accuracy"], tf.float32),
+                learning_rate,
+            ]
+        )
+        self.history[self.epoch].assign(row)
+        self._early_stopping(row[self.monitor])
+        if not tf.math.is_finite(row[0]):
+            self.stopped.assign(True)
+        self.epoch.assign_add(1)
+
+    def _step(
+        self, inputs: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """One optimizer step, as `fit`'s train_step: the batch's loss and right predictions."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            probabilities = self.model(inputs, training=True)
+            loss = self.loss(labels, probabilities, sample_weight=weights)
+            if self.model.losses:
+                loss += tf.add_n(self.model.losses)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        right = keras.metrics.sparse_categorical_accuracy(labels, probabilities)
+        return tf.cast(loss, tf.float32), tf.cast(right, tf.float32)
+
+    def _early_stopping(self, current: tf.Tensor) -> None:
+        better = current > self.best if self.maximize else current < self.best
+        self.wait.assign_add(1)
+        if tf.logical_or(tf.equal(self.epoch, 0), better):
+            self.best.assign(current)
+            self.wait.assign(0)
+            if self.restore_best:
+                for best, variable in zip(self.best_weights, self.model.weights, strict=True):
+                    best.assign(variable)
+        elif tf.logical_and(self.wait >= self.patience, self.epoch > 0):
+            self.stopped.assign(True)
