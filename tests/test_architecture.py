@@ -24,7 +24,7 @@ LAYERS = (
     ("study.cli",),
 )
 # The report reads logged runs: of the pipeline it knows only the store and the outcome rules.
-REPORT_MAY_IMPORT = ("study.tracking.store", "study.tracking.outcome", "study.tracking.trial_plots")
+REPORT_MAY_IMPORT = ("study.tracking.store", "study.tracking.outcome")
 NO_MLFLOW = ("study.data", "study.model", "study.caches", "study.training")
 
 
@@ -169,8 +169,12 @@ def test_keras_tuner_internals_are_used_in_the_adapter_only():
         for imported in _imports(tree):
             if imported.startswith(("keras_tuner.src", "keras_tuner.engine")):
                 offenders.append(f"{module} imports {imported}")
+        # Overriding needs a Keras Tuner class to subclass, so only a module importing
+        # keras_tuner can override; any module could reach a member of an object it is given.
+        subclassing = any(name.split(".")[0] == "keras_tuner" for name in _imports(tree))
+        kinds = (ast.Attribute, ast.FunctionDef) if subclassing else (ast.Attribute,)
         for node in ast.walk(tree):
             name = getattr(node, "attr", None) or getattr(node, "name", None)
-            if isinstance(node, ast.Attribute | ast.FunctionDef) and name in private:
+            if isinstance(node, kinds) and name in private:
                 offenders.append(f"{module}:{node.lineno} uses or overrides {name}")
     assert not offenders, "\n".join(offenders)

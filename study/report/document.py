@@ -19,7 +19,6 @@ from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 from study.report.selection import ONE_CONFIGURATION, column, param
 from study.report.stats import CONFIDENCE
-from study.tracking import trial_plots
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 PHASES = {
@@ -654,7 +653,7 @@ def _scores(
         best = analysis.best
         name = f"learning_curves_{stage}.png"
         kept = best.get(f"metrics.{stage}_best_epoch", np.nan)
-        figure = trial_plots.learning_curves(
+        figure = figures.learning_curves(
             history,
             f"{_best_run_title(analysis)}: {tables.STAGES[stage]}",
             None if math.isnan(kept) else int(kept),
@@ -992,7 +991,7 @@ def _best_run(analysis: Analysis, details: BestRunDetails, images: dict) -> list
     split = "test" if analysis.split == "test" else "validation"
     matrix = details.confusion
     title = f"Best configuration, {details.pooled_runs} seeds added up: {split} split"
-    figure = trial_plots.confusion_matrix(matrix.to_numpy(), list(matrix.columns), title)
+    figure = figures.confusion_matrix(matrix.to_numpy(), list(matrix.columns), title)
     images["confusion_matrix.png"] = figures.png(figure)
     blocks.append(
         Image(

@@ -1,5 +1,5 @@
-"""The report's own figures (learning curves and confusion matrices: `study.tracking.trial_plots`),
-and PNG encoding that gives the same bytes for the same figure. Figures are made without
+"""The report's figures, drawn from logged runs, and PNG encoding that gives the same bytes for
+the same figure. Figures are made without
 pyplot, so nothing is left open and no backend is chosen."""
 
 from __future__ import annotations
@@ -181,3 +181,46 @@ def _objective_label(objective: str) -> str:
 
 def _split_name(split: str) -> str:
     return {"val": "validation", "train": "training"}.get(split, split)
+
+
+def learning_curves(
+    history: dict[str, list[float]], title: str, best_epoch: int | None = None
+) -> Figure:
+    """Loss and accuracy per epoch, training against validation."""
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for axis, name in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        for key, label, style in ((name, "training", "-"), (f"val_{name}", "validation", "--")):
+            values = history.get(key)
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                axis.plot(epochs, values, style, marker="o", markersize=3, label=label)
+        if best_epoch is not None:
+            axis.axvline(best_epoch + 1, color="grey", linewidth=0.8, label="kept weights")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(name)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title)
+    return figure
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], title: str) -> Figure:
+    """Counts with true classes as rows and predictions as columns."""
+    size = max(4.0, 0.9 * len(class_names) + 2)
+    figure = Figure(figsize=(size, size * 0.85), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for row, column in np.ndindex(matrix.shape):
+        value = matrix[row, column]
+        colour = "white" if value > threshold else "black"
+        axis.text(column, row, str(value), ha="center", va="center", color=colour)
+    axis.set_title(title)
+    return figure
