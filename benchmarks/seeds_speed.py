@@ -3,7 +3,7 @@
 whole activation sweep at 20 seeds.
 
     python benchmarks/seeds_speed.py [--data ../shared/data/neu] [--image-size 224]
-        [--state-dir DIR] [--seed 0] [--sweep]
+        [--state-dir DIR] [--seed 0] [--sweep [--tracking-uri URI]]
 
 Both trials train the same head (same seed, so the same initial weights and split, features
 standardized on the training split) at activation.yaml's settings (up to 500 epochs, patience
@@ -13,7 +13,8 @@ its own draws, so the two runs stop at different epochs and score differently by
 luck, not by method (`benchmarks/seeds_equivalence.py` compares the methods over seeds). The
 feature cache is built with the study's own code in `--state-dir` (minutes at 224 px, once)
 and reused, also by the sweep that `--sweep` runs: `study sweep activation.yaml` with seeds
-0-19 (80 runs), printed as `80 runs in S s`. The trials' last line is `ratio: Nx`.
+0-19 (80 runs), printed as `80 runs in S s`, into a throwaway store or `--tracking-uri` (to
+make the activation report from). The trials' last line is `ratio: Nx`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import activation_sweep
+from results import Results
 
 if TYPE_CHECKING:  # the study's modules load TensorFlow: imported once the options parse
     from study.caches.features import FeatureCache
@@ -64,8 +67,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prepare(args: argparse.Namespace) -> Inputs:
-    """Print the machine and commit; load NEU and the feature cache (built if missing)."""
+def prepare(args: argparse.Namespace, say: Callable[[str], None]) -> Inputs:
+    """Say the machine and commit; load NEU and the feature cache (built if missing)."""
     from study import config as study_config
     from study.caches import features
     from study.data import dataset as data
@@ -78,10 +81,10 @@ def prepare(args: argparse.Namespace) -> Inputs:
         f"model.weights={args.weights}",
     ]
     config = study_config.load(activation_sweep.SPACE, overrides)
-    print(f"machine: {provenance.machine()['machine']}")
+    say(f"machine: {provenance.machine()['machine']}")
     commit = provenance.source_tags().get("mlflow.source.git.commit", "not a git checkout")
-    print(f"commit: {commit}")
-    print(f"data: {args.data} at {args.image_size} px, weights {args.weights}")
+    say(f"commit: {commit}")
+    say(f"data: {args.data} at {args.image_size} px, weights {args.weights}")
     dataset = data.load(
         config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
     )
@@ -90,9 +93,9 @@ def prepare(args: argparse.Namespace) -> Inputs:
     cache = features.load_or_build(
         dataset, weights, **features.settings(config), directory=Path(args.state_dir) / "features"
     )
-    print(f"feature cache in {args.state_dir}: ready in {time.perf_counter() - started:.1f} s")
+    say(f"feature cache in {args.state_dir}: ready in {time.perf_counter() - started:.1f} s")
     frozen, stopping = config.frozen, config.frozen.early_stopping
-    print(
+    say(
         f"trial: batch {frozen.batch_size}, up to {frozen.epochs} epochs, patience "
         f"{stopping.patience} on {stopping.monitor}, best weights restored"
     )
@@ -164,29 +167,30 @@ def main() -> None:
     add_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweep", action="store_true", help=f"also time {SEEDS} seeds' sweep")
+    parser.add_argument("--tracking-uri", help="the sweep's store (default: a throwaway one)")
     args = parser.parse_args()
+    results = Results(__file__)
 
-    inputs = prepare(args)
+    inputs = prepare(args, results.print)
     plain_fit(inputs, args.seed, epochs=2), study_trial(inputs, args.seed, epochs=2)  # warm-up
     plain = plain_fit(inputs, args.seed)
     ours = study_trial(inputs, args.seed)
     for name, trial in (("model.fit", plain), ("study", ours)):
-        print(
+        results.print(
             f"seed {args.seed}, {name + ':':10} {trial.seconds:6.1f} s, {trial.epochs} epochs "
             f"({1000 * trial.seconds / trial.epochs:.0f} ms per epoch run), "
             f"test accuracy {trial.test_accuracy:.4f}"
         )
     per_epoch = (plain.seconds / plain.epochs) / (ours.seconds / ours.epochs)
-    print(f"per epoch run: {per_epoch:.1f}x (the two runs stop at different epochs)")
-    print(f"ratio: {plain.seconds / ours.seconds:.1f}x")
+    results.print(f"per epoch run: {per_epoch:.1f}x (the two runs stop at different epochs)")
+    results.print(f"ratio: {plain.seconds / ours.seconds:.1f}x")
 
     if args.sweep:
         seeds = "[" + ",".join(str(seed) for seed in range(SEEDS)) + "]"
         with tempfile.TemporaryDirectory() as folder:
-            sweep_s = activation_sweep.run(
-                args, f"sqlite:///{folder}/m.db", args.state_dir, "--set", f"seeds={seeds}"
-            )
-        print(f"{4 * SEEDS} runs in {sweep_s:.0f} s")
+            store = args.tracking_uri or f"sqlite:///{folder}/m.db"
+            sweep_s = activation_sweep.run(args, store, args.state_dir, "--set", f"seeds={seeds}")
+        results.print(f"{4 * SEEDS} runs in {sweep_s:.0f} s")
 
 
 if __name__ == "__main__":
