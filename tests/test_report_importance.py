@@ -137,7 +137,9 @@ def test_phase_knobs_follow_the_phase_that_ran():
     assert (logged["params.optimizer"] == logged["params.frozen.optimizer"]).all()
 
 
-def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
+def dropout_sweep(tmp_path) -> tuple[Store, str]:
+    """A logged sweep of activation x dropout x 2 seeds in which only dropout matters; the store
+    and the sweep's parent run."""
     store = Store(f"sqlite:///{tmp_path}/m.db")
     specs = [
         run(seed, activation, **{"model.dropout": dropout})
@@ -146,6 +148,11 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     for spec in specs:
         spec["metrics"]["val_accuracy"] = 0.95 - 0.3 * spec["params"]["model.dropout"]
     parent = populate(store, "knobs", specs)
+    return store, parent
+
+
+def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
+    store, parent = dropout_sweep(tmp_path)
     build_report("knobs", store, tmp_path / "reports")
     logged = store.client.get_run(parent).data.metrics
     table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
@@ -156,14 +163,7 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
 
 
 def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/m.db")
-    specs = [
-        run(seed, activation, **{"model.dropout": dropout})
-        for activation, dropout, seed in itertools.product(("elu", "relu"), (0.1, 0.5), (0, 1))
-    ]
-    for spec in specs:
-        spec["metrics"]["val_accuracy"] = 0.95 - 0.3 * spec["params"]["model.dropout"]
-    parent = populate(store, "knobs", specs)
+    store, parent = dropout_sweep(tmp_path)
     said = []
     summary = SweepSummary(parent, store.experiment("knobs"))
     cli._log_importance(store, summary, "val_accuracy", said.append)
