@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from study import logs
-from study.errors import StudyError
+from study.errors import StudyError, WorkFailed
 from study.processes import sigterm_as_interrupt
 from study.tracking.provenance import set_source
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
         except StudyError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except WorkFailed as error:
+            print(f"{error.what} failed: {error}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -38,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study.errors import TrainingFailed
     from study.tracking import runs
     from study.tracking.store import Store
 
@@ -58,19 +60,15 @@ def train(args: argparse.Namespace) -> int:
         say(f"note: {notice}")
     say(f"weights: {prepared.weights.label}")
     experiment_id = store.experiment(config.name, config.description)
-    try:
-        run_id, result = runs.execute(
-            config,
-            prepared,
-            store,
-            experiment_id,
-            run_name=f"{config.name}-seed{config.seed}",
-            tags={"run_type": "train"},
-            verbose=0 if args.quiet else 2,
-        )
-    except TrainingFailed as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
+    run_id, result = runs.execute(
+        config,
+        prepared,
+        store,
+        experiment_id,
+        run_name=f"{config.name}-seed{config.seed}",
+        tags={"run_type": "train"},
+        verbose=0 if args.quiet else 2,
+    )
     final = result.evaluations[result.final_stage]
     scores = ", ".join(
         f"{name} accuracy {ev.metrics['accuracy']:.4f}" for name, ev in final.items()
@@ -92,7 +90,6 @@ def train(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study.errors import WorkersLost
     from study.tracking import server
     from study.tracking.store import Store
     from study.tuning.sweep import Sweep
@@ -113,16 +110,12 @@ def sweep(args: argparse.Namespace) -> int:
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
-    try:
-        summary = runner.run(
-            fresh=args.fresh,
-            workers=args.workers,
-            oracle_address=args.serve_oracle,
-            retry_failed=args.retry_failed,
-        )
-    except WorkersLost as error:
-        print(f"sweep failed: {error}", file=sys.stderr)
-        return 1
+    summary = runner.run(
+        fresh=args.fresh,
+        workers=args.workers,
+        oracle_address=args.serve_oracle,
+        retry_failed=args.retry_failed,
+    )
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
@@ -190,11 +183,7 @@ def export(args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
-    try:
-        done = exporting.export(store, args.model_uri, args.format, args.tolerance)
-    except exporting.ExportFailed as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 1
+    done = exporting.export(store, args.model_uri, args.format, args.tolerance)
     print(
         f"{done.format} export logged to run {done.run_id} under {done.artifact_path}/: on "
         f"{done.images} test images max abs difference {done.max_abs_diff:.2e}, "
@@ -219,6 +208,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
+    server.check_port(args.host, args.port)
     _ = store.client  # a new SQLite store is created here, whole, not by MLflow's server
     if not server.is_loopback(args.host):
         print(
@@ -249,7 +239,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
         return process.wait()
     except KeyboardInterrupt:
         server.stop(process)
-        return 0
+        raise
 
 
 def report(args: argparse.Namespace) -> int:
