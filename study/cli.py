@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from study import logs
+from study.config import RUNTIMES
 from study.errors import StudyError, WorkFailed
 from study.processes import sigterm_as_interrupt
 from study.tracking.provenance import set_source
@@ -421,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--classes", type=int, default=6, help="output classes (NEU: 6)")
     command.add_argument(
         "--runtime",
-        choices=["tensorflow", "onnxruntime", "openvino", "openvino-bf16"],
+        choices=RUNTIMES,
         default="tensorflow",
         help="inference runtime (default tensorflow); each is a row of Table 5",
     )

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from study.config import SPLITS
 from study.report.render import Block, Bullets, Heading, Paragraph, Table
 from study.report.selection import metric, param
 
-SPLITS = ("train", "val", "test")
 IMBALANCED = 2.0  # largest class / smallest class above which the summary adds macro scores
 MACRO = {"precision_macro": "precision", "recall_macro": "recall", "f1_macro": "F1"}
 
