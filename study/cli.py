@@ -1,5 +1,6 @@
 """The `study` command line. Only this module knows about arguments and exit codes:
-0 success, 1 the work failed, 2 bad input (one line saying what and how to fix it), 130 Ctrl-C.
+0 success, 1 the work failed (a `WorkFailed`: one line saying what failed), 2 bad input (a
+`StudyError`: one line saying what and how to fix it), 130 Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

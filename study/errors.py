@@ -36,6 +36,10 @@ class WorkerIdError(StudyError):
     """A worker asked for an id that a live worker of the same sweep holds."""
 
 
+class ModelError(StudyError):
+    """A model URI or a model file cannot be used."""
+
+
 class ServerError(StudyError):
     """An MLflow server process (the UI or a tracking server) cannot be started."""
 
@@ -56,7 +60,3 @@ class WorkersLost(WorkFailed):
     """Every local worker of a distributed sweep died before it could run a trial."""
 
     what = "sweep"
-
-
-class ModelError(StudyError):
-    """A model URI or a model file cannot be used."""
