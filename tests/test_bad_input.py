@@ -345,15 +345,21 @@ def test_a_tracking_server_that_cannot_open_its_store_raises_server_error(tmp_pa
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_study_ui_stopped_exits_130_and_stops_mlflow(stop, tmp_path):
     port = server.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "ui", "--port", str(port)]
-        + ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    # A shell starts a background job with SIGINT ignored, and its children inherit that: the
+    # `study` process gets SIGINT as from a terminal, whatever started pytest.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "study.cli", "ui", "--port", str(port)]
+            + ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         wait_for_health(port, process)
         process.send_signal(stop)
