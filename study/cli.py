@@ -1,5 +1,6 @@
 """The `study` command line. Only this module knows about arguments and exit codes:
-0 success, 1 the work failed, 2 bad input (one line saying what and how to fix it), 130 Ctrl-C.
+0 success, 1 the work failed (a `WorkFailed`: one line saying what failed), 2 bad input (a
+`StudyError`: one line saying what and how to fix it), 130 Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study import logs
-from study.errors import StudyError
+from study.config import RUNTIMES
+from study.errors import StudyError, WorkFailed
 from study.processes import sigterm_as_interrupt
 from study.tracking.provenance import set_source
 
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         except StudyError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except WorkFailed as error:
+            print(f"{error.what} failed: {error}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
@@ -44,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study.errors import TrainingFailed
     from study.tracking import runs
     from study.tracking.store import Store
 
@@ -64,19 +68,15 @@ def train(args: argparse.Namespace) -> int:
         say(f"note: {notice}")
     say(f"weights: {prepared.weights.label}")
     experiment_id = store.experiment(config.name, config.description)
-    try:
-        run_id, result = runs.execute(
-            config,
-            prepared,
-            store,
-            experiment_id,
-            run_name=f"{config.name}-seed{config.seed}",
-            tags={"run_type": "train"},
-            verbose=0 if args.quiet else 2,
-        )
-    except TrainingFailed as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
+    run_id, result = runs.execute(
+        config,
+        prepared,
+        store,
+        experiment_id,
+        run_name=f"{config.name}-seed{config.seed}",
+        tags={"run_type": "train"},
+        verbose=0 if args.quiet else 2,
+    )
     final = result.evaluations[result.final_stage]
     scores = ", ".join(
         f"{name} accuracy {ev.metrics['accuracy']:.4f}" for name, ev in final.items()
@@ -98,7 +98,6 @@ def train(args: argparse.Namespace) -> int:
 
 def sweep(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study.errors import WorkersLost
     from study.tracking import server
     from study.tracking.store import Store
     from study.tuning.sweep import Sweep
@@ -119,16 +118,12 @@ def sweep(args: argparse.Namespace) -> int:
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
-    try:
-        summary = runner.run(
-            fresh=args.fresh,
-            workers=args.workers,
-            oracle_address=args.serve_oracle,
-            retry_failed=args.retry_failed,
-        )
-    except WorkersLost as error:
-        print(f"sweep failed: {error}", file=sys.stderr)
-        return 1
+    summary = runner.run(
+        fresh=args.fresh,
+        workers=args.workers,
+        oracle_address=args.serve_oracle,
+        retry_failed=args.retry_failed,
+    )
     if summary.completed:  # the sweep is recorded as ended: its trials are safe to read
         _log_importance(store, summary, config.tuner.objective, say)
     print(
@@ -216,11 +211,7 @@ def export(args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
-    try:
-        done = exporting.export(store, args.model_uri, args.format, args.tolerance)
-    except exporting.ExportFailed as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 1
+    done = exporting.export(store, args.model_uri, args.format, args.tolerance)
     print(
         f"{done.format} export logged to run {done.run_id} under {done.artifact_path}/: on "
         f"{done.images} test images max abs difference {done.max_abs_diff:.2e}, "
@@ -245,6 +236,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
     store = Store(args.tracking_uri)
     store.check()
+    server.check_port(args.host, args.port)
     _ = store.client  # a new store's tables are created here, whole, not by MLflow's server
     if not server.is_loopback(args.host):
         print(
@@ -275,7 +267,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
         return process.wait()
     except KeyboardInterrupt:
         server.stop(process)
-        return 0
+        raise
 
 
 def report(args: argparse.Namespace) -> int:
@@ -460,7 +452,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--classes", type=int, default=6, help="output classes (NEU: 6)")
     command.add_argument(
         "--runtime",
-        choices=["tensorflow", "onnxruntime", "openvino", "openvino-bf16"],
+        choices=RUNTIMES,
         default="tensorflow",
         help="inference runtime (default tensorflow); each is a row of Table 5",
     )

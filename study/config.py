@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -71,6 +71,9 @@ PHASE_KNOBS = ("optimizer", "decay_rate")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SPLITS = ("train", "val", "test")  # the split names, as runs log them: `test_accuracy`
 
 
 class Split(Strict):
@@ -276,6 +279,7 @@ class FineTunePhase(Phase):
 
 # The inference runtimes (study.model.runtimes), for the feature cache among others.
 Runtime = Literal["tensorflow", "onnxruntime", "openvino", "openvino-bf16"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
 
 class Features(Strict):

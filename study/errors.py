@@ -1,8 +1,10 @@
-"""The project's error types.
+"""The project's error types, in two families that the command line maps to exit codes.
 
-Every `StudyError` is a problem with the user's input or environment that the user can fix;
-the command line prints its message on one line and exits with code 2. A `TrainingFailed` is
-not the user's input: the work itself failed (exit code 1).
+A `StudyError` is a problem with the user's input or environment that the user can fix: the
+command line prints `error: <message>` on one line and exits with code 2. A `WorkFailed` is not
+the user's input: the work itself failed (training diverged, every worker died, an export does
+not match its model); the command line prints `<what> failed: <message>` on one line and exits
+with code 1.
 """
 
 
@@ -34,13 +36,27 @@ class WorkerIdError(StudyError):
     """A worker asked for an id that a live worker of the same sweep holds."""
 
 
-class TrainingFailed(Exception):
-    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
-
-
-class WorkersLost(Exception):
-    """Every local worker of a distributed sweep died before it could run a trial."""
-
-
 class ModelError(StudyError):
     """A model URI or a model file cannot be used."""
+
+
+class ServerError(StudyError):
+    """An MLflow server process (the UI or a tracking server) cannot be started."""
+
+
+class WorkFailed(Exception):
+    """Base class for work that ran and failed; `what` names the work in the error line."""
+
+    what = "work"
+
+
+class TrainingFailed(WorkFailed):
+    """Training could not produce a usable model (a NaN loss, a time budget ran out)."""
+
+    what = "training"
+
+
+class WorkersLost(WorkFailed):
+    """Every local worker of a distributed sweep died before it could run a trial."""
+
+    what = "sweep"

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from study.processes import alive
+
 
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
@@ -35,15 +37,5 @@ def remove_stale_partials(path: str | Path) -> None:
     path = Path(path)
     for partial in path.parent.glob(f".{path.name}.*.partial"):
         pid = partial.name.removeprefix(f".{path.name}.").removesuffix(".partial")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             partial.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True

@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from PIL import Image
 
@@ -21,7 +22,22 @@ from . import postgres
 
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO.parent / "shared" / "data" / "neu"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+
+
+@pytest.fixture(autouse=True)
+def restore_mlflow_tracking_uri():
+    """Leave MLflow's global tracking URI as each test found it. `mlflow.set_tracking_uri`
+    (in a test, or in the code it calls) also sets MLFLOW_TRACKING_URI in this process's
+    environment, which every later `study` subprocess would inherit."""
+    before = os.environ.get(TRACKING_URI_ENV)
+    yield
+    mlflow.set_tracking_uri(None)  # unset, as MLflow starts: it reads the environment again
+    if before is None:
+        os.environ.pop(TRACKING_URI_ENV, None)
+    else:
+        os.environ[TRACKING_URI_ENV] = before
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from study.processes import alive
+
 MOMENTS = ("cache", "store", "trial", "logging", "between")
 POLL_S = 0.1
 FAST_POLL_S = 0.02  # for moments that last a fraction of a second
@@ -210,7 +212,7 @@ class SweepUnderTest:
                     hit = running
                     workers = {int(seen.children[r]["pid"]) for r in hit}
                     time.sleep(40.0)  # the workers notice within a second, stop within 30 s
-                    outlived = [pid for pid in workers if _alive(pid)]
+                    outlived = [pid for pid in workers if alive(pid)]
                     with contextlib.suppress(ProcessLookupError):  # its tracking server
                         os.killpg(process.pid, signal.SIGKILL)
                     if outlived:
@@ -267,14 +269,6 @@ class SweepUnderTest:
                     "metrics": info["metrics"],
                 }
         return seen
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process runs (a zombie that nobody reaped does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _held(lock: Path) -> bool:

@@ -3,13 +3,21 @@ naming the file or key and what would be valid, exit code 2, and the MLflow stor
 state folder exactly as they were (a fresh store is not even created).
 
 In-process through `cli.main`, so each case takes well under a second once TensorFlow is
-imported. docs/troubleshooting.md lists the same cases."""
+imported. docs/troubleshooting.md lists the same cases.
+
+The other exit codes follow: work that fails prints one line and exits 1, a server that cannot
+start one line and 2, and Ctrl-C (or SIGTERM) exits 130, `study ui` included."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,10 +27,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from study import cli
+from study.errors import ServerError, TrainingFailed, WorkersLost, WorkFailed
+from study.serving.export import ExportFailed
 from study.tracking import server
 from study.tracking.store import Store
 
-from .conftest import REPO
+from .conftest import REPO, wait_for_health
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -266,3 +276,98 @@ def test_rgba_and_16_bit_pngs_are_used_not_refused(neu_slice, tmp_path, capsys):
     assert run.info.status == "FINISHED"
     assert run.data.params["dataset.images"] == "74"
     assert run.data.tags["skipped_files"] == "0"
+
+
+def test_failed_training_prints_one_line_exits_1_and_ends_its_run_failed(
+    neu_slice, tmp_path, capsys, monkeypatch
+):
+    def diverge(*args, **kwargs):  # what `training.train` raises when the loss turns NaN
+        raise TrainingFailed("frozen phase: loss became nan at batch 3")
+
+    monkeypatch.setattr("study.training.train.train", diverge)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    args = ["train", SMOKE, "--tracking-uri", uri, "--state-dir", str(tmp_path / "s"), "-q"]
+    for item in (f"data.root={neu_slice}", "data.image_size=32", "features.cache=false"):
+        args += ["--set", item]
+    assert cli.main(args) == 1
+    error = capsys.readouterr().err  # after MLflow's lines about creating the new store
+    assert error.endswith("\ntraining failed: frozen phase: loss became nan at batch 3\n")
+    assert "Traceback" not in error
+    (run,) = MlflowClient(uri).search_runs(["1"])
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize(
+    "failure, line",
+    [
+        (TrainingFailed("loss became nan"), "training failed: loss became nan"),
+        (WorkersLost("worker1 died 4 times"), "sweep failed: worker1 died 4 times"),
+        (ExportFailed("max abs difference 0.2"), "export failed: max abs difference 0.2"),
+    ],
+)
+def test_every_kind_of_failed_work_exits_1_with_one_line_naming_it(
+    failure, line, capsys, monkeypatch
+):
+    assert isinstance(failure, WorkFailed)
+
+    def fail(args):
+        raise failure
+
+    monkeypatch.setattr(cli, "report", fail)
+    assert cli.main(["report", "smoke"]) == 1
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_ui_on_a_port_in_use_says_so_in_one_line_and_exits_2(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["ui", "--port", str(port), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+        assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert error.startswith(f"error: cannot serve on 127.0.0.1:{port}: Address already in use")
+    assert "choose another port" in error
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_a_tracking_server_that_cannot_open_its_store_raises_server_error(tmp_path):
+    store = tmp_path / "mlflow.db"
+    store.write_text("not a database")
+    log = tmp_path / "server.log"
+    tracking = server.command("server", f"sqlite:///{store}", "127.0.0.1", server.free_port())
+    with pytest.raises(ServerError, match=f"exited with code 1 before it answered; its log {log}"):
+        server.start(tracking, log=log)
+    assert "file is not a database" in log.read_text()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_study_ui_stopped_exits_130_and_stops_mlflow(stop, tmp_path):
+    port = server.free_port()
+    # A shell starts a background job with SIGINT ignored, and its children inherit that: the
+    # `study` process gets SIGINT as from a terminal, whatever started pytest.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "study.cli", "ui", "--port", str(port)]
+            + ["--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    try:
+        wait_for_health(port, process)
+        process.send_signal(stop)
+        _, error = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, error
+    assert error.splitlines()[-1] == "interrupted"
+    server.check_port("127.0.0.1", port)  # MLflow's UI stopped with it

@@ -36,46 +36,61 @@ def swept(tmp_path_factory) -> tuple[Path, str]:
         "sweep", SMOKE, "--set", "data.image_size=32", "--tracking-uri", uri, cwd=folder
     )
     assert done.returncode == 0, done.stderr
-    assert "registered as smoke version 1" in done.stdout
+    assert "registered as smoke version 1" in done.stdout  # the first version: the champion
+    assert "it is the champion" in done.stdout
     return folder, uri
 
 
-def test_sweep_registers_champion_and_rerun_keeps_it(swept):
+def versions(client: MlflowClient) -> list[str]:
+    return sorted(str(v.version) for v in client.search_model_versions("name = 'smoke'"))
+
+
+def champion(client: MlflowClient) -> str:
+    return str(client.get_model_version_by_alias("smoke", "champion").version)
+
+
+# The tests below share the fixture's registered model, and a test run before another may have
+# registered a better champion: each checks what it changes, not the registry as it found it.
+
+
+def test_sweep_registers_its_best_and_a_rerun_registers_nothing_new(swept):
     folder, uri = swept
     client = MlflowClient(uri)
-    champion = client.get_model_version_by_alias("smoke", "champion")
-    run = client.get_run(champion.run_id)
-    assert str(champion.version) == "1" and run.info.status == "FINISHED"
-    assert champion.tags["objective"] == "val_accuracy"
-    sweep = client.get_run(champion.tags["sweep"])
-    assert float(champion.tags["score"]) == pytest.approx(
-        sweep.data.metrics["best_mean_val_accuracy"]
-    )
+    kept = client.get_model_version("smoke", "1")  # the fixture's sweep registered it
+    run = client.get_run(kept.run_id)
+    assert run.info.status == "FINISHED"
+    assert kept.tags["objective"] == "val_accuracy"
+    sweep = client.get_run(kept.tags["sweep"])
+    assert float(kept.tags["score"]) == pytest.approx(sweep.data.metrics["best_mean_val_accuracy"])
     assert run.data.tags["seed"] in ("0", "1")
     assert run.data.params["model.activation"] in ("elu", "relu")
 
+    registered, held = versions(client), champion(client)
     again = run_study(
         "sweep", SMOKE, "--set", "data.image_size=32", "--tracking-uri", uri, cwd=folder
     )
     assert again.returncode == 0, again.stderr
     assert "registered as smoke version 1" in again.stdout
-    assert [str(v.version) for v in client.search_model_versions("name = 'smoke'")] == ["1"]
+    assert versions(client) == registered and champion(client) == held
 
 
 def test_train_register_moves_champion_only_when_better(swept):
     folder, uri = swept
     client = MlflowClient(uri)
-    held = float(client.get_model_version_by_alias("smoke", "champion").tags["score"])
+    held = client.get_model_version_by_alias("smoke", "champion")
+    registered = versions(client)
     done = run_study(
         "train", SMOKE, "--set", "data.image_size=32", "--set", "fine_tune.epochs=0",
         "--register", "smoke", "--tracking-uri", uri, cwd=folder,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    version = client.get_model_version("smoke", "2")
+    (new,) = set(versions(client)) - set(registered)
+    assert f"registered as smoke version {new} " in done.stdout
+    version = client.get_model_version("smoke", new)
     score = client.get_run(version.run_id).data.metrics["val_accuracy"]
     assert float(version.tags["score"]) == pytest.approx(score)
-    champion = str(client.get_model_version_by_alias("smoke", "champion").version)
-    assert champion == ("2" if score > held else "1")
+    better = score > float(held.tags["score"])
+    assert champion(client) == (new if better else str(held.version))
 
 
 def test_predict_writes_one_row_per_image_and_lists_bad_files(swept, tmp_path):

@@ -24,12 +24,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from study.config import Augmentation, Data, Split
+from study.config import SPLITS, Augmentation, Data, Split
 from study.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MIN_SOURCE_SIZE = 32
-SPLITS = ("train", "val", "test")
 EVERY_IMAGE = Data()  # no include or exclude patterns, no labels file, class folders at depth 1
 _FLAT_NAME = re.compile(r"^(?P<label>.+)_(?P<number>\d+)$")
 _PATTERNS = (

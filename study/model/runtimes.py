@@ -12,17 +12,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from study.config import Runtime
+from study.config import RUNTIMES
 from study.errors import StudyError
 
-RUNTIMES = typing.get_args(Runtime)
 _OPENVINO_CONFIG = {
     "openvino": {"INFERENCE_PRECISION_HINT": "f32"},  # else AMX CPUs default to bf16
     "openvino-bf16": {"INFERENCE_PRECISION_HINT": "bf16"},

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from study.config import SPLITS
 from study.report import stats
 from study.report.render import Block, Bullets, Heading, Paragraph, Table
 from study.report.selection import metric, param
 
-SPLITS = ("train", "val", "test")
 IMBALANCED = 2.0  # largest class / smallest class above which the summary adds macro scores
 MACRO = {"precision_macro": "precision", "recall_macro": "recall", "f1_macro": "F1"}
 

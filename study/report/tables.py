@@ -17,13 +17,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, PHASE_KNOBS, StudyConfig
+from study.config import KNOBS, PHASE_KNOBS, SPLITS, StudyConfig
 from study.report import stats
 from study.report.paper import Paper
 from study.report.selection import column, matching, metric, param, value_order
 from study.tracking import outcome
 
-SPLITS = ("train", "val", "test")
 STAGES = {"frozen": "before fine-tuning", "fine_tune": "after fine-tuning"}
 # (our metric, label, the paper's name for it in Tables 3 and 4). The paper's precision,
 # recall and AUC are Keras's metrics on one-hot targets, which `*_keras` reproduce.

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 
 from study.data.dataset import decode, to_model_input
-from study.errors import ModelError, StudyError
+from study.errors import ModelError, StudyError, WorkFailed
 from study.model import runtimes
 from study.tracking import logged_model
 from study.tracking.store import Store
@@ -31,8 +31,10 @@ FORMATS = tuple(TOLERANCE)
 _BATCH = 32
 
 
-class ExportFailed(Exception):
+class ExportFailed(WorkFailed):
     """The exported model does not give the Keras model's answers."""
+
+    what = "export"
 
 
 @dataclass(frozen=True)

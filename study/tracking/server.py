@@ -3,6 +3,7 @@ several sweep workers (on one machine or many) log to."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from study.errors import ServerError
 from study.tracking.store import DEFAULT_STORE, is_postgres, sqlite_path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -30,6 +32,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ServerError when `port` on `host` cannot be bound. MLflow's server itself only
+    logs the bind error and exits with code 0, so this is checked before it starts."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as MLflow's binds
+            probe.bind((host, port))
+    except OSError as error:
+        fix = (
+            "stop the process that holds it or choose another port"
+            if error.errno == errno.EADDRINUSE
+            else "give a host name or address of this machine"
+        )
+        raise ServerError(f"cannot serve on {host}:{port}: {error.strerror}; {fix}") from None
 
 
 def runs_url(base_url: str, experiment_id: str) -> str:
@@ -90,7 +109,8 @@ def command(
 
 def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
     """Start a server, its output to `log` (else this terminal), and return once it answers
-    on its /health endpoint."""
+    on its /health endpoint; raise ServerError when it cannot start."""
+    check_port(server.host, server.port)
     output = open(log, "ab") if log else None  # noqa: SIM115 - the server process owns it
     process = subprocess.Popen(server.line, stdout=output, stderr=output, env=server.env)
     wait_until_up(server, process, log, wait_s)
@@ -100,20 +120,27 @@ def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> su
 def wait_until_up(
     server: Command, process: subprocess.Popen, log: Path | None = None, wait_s: float = 120.0
 ) -> None:
-    """Return once the started server answers on its /health endpoint."""
+    """Return once the started server answers on its /health endpoint; raise ServerError when
+    it exits first or does not answer within `wait_s` seconds."""
     kind = server.line[3]
+    why = f"its log {log} says why" if log else "its output above says why"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            where = f"; see {log}" if log else ""
-            raise RuntimeError(f"mlflow {kind} exited with code {process.returncode}{where}")
+            raise ServerError(
+                f"mlflow {kind} on {server.url} exited with code {process.returncode} before it "
+                f"answered; {why}, for example a store it cannot open"
+            )
         try:
             urllib.request.urlopen(f"{server.url}/health", timeout=2)
             return
         except OSError:
             time.sleep(0.5)
     stop(process)
-    raise RuntimeError(f"mlflow {kind} did not answer on {server.url} within {wait_s:.0f} s")
+    raise ServerError(
+        f"mlflow {kind} did not answer on {server.url} within {wait_s:.0f} s; {why}, or the "
+        "machine is too busy to start it in time"
+    )
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -58,14 +58,6 @@ SPLIT_METRICS = (
     "auc_ovr_macro",
     "auc_keras",
 )
-_OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "adamax": keras.optimizers.Adamax,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-    "nadam": keras.optimizers.Nadam,
-    "adamw": keras.optimizers.AdamW,
-}
 _PREDICT_BATCH = 64
 
 
@@ -339,7 +331,10 @@ def _compile(model: keras.Model, phase: Phase, steps_per_epoch: int, loss: keras
             staircase=True,
         )
     model.compile(
-        optimizer=_OPTIMIZERS[phase.optimizer](learning_rate=learning_rate),
+        # Keras knows its optimizers by the lower-case names that config.Optimizer lists
+        optimizer=keras.optimizers.get(
+            {"class_name": phase.optimizer, "config": {"learning_rate": learning_rate}}
+        ),
         loss=loss,
         metrics=["accuracy"],
         run_eagerly=phase.execution == "eager",

@@ -31,6 +31,7 @@ from typing import Protocol
 
 import keras_tuner as kt
 
+from study import processes
 from study.config import StudyConfig
 from study.errors import WorkerIdError
 from study.processes import sigterm_as_interrupt
@@ -119,13 +120,7 @@ def alive(lease: dict) -> bool:
     if lease["released"]:
         return False
     if lease["host"] == socket.gethostname():
-        try:
-            os.kill(lease["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's process
-            return True
-        return True
+        return processes.alive(lease["pid"])
     return time.time() - lease["beat"] < LEASE_EXPIRES_S
 
 
