@@ -331,6 +331,11 @@ class Store:
             yield
         finally:
             monitor.finish()
+            # MLflow's monitor publishes a sample only after a whole interval, so a trial shorter
+            # than that would have none: publish what it collected since, and one sample now.
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
 
     def log(
         self,
