@@ -189,7 +189,9 @@ def main() -> None:
         seeds = "[" + ",".join(str(seed) for seed in range(SEEDS)) + "]"
         with tempfile.TemporaryDirectory() as folder:
             store = args.tracking_uri or f"sqlite:///{folder}/m.db"
-            sweep_s = activation_sweep.run(args, store, args.state_dir, "--set", f"seeds={seeds}")
+            sweep_s = activation_sweep.run(
+                args, store, args.state_dir, "--fresh", "--set", f"seeds={seeds}"
+            )
         results.print(f"{4 * SEEDS} runs in {sweep_s:.0f} s")
 
 
