@@ -16,7 +16,8 @@ from study import config
 from study.report import document, paper, stats, tables
 from study.report.analysis import analyse
 from study.report.render import markdown
-from study.report.selection import ONE_CONFIGURATION, ReportError, select
+from study.report.selection import ReportError, select
+from study.tracking.outcome import ONE_CONFIGURATION
 from study.training.train import SPLIT_METRICS
 
 PAPER = paper.load()

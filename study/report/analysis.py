@@ -15,8 +15,9 @@ from study.config import OBJECTIVES
 from study.report import tables, verdicts
 from study.report.importance import importance_tables
 from study.report.paper import Paper
-from study.report.selection import ReportError, Selection, column, select
+from study.report.selection import ReportError, Selection, select
 from study.tracking import outcome
+from study.tracking.outcome import column
 
 DEFAULT_OBJECTIVE = "val_accuracy"
 TABLE_FILES = {

@@ -17,7 +17,7 @@ from scipy.stats import binomtest
 from study.config import SPLITS
 from study.report import stats
 from study.report.render import Block, Bullets, Heading, Paragraph, Table
-from study.report.selection import metric, param
+from study.tracking.outcome import metric, param
 
 IMBALANCED = 2.0  # largest class / smallest class above which the summary adds macro scores
 MACRO = {"precision_macro": "precision", "recall_macro": "recall", "f1_macro": "F1"}

@@ -17,8 +17,8 @@ from study.report import balance, figures, importance, stats, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
-from study.report.selection import ONE_CONFIGURATION, column, param
 from study.report.stats import CONFIDENCE
+from study.tracking.outcome import ONE_CONFIGURATION, column, param
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 PHASES = {

@@ -11,7 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from study.report.importance import knob_values
-from study.report.selection import metric, param, value_order
+from study.report.selection import value_order
+from study.tracking.outcome import metric, param
 
 DPI = 100
 

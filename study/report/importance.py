@@ -35,7 +35,8 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.inspection import partial_dependence
 from statsmodels.stats.anova import anova_lm
 
-from study.report.selection import metric, param, value_order
+from study.report.selection import value_order
+from study.tracking.outcome import metric, param
 
 PERMUTATIONS = 39  # null fits: the smallest p-value is 1 / (PERMUTATIONS + 1) = 0.025
 FOREST_SEEDS = 4  # forests averaged for each knob's importance

@@ -15,21 +15,15 @@ import pandas as pd
 
 from study.errors import StudyError
 from study.tracking.outcome import (
-    ONE_CONFIGURATION,
     at_budget,
     column,
     configuration_labels,
     counted_runs,
-    metric,
     ordered,
     param,
     seeds,
 )
 from study.tracking.store import ERROR_TAG
-
-# The frame accessors and the label of a sweep without knobs, for the report's modules.
-__all__ = ["ONE_CONFIGURATION", "ReportError", "Selection", "column", "matching", "metric"]
-__all__ += ["param", "select", "value_order"]
 
 
 class ReportError(StudyError):

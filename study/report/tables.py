@@ -20,8 +20,9 @@ import pandas as pd
 from study.config import KNOBS, PHASE_KNOBS, SPLITS, StudyConfig
 from study.report import stats
 from study.report.paper import Paper
-from study.report.selection import column, matching, metric, param, value_order
+from study.report.selection import matching, value_order
 from study.tracking import outcome
+from study.tracking.outcome import column, metric, param
 
 STAGES = {"frozen": "before fine-tuning", "fine_tune": "after fine-tuning"}
 # (our metric, label, the paper's name for it in Tables 3 and 4). The paper's precision,

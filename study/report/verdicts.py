@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from study.report import stats
-from study.report.selection import metric
+from study.tracking.outcome import metric
 
 TARGET_POINTS = 0.5  # percentage points of error rate the power table asks about
 OMNIBUS_COLUMNS = [
