@@ -147,6 +147,7 @@ def test_a_sweep_over_pooling_gives_each_trial_the_feature_cache_of_its_pooling(
         dataset, weights, **features.settings(study_config(**{"model.pooling": "max"}))
     )
     assert (tmp_path / "features").is_dir() and not np.allclose(maxed.clean, cache.clean)
+    assert prepared.features_for(study_config(**{"model.pooling": "max"})) is maxed
 
 
 def imbalanced_split(dataset) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import csv
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class Prepared:
     activations: activations.ActivationCache | None = None
     state_dir: Path | None = None
     progress: bool = True
+    other_features: dict[str, features.FeatureCache] = field(default_factory=dict)  # by key
 
     def features_for(self, config: StudyConfig) -> features.FeatureCache | None:
         """The feature cache of this configuration: the prepared one, or the cache of a
@@ -49,15 +50,18 @@ class Prepared:
         # The runtime is the one the prepared cache was computed on (it may have fallen back
         # to TensorFlow); it is not sweepable.
         computed = {**settings, "runtime": self.features.runtime}
-        if features.cache_key(self.dataset, self.weights, **computed) == self.features.key:
+        key = features.cache_key(self.dataset, self.weights, **computed)
+        if key == self.features.key:
             return self.features
-        return features.load_or_build(
-            self.dataset,
-            self.weights,
-            **settings,
-            directory=Path(self.state_dir) / "features",
-            progress=self.progress,
-        )
+        if key not in self.other_features:  # read from disk once per process, not per trial
+            self.other_features[key] = features.load_or_build(
+                self.dataset,
+                self.weights,
+                **settings,
+                directory=Path(self.state_dir) / "features",
+                progress=self.progress,
+            )
+        return self.other_features[key]
 
 
 def prepare(
