@@ -52,6 +52,7 @@ NOT_SWEEPABLE = (
     "data.augmentation",
     "model.weights",
     "model.init_seed",
+    "model.backbone_draws",
     "features",
     "fine_tune.trainable",
 )
@@ -159,7 +160,19 @@ class Data(Strict):
 
 class Model(Strict):
     weights: str = Field("imagenet", min_length=1, description="imagenet, none, or a file path")
-    init_seed: int = Field(0, ge=0, description="seeds the random backbone when weights is none")
+    init_seed: int | None = Field(
+        None,
+        ge=0,
+        description="pins one random backbone for every seed when weights is none; null: each "
+        "seed's backbone draw (backbone_draws)",
+    )
+    backbone_draws: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="random backbones when weights is none and init_seed is null: seed s uses "
+        "draw s mod backbone_draws, a NASNet initialised with init seed = draw",
+    )
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
     head_width: int = Field(100, ge=1, le=8192)
@@ -169,6 +182,20 @@ class Model(Strict):
     normalize_features: bool = Field(
         False, description="standardize the backbone's features with the training split's"
     )
+
+    def backbone_draw(self, seed: int) -> int | None:
+        """The random backbone that run seed `seed` uses (seed mod backbone_draws); None when
+        one backbone serves every seed (loaded weights, or a pinned init_seed)."""
+        if self.weights != "none" or self.init_seed is not None:
+            return None
+        return seed % self.backbone_draws
+
+    def backbone_init_seed(self, seed: int) -> int:
+        """The seed that initialises the backbone of run seed `seed`: the pinned init_seed, or
+        its draw (draw d is the backbone that `init_seed: d` pins)."""
+        if self.init_seed is not None:
+            return self.init_seed
+        return self.backbone_draw(seed) or 0
 
 
 class EarlyStopping(Strict):
@@ -382,7 +409,12 @@ class Tuner(Strict):
 class StudyConfig(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")
     description: str = ""
-    seed: int = Field(0, ge=0, description="seeds the split, the head's init and augmentation")
+    seed: int = Field(
+        0,
+        ge=0,
+        description="seeds the split, the head's init, augmentation and (weights none) the "
+        "backbone draw",
+    )
     data: Data = Data()
     model: Model = Model()
     frozen: Phase = Phase()

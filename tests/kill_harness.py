@@ -409,7 +409,8 @@ def check_feature_cache(config, state_dir: Path) -> str | None:
     from study.model.nasnet import resolve_weights
 
     dataset = data.load(config.data.root, config.data.image_size)
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    init_seed = config.model.backbone_init_seed(config.sweep_seeds[0])
+    weights = resolve_weights(config.model.weights, init_seed)
     key = features.cache_key(dataset, weights, **features.settings(config))
     folder = Path(state_dir) / "features"
     files = sorted(p.name for p in folder.iterdir())

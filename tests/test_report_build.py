@@ -31,6 +31,7 @@ FILES = {
     "omnibus.csv",
     "best_set.csv",
     "power.csv",
+    "backbone_variance.csv",
     "learning_curves_frozen.png",
     "learning_curves_fine_tune.png",
     "confusion_matrix.png",

@@ -123,7 +123,9 @@ def load_or_build(
                     predict = runtimes.predictor(backbone, candidate, Path(folder))
                 except Exception as error:  # not installed, or the conversion failed
                     raise _RuntimeFailed(f"{type(error).__name__}: {error}") from error
-                clean, augmented = _compute(dataset, predict, augmentation, views, seed, progress)
+                clean, augmented = _compute(
+                    dataset, predict, augmentation, views, seed, progress, weights.label
+                )
             parameters = int(backbone.count_params())
             _write(FeatureCache(key, path, clean, augmented, parameters, candidate))
 
@@ -189,10 +191,13 @@ def _compute(
     views: int,
     seed: int,
     progress: bool,
+    backbone: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The clean features of every image, and those of its `views` augmented views."""
+    """The clean features of every image, and those of its `views` augmented views, by the
+    backbone that `backbone` names (in the progress bar)."""
     pooled = []
-    with progress_bar("feature cache", len(dataset) * (views + 1), progress) as bar:
+    images = len(dataset) * (views + 1)
+    with progress_bar(f"feature cache, {backbone}", images, progress) as bar:
         for batch in model_inputs(dataset, augmentation, views, seed):
             pooled.append(np.asarray(predict(batch), dtype=np.float32))
             bar.update(len(batch))

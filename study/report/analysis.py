@@ -36,6 +36,7 @@ TABLE_FILES = {
     "omnibus": "omnibus.csv",
     "best_set": "best_set.csv",
     "power": "power.csv",
+    "backbone": "backbone_variance.csv",
 }
 
 

@@ -234,17 +234,7 @@ def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
     detectable = _power(analysis)
     if detectable:
         items.append(detectable)
-    items += [
-        f"Backbone weights: {_listing(column(runs, 'tags.weights'))}."
-        + (
-            " Every run used this one random backbone draw: every conclusion here is "
-            "conditional on it."
-            if set(column(runs, "tags.weights_source").dropna()) == {"none"}
-            and column(runs, "tags.weights").nunique() == 1
-            else ""
-        ),
-        _split_design(analysis),
-    ]
+    items += [_backbone(analysis), _split_design(analysis)]
     if "fine_tune" in analysis.tables:
         items.append(f"Fine-tuning: {_phase(analysis, 'fine_tune')}.")
     activations = analysis.tables["activations"]
@@ -267,6 +257,39 @@ def _summary(analysis: Analysis, paper: Paper) -> list[Block]:
     if not analysis.same_data:
         items.append(_not_neu(paper))
     return [Heading(2, "Summary"), Bullets(tuple(items))]
+
+
+def _backbone(analysis: Analysis) -> str:
+    """Which backbones the seeds ran on and, for random backbone draws, how much of the
+    run-to-run variance the draw accounts for (`verdicts.backbone_variance`)."""
+    row = analysis.tables["backbone"].iloc[0]
+    listing = _listing(column(analysis.selection.runs, "tags.weights"))
+    if row["weights_source"] != "none":
+        return f"Backbone weights: {listing}."
+    if row["backbones"] == 1:
+        return (
+            f"Backbone: one random backbone ({listing}) for every seed: every conclusion here "
+            "is conditional on it, and how much of the run-to-run variance the backbone draw "
+            "accounts for is not estimable from these runs."
+        )
+    design = f"Backbone: {row['backbones']} random backbone draws crossed with the seeds"
+    design += f" ({listing})"
+    quantity = f"{SPLIT_NAMES[analysis.split]} error rate"
+    if not row["nested"]:
+        return f"{design}; some seed ran on two of them, so the draw's share is not estimated."
+    if math.isnan(row["share"]):
+        return (
+            f"{design}. The draw's share of the run-to-run variance is not estimable from the "
+            f"{row['seeds']} seeds every configuration has: it needs some draw with two seeds "
+            "or more that differ (at least twice as many seeds as model.backbone_draws)."
+        )
+    return (
+        f"{design}. The draw accounts for {row['share']:.0%} of the run-to-run variance of a "
+        f"seed's mean {quantity} over the configurations (one-way random-effects ANOVA, "
+        f"{row['seeds']} seeds nested in the draws: F = {row['f_statistic']:.3g}, p "
+        f"{_p(row['p_value'], True)}; between draws {row['between_variance']:.3g}, within "
+        f"{row['within_variance']:.3g} points²)."
+    )
 
 
 def _split_design(analysis: Analysis) -> str:

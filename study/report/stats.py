@@ -31,6 +31,9 @@ per-seed differences of two settings (paired by seed) are i.i.d. draws of that r
 - Before any winner: a seed-blocked permutation F test of any difference among settings
   (configuration labels permuted within each seed), and the power of the paired test: the
   smallest difference 80% power would detect, and the seeds a given difference needs.
+- A random backbone's draw (`model.backbone_draws`: seed s on draw s mod D): the one-way
+  random-effects ANOVA of the per-seed values by draw, seeds nested in draws, and the draw's
+  share of the variance of a seed's value.
 
 Anything that needs two values or more is NaN with fewer.
 """
@@ -287,6 +290,55 @@ def omnibus(table: np.ndarray) -> Omnibus:
     exact = math.factorial(settings) ** seeds <= PERMUTATIONS
     return Omnibus(
         settings, seeds, float(observed), df_settings, df_residual, float(result.pvalue), exact
+    )
+
+
+@dataclass(frozen=True)
+class VarianceShare:
+    """How much of the variance of some units (seeds) their groups (backbone draws) account
+    for: the one-way random-effects ANOVA, units nested in groups."""
+
+    groups: int
+    units: int
+    f_statistic: float
+    df_groups: int
+    df_residual: int
+    p_value: float
+    between: float  # the groups' variance component (moment estimate, negative read as 0)
+    within: float  # the units' variance within a group (the residual mean square)
+    share: float  # between / (between + within)
+
+
+def variance_share(values, groups) -> VarianceShare:
+    """The one-way random-effects ANOVA of `values` by `groups` (one label per value): F and
+    its p-value from the F distribution, the between-group variance component from the mean
+    squares (MSB - MSW) / n0, with n0 the unbalanced design's effective group size, and its
+    share of the total. NaN with fewer than two groups, or no spread within them."""
+    values = np.asarray(values, dtype=float)
+    labels, index = np.unique(np.asarray(groups), return_inverse=True)
+    k, n = len(labels), len(values)
+    nothing = VarianceShare(k, n, math.nan, k - 1, n - k, math.nan, math.nan, math.nan, math.nan)
+    if k < 2 or n - k < 1:
+        return nothing
+    counts = np.bincount(index)
+    means = np.bincount(index, weights=values) / counts
+    within = float(((values - means[index]) ** 2).sum() / (n - k))
+    between_square = float((counts * (means - values.mean()) ** 2).sum() / (k - 1))
+    n0 = (n - (counts**2).sum() / n) / (k - 1)
+    between = max((between_square - within) / n0, 0.0)
+    if not within > 0:
+        return nothing
+    f_statistic = between_square / within
+    return VarianceShare(
+        k,
+        n,
+        f_statistic,
+        k - 1,
+        n - k,
+        float(stats.f.sf(f_statistic, k - 1, n - k)),
+        between,
+        within,
+        between / (between + within),
     )
 
 

@@ -13,6 +13,9 @@ included runs and the configurations table (`tables.configurations`), one DataFr
 - `power`: from the spread of the paired seed differences in the configurations table, the
   smallest difference the paired test detects with 80% power, and the seeds that a difference
   of `TARGET_POINTS` needs.
+- `backbone_variance`: which backbones the seeds ran on (one, or random backbone draws crossed
+  with the seeds), and the draws' share of the variance of a seed's mean error rate over the
+  configurations (`stats.variance_share`, seeds nested in draws).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from study.report import stats
-from study.tracking.outcome import metric
+from study.tracking.outcome import column, metric
 
 TARGET_POINTS = 0.5  # percentage points of error rate the power table asks about
 OMNIBUS_COLUMNS = [
@@ -31,6 +34,11 @@ OMNIBUS_COLUMNS = [
     *("p_permutation", "permutation_exact", "rejects"),
 ]
 BEST_SET_COLUMNS = ["configuration", "pairs", "error_pct_mean", "p_shown_worse", "in_best_set"]
+BACKBONE_COLUMNS = [
+    *("quantity", "weights_source", "backbones", "backbone_labels", "seeds", "nested"),
+    *("f_statistic", "df_backbones", "df_residual", "p_value"),
+    *("between_variance", "within_variance", "share"),
+]
 POWER_COLUMNS = [
     *("comparisons", "pairs", "difference_std", "alpha", "power"),
     *("minimum_detectable_pct", "smallest_p", "target_pct", "seeds_for_target"),
@@ -127,15 +135,47 @@ def power(comparisons: pd.DataFrame, target: float = TARGET_POINTS) -> pd.DataFr
     return pd.DataFrame([row], columns=POWER_COLUMNS)
 
 
+def backbone_variance(runs: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """One row: the backbones the runs used (tag `weights`, which names a random backbone's
+    init seed) and, over the seeds every configuration has, the one-way random-effects ANOVA
+    of each seed's mean `quantity` (error rates in percent) by its backbone. `nested` is
+    false when some seed ran on two backbones; the test then stays NaN."""
+    backbone = column(runs, "tags.weights").fillna("unknown").astype(str)
+    per_seed = pd.DataFrame({"seed": runs["seed"], "backbone": backbone}).groupby("seed")
+    nested = bool((per_seed["backbone"].nunique() <= 1).all())
+    means = seed_table(runs, quantity).dropna(axis=0, how="any").mean(axis=1)
+    labels = list(dict.fromkeys(backbone))
+    groups = per_seed["backbone"].first()[means.index] if nested else []
+    found = stats.variance_share(means.to_numpy() if nested else [], groups)
+    sources = sorted(set(column(runs, "tags.weights_source").dropna().astype(str)))
+    row = {
+        "quantity": quantity,
+        "weights_source": " ".join(sources),
+        "backbones": len(labels),
+        "backbone_labels": "; ".join(labels),
+        "seeds": len(means),
+        "nested": nested,
+        "f_statistic": found.f_statistic,
+        "df_backbones": found.df_groups,
+        "df_residual": found.df_residual,
+        "p_value": found.p_value,
+        "between_variance": found.between,
+        "within_variance": found.within,
+        "share": found.share,
+    }
+    return pd.DataFrame([row], columns=BACKBONE_COLUMNS)
+
+
 def verdict_tables(
     runs: pd.DataFrame, configurations: pd.DataFrame, objective: str, split: str
 ) -> dict[str, pd.DataFrame]:
-    """`omnibus` (on the error rate of `split`, then on `objective`), `best_set` and `power`
-    (from the comparisons with the champion in `configurations`); no `power` when no
-    comparison has a spread."""
+    """`omnibus` (on the error rate of `split`, then on `objective`), `best_set`, `power`
+    (from the comparisons with the champion in `configurations`; none when no comparison has
+    a spread) and `backbone` (`backbone_variance` on the error rate of `split`)."""
     found = {
         "omnibus": omnibus(runs, [f"{split}_error_rate", objective]),
         "best_set": best_set(runs, split),
+        "backbone": backbone_variance(runs, f"{split}_error_rate"),
     }
     detectable = power(configurations.iloc[1:])
     if not detectable.empty:

@@ -136,8 +136,10 @@ def measure_config(
     repeats: int = 20,
     runtime: str = "tensorflow",
 ) -> Benchmark:
-    """`measure` with a study's image size, backbone weights and head."""
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    """`measure` with a study's image size, backbone weights (random: its seed's draw) and
+    head."""
+    init_seed = config.model.backbone_init_seed(config.seed)
+    weights = resolve_weights(config.model.weights, init_seed)
     return measure(
         config.data.image_size,
         weights,

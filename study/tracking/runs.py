@@ -1,8 +1,9 @@
 """One tracked training run: a validated config in, a finished MLflow run out.
 
 `prepare` does everything that can fail on bad input (data, weights, store) before anything is
-written, then builds the feature cache that every run of a study shares. `execute` splits the
-data by the run's seed, trains, and logs the whole story of the run.
+written, then builds the feature cache of the study's first seed. `execute` splits the data by
+the run's seed, trains on the run's backbone (with random weights, the seed's backbone draw,
+whose caches are built on the first run that needs them), and logs the whole story of the run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import csv
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,52 +27,79 @@ from study.tracking.store import NOTE_TAG, PREDICTIONS, Store
 from study.training import train as training
 
 CONTEXTS = {"val": "validation"}  # split name -> MLflow's dataset context, where they differ
+BACKBONE_DRAW_TAG = "backbone_draw"  # a run's random backbone draw (seed mod backbone_draws)
 
 
 @dataclass
 class Prepared:
-    """What every run of a study shares."""
+    """What every run of a study shares, and the caches of the runs that differ from the
+    prepared one in their backbone draw or pooling."""
 
     dataset: data.Dataset
-    weights: Weights
+    weights: Weights  # the first seed's backbone
     features: features.FeatureCache | None
     activations: activations.ActivationCache | None = None
     state_dir: Path | None = None
     progress: bool = True
     other_features: dict[str, features.FeatureCache] = field(default_factory=dict)  # by key
+    other_activations: dict[str, activations.ActivationCache] = field(default_factory=dict)
+
+    def weights_for(self, config: StudyConfig) -> Weights:
+        """The backbone of this run: with random weights its seed's draw (or the pinned
+        `model.init_seed`), else the prepared weights."""
+        return replace(self.weights, init_seed=config.model.backbone_init_seed(config.seed))
 
     def features_for(self, config: StudyConfig) -> features.FeatureCache | None:
-        """The feature cache of this configuration: the prepared one, or the cache of a
-        trial whose swept setting changes what the cache holds (`model.pooling`), built on
-        its first trial and read from disk by the others."""
+        """The feature cache of this run: the prepared one, or the cache of a run whose
+        backbone draw or swept setting (`model.pooling`) changes what the cache holds, built
+        on its first run and read from disk by the others (once per process)."""
         if self.features is None:
             return None
+        weights = self.weights_for(config)
         settings = features.settings(config)
         # The runtime is the one the prepared cache was computed on (it may have fallen back
         # to TensorFlow); it is not sweepable.
         computed = {**settings, "runtime": self.features.runtime}
-        key = features.cache_key(self.dataset, self.weights, **computed)
+        key = features.cache_key(self.dataset, weights, **computed)
         if key == self.features.key:
             return self.features
-        if key not in self.other_features:  # read from disk once per process, not per trial
+        if key not in self.other_features:
             self.other_features[key] = features.load_or_build(
                 self.dataset,
-                self.weights,
+                weights,
                 **settings,
                 directory=Path(self.state_dir) / "features",
                 progress=self.progress,
             )
         return self.other_features[key]
 
+    def activations_for(self, config: StudyConfig) -> activations.ActivationCache | None:
+        """The activation cache of this run's backbone, like `features_for`."""
+        if self.activations is None:
+            return None
+        weights = self.weights_for(config)
+        if weights == self.weights:
+            return self.activations
+        if weights.identity not in self.other_activations:
+            self.other_activations[weights.identity] = activations.load_or_build(
+                self.dataset,
+                weights,
+                **activations.settings(config),
+                directory=Path(self.state_dir) / "activations",
+                progress=self.progress,
+            )
+        return self.other_activations[weights.identity]
+
 
 def prepare(
     config: StudyConfig, store: Store, state_dir: Path, progress: bool = True, cache: bool = True
 ) -> Prepared:
     """Load and check every input, then build or load the feature cache and, for a fine-tuning
-    cut, the activation cache (unless `cache` is false: a process that runs no trial needs
-    none)."""
+    cut, the activation cache of the first seed's backbone (unless `cache` is false: a process
+    that runs no trial needs none)."""
     store.check()  # first: it takes a moment, where loading the data can take minutes
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    first_seed = config.sweep_seeds[0]
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(first_seed))
     dataset = data.load(
         config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
     )
@@ -113,7 +141,7 @@ def execute(
     run's description is `note` (by default its knobs and seed) and what it scored."""
     dataset = prepared.dataset
     split = data.split(dataset, config.data.split, config.seed)
-    run_tags = {**describe(prepared, split), **(tags or {})}
+    run_tags = {**describe(prepared, split, config), **(tags or {})}
     with store.run(
         experiment_id, run_name, run_tags, parent_run_id, config.tracking.system_metrics
     ) as run_id:
@@ -125,11 +153,11 @@ def execute(
             config,
             dataset,
             split,
-            prepared.weights,
+            prepared.weights_for(config),
             prepared.features_for(config),
             verbose=verbose,
             time_budget_s=time_budget_s,
-            activations=prepared.activations,
+            activations=prepared.activations_for(config),
         )
         store.log(run_id, metrics=run_metrics(result), tags={"kept_model": result.final_stage})
         if note is None:
@@ -142,9 +170,19 @@ def execute(
     return run_id, result
 
 
-def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> dict:
-    """Tags that say where a run's numbers come from."""
+def describe(
+    prepared: Prepared,
+    split: dict[str, np.ndarray] | None = None,
+    config: StudyConfig | None = None,
+) -> dict:
+    """Tags that say where a run's numbers come from: those of the run of `config` (its
+    backbone and caches), or without it those of the prepared first seed."""
     dataset, weights = prepared.dataset, prepared.weights
+    feature_cache, activation_cache = prepared.features, prepared.activations
+    if config is not None:
+        weights = prepared.weights_for(config)
+        feature_cache = prepared.features_for(config)
+        activation_cache = prepared.activations_for(config)
     tags = {
         "study_version": study.__version__,
         "data_fingerprint": dataset.fingerprint,
@@ -152,11 +190,14 @@ def describe(prepared: Prepared, split: dict[str, np.ndarray] | None = None) -> 
         "weights_source": weights.source,
         "weights_id": weights.identity,
         "skipped_files": str(len(dataset.skipped)),
-        "feature_cache": prepared.features.key if prepared.features else "off",
-        "feature_cache_runtime": prepared.features.runtime if prepared.features else "off",
-        "activation_cache": prepared.activations.key if prepared.activations else "off",
+        "feature_cache": feature_cache.key if feature_cache else "off",
+        "feature_cache_runtime": feature_cache.runtime if feature_cache else "off",
+        "activation_cache": activation_cache.key if activation_cache else "off",
         "machine": provenance.machine()["machine"],
     }
+    draw = None if config is None else config.model.backbone_draw(config.seed)
+    if draw is not None:
+        tags[BACKBONE_DRAW_TAG] = str(draw)
     if split is not None:
         tags["split"] = " / ".join(f"{name} {len(split[name])}" for name in data.SPLITS)
         if len(split["test"]) == 0:
@@ -291,7 +332,9 @@ def write_artifacts(
 
     if config.tracking.log_model:
         model = result.model or build_classifier(
-            build_backbone(config.data.image_size, prepared.weights, config.model.pooling),
+            build_backbone(
+                config.data.image_size, prepared.weights_for(config), config.model.pooling
+            ),
             result.head,
         )
         model.save(folder / "model.keras")
