@@ -26,15 +26,25 @@ def features(count: int, seed: int, label_noise: float = 0.0) -> tuple[np.ndarra
     return inputs, labels
 
 
-def compiled_head(dropout: float) -> keras.Model:
+def compiled_head(
+    dropout: float, optimizer: keras.optimizers.Optimizer | None = None
+) -> keras.Model:
     head = build_head(CLASSES, "elu", dropout, 100, seed=3)
     head.compile(
-        optimizer=keras.optimizers.Adam(0.001),
+        optimizer=optimizer or keras.optimizers.Adam(0.001),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     head.optimizer.build(head.trainable_variables)
     return head
+
+
+def float32_adam() -> keras.optimizers.Adam:
+    """Keras's Adam with its betas rounded to float32 first, as the fused kernel takes them
+    (Keras computes 1 - beta from the Python float: 1 - 0.999 differs by 1.3e-5 relative)."""
+    return keras.optimizers.Adam(
+        0.001, beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999))
+    )
 
 
 def loop_fit(head, train, validation, epochs, stopping, sample_weights=None):
@@ -48,18 +58,29 @@ def stopping(monitor: str, patience: int | None, restore_best: bool = True):
     return config.EarlyStopping(monitor=monitor, patience=patience, restore_best=restore_best)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_curves_and_weights_equal_model_fit_on_the_same_batches(dropout):
+@pytest.mark.parametrize(("dropout", "optimizer"), [(0.0, "adam"), (0.2, "adam"), (0.2, "adamax")])
+def test_curves_and_weights_equal_model_fit_on_the_same_batches(dropout, optimizer):
     """Same initial weights and batch order. Dropout too is the same: both call the model once
-    per step, so its layers draw their masks from the same seed-generator states."""
+    per step, so its layers draw their masks from the same seed-generator states. Adam takes
+    the loop's fused update (against `fit` with the betas it computes with), Adamax the
+    optimizer's own `apply_gradients`."""
+
+    def compiled():
+        if optimizer == "adam":
+            return compiled_head(dropout, float32_adam())
+        return compiled_head(dropout, keras.optimizers.Adamax(0.001))
+
     train, validation = features(300, 0), features(80, 1)
     weights = np.random.default_rng(2).uniform(0.5, 2, len(train[1])).astype(np.float32)
     epochs, watch = 12, stopping("val_accuracy", 3)
 
-    ours = compiled_head(dropout)
+    ours = compiled()
+    assert frozen_loop.uses_fused_adam(ours.optimizer, ours.trainable_variables) == (
+        optimizer == "adam"
+    )
     history = loop_fit(ours, train, validation, epochs, watch, weights)
 
-    theirs = compiled_head(dropout)
+    theirs = compiled()
     picks = training.CachedViews(train[0][:, None], train[1], BATCH, seed=7).picks(epochs)
     batches = None
     for order in picks[:, :, 0]:  # each epoch's examples in order, batched within the epoch
@@ -123,3 +144,36 @@ def test_without_patience_or_restoring_every_epoch_runs_and_the_last_weights_sta
     assert np.argmin(history["val_loss"]) < 24  # the last epoch is not the best
     rescored = frozen_loop.validation_scores(head, head.loss, *validation)
     assert float(rescored["loss"]) == pytest.approx(history["val_loss"][-1], rel=1e-5)
+
+
+def test_the_fused_adam_update_is_keras_adams_with_float32_betas():
+    """Five steps of the same gradients through Keras's Adam and `apply_fused_adam`: the weights,
+    moments and step count are Keras's exactly once Keras takes the betas as float32 values,
+    and within float32 rounding of them with the betas as given."""
+    fused_head, same_betas, given_betas = (
+        compiled_head(0.0),
+        compiled_head(0.0, float32_adam()),
+        compiled_head(0.0),
+    )
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        gradients = [
+            rng.normal(size=v.shape).astype(np.float32) for v in fused_head.trainable_variables
+        ]
+        frozen_loop.apply_fused_adam(
+            fused_head.optimizer,
+            [tf.constant(g) for g in gradients],
+            fused_head.trainable_variables,
+        )
+        for head in (same_betas, given_betas):
+            head.optimizer.apply_gradients(zip(gradients, head.trainable_variables, strict=True))
+    fused = fused_head.optimizer.variables + fused_head.weights
+    assert int(fused_head.optimizer.iterations) == 5
+    for mine, keras_ in zip(
+        fused, same_betas.optimizer.variables + same_betas.weights, strict=True
+    ):
+        np.testing.assert_array_equal(mine, keras_)
+    for mine, keras_ in zip(
+        fused, given_betas.optimizer.variables + given_betas.weights, strict=True
+    ):
+        np.testing.assert_allclose(mine, keras_, rtol=1e-4, atol=1e-6)

@@ -8,8 +8,19 @@ the validation split inside the graph after each epoch, and keeps the early-stop
 semantics: the first epoch always counts as an improvement, later ones only when strictly
 better, training stops once `patience` epochs in a row brought none, and with `restore_best`
 the best epoch's weights are put back at the end. The updates are `fit`'s: the model's own
-call, loss object, optimizer (`apply_gradients`) and epoch means, on the batches `fit` would get
-from the same `EpochOrders`.
+call, loss object, optimizer and epoch means, on the batches `fit` would get from the same
+`EpochOrders`.
+
+At batch 32 a step's time is mostly the number of ops TensorFlow dispatches and the passes over
+the weights and the optimizer's state. A plain Adam (`uses_fused_adam`: no amsgrad, clipping,
+weight decay, moving average, gradient accumulation, loss scale or constraints) is applied with
+TensorFlow's fused `ResourceApplyAdam` kernel, one op per variable instead of Keras's dozen
+(a fifth less time per epoch). Its arithmetic is Keras's `Adam.update_step`'s (m += (g - m)
+(1 - b1), v += (g^2 - v)(1 - b2), w -= m a / (sqrt(v) + eps), a = lr sqrt(1 - b2^t) /
+(1 - b1^t)) bit for bit, with one difference: the kernel takes 1 - b in float32 from the
+float32 beta, Keras rounds 1 - b computed from the Python float, so 1 - 0.999 differs by 1.3e-5
+relative (as if beta_2 were 0.99900001). Any other optimizer goes through its own
+`apply_gradients`.
 """
 
 from __future__ import annotations
@@ -93,6 +104,50 @@ def fit(
     return {key: rows[:, column].tolist() for column, key in enumerate(CURVES)}
 
 
+def uses_fused_adam(optimizer: keras.optimizers.Optimizer, variables: list) -> bool:
+    """Whether `optimizer`'s update is plain Adam's on float32 variables without constraints:
+    what `_Loop` applies with the fused kernel."""
+    return (
+        type(optimizer) is keras.optimizers.Adam
+        and not optimizer.amsgrad
+        and optimizer.clipnorm is None
+        and optimizer.clipvalue is None
+        and optimizer.global_clipnorm is None
+        and not optimizer.weight_decay
+        and not optimizer.use_ema
+        and not optimizer.gradient_accumulation_steps
+        and optimizer.loss_scale_factor is None
+        and all(v.dtype == "float32" and v.constraint is None for v in variables)
+    )
+
+
+def apply_fused_adam(
+    adam: keras.optimizers.Adam, gradients: list[tf.Tensor], variables: list
+) -> None:
+    """`adam.apply_gradients` for an optimizer that `uses_fused_adam`, one fused op per
+    variable. Reads Adam's moments through its private lists (it has no public accessor)."""
+    step = tf.cast(adam.iterations + 1, tf.float32)
+    beta_1, beta_2 = tf.constant(adam.beta_1, tf.float32), tf.constant(adam.beta_2, tf.float32)
+    beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
+    learning_rate = tf.cast(adam.learning_rate, tf.float32)
+    epsilon = tf.constant(adam.epsilon, tf.float32)
+    for gradient, variable in zip(gradients, variables, strict=True):
+        index = adam._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.value.handle,
+            m=adam._momentums[index].value.handle,
+            v=adam._velocities[index].value.handle,
+            beta1_power=beta_1_power,
+            beta2_power=beta_2_power,
+            lr=learning_rate,
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=epsilon,
+            grad=tf.cast(gradient, tf.float32),
+        )
+    adam.iterations.assign_add(1)
+
+
 class _Loop:
     """The traced training loop and its state: the history and the early-stopping variables."""
 
@@ -116,6 +171,8 @@ class _Loop:
         self.monitor = CURVES.index(stopping.monitor)
         self.patience = stopping.patience or epochs  # no patience: never stops early
         self.restore_best = stopping.restore_best
+        self.variables = model.trainable_variables
+        self.fused_adam = uses_fused_adam(self.optimizer, self.variables)
 
         self.history = tf.Variable(tf.zeros((epochs, len(CURVES))), trainable=False)
         self.epoch = tf.Variable(0, trainable=False)
@@ -168,15 +225,17 @@ class _Loop:
         self, inputs: tf.Tensor, labels: tf.Tensor, weights: tf.Tensor | None
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """One optimizer step, as `fit`'s train_step: the batch's loss and right predictions."""
-        variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             probabilities = self.model(inputs, training=True)
             loss = self.loss(labels, probabilities, sample_weight=weights)
             if self.model.losses:
                 loss += tf.add_n(self.model.losses)
             scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        gradients = tape.gradient(scaled, self.variables)
+        if self.fused_adam:
+            apply_fused_adam(self.optimizer, gradients, self.variables)
+        else:
+            self.optimizer.apply_gradients(zip(gradients, self.variables, strict=True))
         right = keras.metrics.sparse_categorical_accuracy(labels, probabilities)
         return tf.cast(loss, tf.float32), tf.cast(right, tf.float32)
 
