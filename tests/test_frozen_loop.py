@@ -147,33 +147,25 @@ def test_without_patience_or_restoring_every_epoch_runs_and_the_last_weights_sta
 
 
 def test_the_fused_adam_update_is_keras_adams_with_float32_betas():
-    """Five steps of the same gradients through Keras's Adam and `apply_fused_adam`: the weights,
-    moments and step count are Keras's exactly once Keras takes the betas as float32 values,
-    and within float32 rounding of them with the betas as given."""
+    """Five steps of the same gradients through Keras's Adam and `FusedAdam`: the weights and
+    the step count are Keras's exactly once Keras takes the betas as float32 values, and within
+    float32 rounding of them with the betas as given."""
     fused_head, same_betas, given_betas = (
         compiled_head(0.0),
         compiled_head(0.0, float32_adam()),
         compiled_head(0.0),
     )
+    fused = frozen_loop.FusedAdam(fused_head.optimizer, fused_head.trainable_variables)
     rng = np.random.default_rng(5)
     for _ in range(5):
         gradients = [
             rng.normal(size=v.shape).astype(np.float32) for v in fused_head.trainable_variables
         ]
-        frozen_loop.apply_fused_adam(
-            fused_head.optimizer,
-            [tf.constant(g) for g in gradients],
-            fused_head.trainable_variables,
-        )
+        fused.apply([tf.constant(g) for g in gradients])
         for head in (same_betas, given_betas):
             head.optimizer.apply_gradients(zip(gradients, head.trainable_variables, strict=True))
-    fused = fused_head.optimizer.variables + fused_head.weights
     assert int(fused_head.optimizer.iterations) == 5
-    for mine, keras_ in zip(
-        fused, same_betas.optimizer.variables + same_betas.weights, strict=True
-    ):
+    for mine, keras_ in zip(fused_head.weights, same_betas.weights, strict=True):
         np.testing.assert_array_equal(mine, keras_)
-    for mine, keras_ in zip(
-        fused, given_betas.optimizer.variables + given_betas.weights, strict=True
-    ):
+    for mine, keras_ in zip(fused_head.weights, given_betas.weights, strict=True):
         np.testing.assert_allclose(mine, keras_, rtol=1e-4, atol=1e-6)

@@ -14,8 +14,8 @@ call, loss object, optimizer and epoch means, on the batches `fit` would get fro
 At batch 32 a step's time is mostly the number of ops TensorFlow dispatches and the passes over
 the weights and the optimizer's state. A plain Adam (`uses_fused_adam`: no amsgrad, clipping,
 weight decay, moving average, gradient accumulation, loss scale or constraints) is applied with
-TensorFlow's fused `ResourceApplyAdam` kernel, one op per variable instead of Keras's dozen
-(a fifth less time per epoch). Its arithmetic is Keras's `Adam.update_step`'s (m += (g - m)
+TensorFlow's fused `ResourceApplyAdam` kernel on moments the loop keeps (`FusedAdam`), one op per
+variable instead of Keras's dozen (a fifth less time per epoch). Its arithmetic is Keras's `Adam.update_step`'s (m += (g - m)
 (1 - b1), v += (g^2 - v)(1 - b2), w -= m a / (sqrt(v) + eps), a = lr sqrt(1 - b2^t) /
 (1 - b1^t)) bit for bit, with one difference: the kernel takes 1 - b in float32 from the
 float32 beta, Keras rounds 1 - b computed from the Python float, so 1 - 0.999 differs by 1.3e-5
@@ -121,31 +121,41 @@ def uses_fused_adam(optimizer: keras.optimizers.Optimizer, variables: list) -> b
     )
 
 
-def apply_fused_adam(
-    adam: keras.optimizers.Adam, gradients: list[tf.Tensor], variables: list
-) -> None:
+class FusedAdam:
     """`adam.apply_gradients` for an optimizer that `uses_fused_adam`, one fused op per
-    variable. Reads Adam's moments through its private lists (it has no public accessor)."""
-    step = tf.cast(adam.iterations + 1, tf.float32)
-    beta_1, beta_2 = tf.constant(adam.beta_1, tf.float32), tf.constant(adam.beta_2, tf.float32)
-    beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
-    learning_rate = tf.cast(adam.learning_rate, tf.float32)
-    epsilon = tf.constant(adam.epsilon, tf.float32)
-    for gradient, variable in zip(gradients, variables, strict=True):
-        index = adam._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.value.handle,
-            m=adam._momentums[index].value.handle,
-            v=adam._velocities[index].value.handle,
-            beta1_power=beta_1_power,
-            beta2_power=beta_2_power,
-            lr=learning_rate,
-            beta1=beta_1,
-            beta2=beta_2,
-            epsilon=epsilon,
-            grad=tf.cast(gradient, tf.float32),
-        )
-    adam.iterations.assign_add(1)
+    variable, on first and second moments of its own (zero at the start, as Keras's are), so it
+    needs none of the optimizer's private state; the optimizer's step count (`iterations`)
+    advances as Keras's own update would advance it."""
+
+    def __init__(self, adam: keras.optimizers.Adam, variables: list):
+        self.adam, self.variables = adam, variables
+        self.moments = [
+            tuple(tf.Variable(tf.zeros(v.shape), trainable=False) for _ in "mv") for v in variables
+        ]
+
+    def apply(self, gradients: list[tf.Tensor]) -> None:
+        adam = self.adam
+        step = tf.cast(adam.iterations + 1, tf.float32)
+        beta_1, beta_2 = tf.constant(adam.beta_1, tf.float32), tf.constant(adam.beta_2, tf.float32)
+        beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
+        learning_rate = tf.cast(adam.learning_rate, tf.float32)
+        epsilon = tf.constant(adam.epsilon, tf.float32)
+        for gradient, variable, (first, second) in zip(
+            gradients, self.variables, self.moments, strict=True
+        ):
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.value.handle,
+                m=first.handle,
+                v=second.handle,
+                beta1_power=beta_1_power,
+                beta2_power=beta_2_power,
+                lr=learning_rate,
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=epsilon,
+                grad=tf.cast(gradient, tf.float32),
+            )
+        adam.iterations.assign_add(1)
 
 
 class _Loop:
@@ -172,7 +182,11 @@ class _Loop:
         self.patience = stopping.patience or epochs  # no patience: never stops early
         self.restore_best = stopping.restore_best
         self.variables = model.trainable_variables
-        self.fused_adam = uses_fused_adam(self.optimizer, self.variables)
+        self.fused_adam = (
+            FusedAdam(self.optimizer, self.variables)
+            if uses_fused_adam(self.optimizer, self.variables)
+            else None
+        )
 
         self.history = tf.Variable(tf.zeros((epochs, len(CURVES))), trainable=False)
         self.epoch = tf.Variable(0, trainable=False)
@@ -233,7 +247,7 @@ class _Loop:
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.variables)
         if self.fused_adam:
-            apply_fused_adam(self.optimizer, gradients, self.variables)
+            self.fused_adam.apply(gradients)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.variables, strict=True))
         right = keras.metrics.sparse_categorical_accuracy(labels, probabilities)
