@@ -14,13 +14,13 @@ call, loss object, optimizer and epoch means, on the batches `fit` would get fro
 At batch 32 a step's time is mostly the number of ops TensorFlow dispatches and the passes over
 the weights and the optimizer's state. A plain Adam (`uses_fused_adam`: no amsgrad, clipping,
 weight decay, moving average, gradient accumulation, loss scale or constraints) is applied with
-TensorFlow's fused `ResourceApplyAdam` kernel on moments the loop keeps (`FusedAdam`), one op per
-variable instead of Keras's dozen (a fifth less time per epoch). Its arithmetic is Keras's `Adam.update_step`'s (m += (g - m)
-(1 - b1), v += (g^2 - v)(1 - b2), w -= m a / (sqrt(v) + eps), a = lr sqrt(1 - b2^t) /
-(1 - b1^t)) bit for bit, with one difference: the kernel takes 1 - b in float32 from the
-float32 beta, Keras rounds 1 - b computed from the Python float, so 1 - 0.999 differs by 1.3e-5
-relative (as if beta_2 were 0.99900001). Any other optimizer goes through its own
-`apply_gradients`.
+TensorFlow's fused `ResourceApplyAdam` kernel on moments the loop keeps (`FusedAdam`), one op
+per variable instead of Keras's dozen (a fifth less time per epoch). Its arithmetic is Keras's
+`Adam.update_step`'s (m += (g - m) (1 - b1), v += (g^2 - v)(1 - b2), w -= m a / (sqrt(v) + eps),
+a = lr sqrt(1 - b2^t) / (1 - b1^t)) bit for bit, with one difference: the kernel takes 1 - b in
+float32 from the float32 beta, Keras rounds 1 - b computed from the Python float, so 1 - 0.999
+differs by 1.3e-5 relative (as if beta_2 were 0.99900001). Any other optimizer goes through its
+own `apply_gradients`.
 """
 
 from __future__ import annotations
