@@ -375,9 +375,10 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--workers",
         type=int,
-        default=0,
         metavar="N",
-        help="run the trials in N local worker processes (Keras Tuner chief/worker)",
+        help="run the trials in N local worker processes (Keras Tuner chief/worker); 0: in "
+        "this process (default: 2 for long frozen-phase trials on cached features on 2 or more "
+        "cores, else 0)",
     )
     command.add_argument(
         "--serve-oracle",

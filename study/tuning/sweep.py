@@ -36,11 +36,13 @@ from study.files import atomic_write_text
 from study.tracking import outcome, runs, server
 from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
 from study.tuning import keras_tuner_adapter, tuner
-from study.tuning.workers import Lease, WorkerPool
+from study.tuning.workers import Lease, WorkerPool, usable_cores
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
 RETRIED_TAG = "retried"  # on a trial's FAILED run that --retry-failed ran again
+DEFAULT_WORKERS = 2  # local worker processes when `default_workers` runs trials two at a time
+MIN_TRIAL_IMAGE_EPOCHS = 20_000  # frozen.epochs x images of a trial worth a worker process
 # Keras Tuner's distribution settings, read from the environment.
 TUNER_ID, ORACLE_IP, ORACLE_PORT = (
     "KERASTUNER_TUNER_ID",
@@ -91,21 +93,23 @@ class Sweep:
     def run(
         self,
         fresh: bool = False,
-        workers: int = 0,
+        workers: int | None = 0,
         oracle_address: str | None = None,
         retry_failed: bool = False,
     ) -> SweepSummary:
         """Run or resume the sweep: in this process, or as the chief of `workers` local
-        worker processes and of any remote workers that reach `oracle_address` (host:port).
+        worker processes (None: as many as `default_workers` chooses, none with an
+        `oracle_address`) and of any remote workers that reach `oracle_address` (host:port).
         With `retry_failed`, the trials that failed run once more."""
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
-        distributed = workers > 0 or oracle_address is not None
+        if workers is None and oracle_address is not None:
+            workers = 0  # the chief of remote workers starts local ones only when asked
         self.prepared = runs.prepare(
             self.config,
             self.store,
             self.state_dir,
             self.progress,
-            cache=workers > 0 or not distributed,
+            cache=workers != 0 or oracle_address is None,
         )
         for notice in self.prepared.dataset.notices:
             self.say(f"note: {notice}")
@@ -113,6 +117,9 @@ class Sweep:
             self._abandon()
         self.experiment_id = self.store.experiment(self.config.name, self.config.description)
         self.parent_run_id = self._parent_run(self._identity(self.prepared))
+        if workers is None:
+            workers = self._default_workers(retry_failed)
+        distributed = workers > 0 or oracle_address is not None
         pool = None
         if distributed:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
@@ -162,6 +169,29 @@ class Sweep:
             study_tuner.search(verbose=0)
         finally:
             lease.release()
+
+    def _default_workers(self, retry_failed: bool) -> int:
+        """The local workers `default_workers` chooses for what is left of this sweep, said."""
+        count, reason = default_workers(
+            self.config, len(self.prepared.dataset), self._trials_left(retry_failed), usable_cores()
+        )
+        if count:
+            self.say(f"{count} local workers by default ({reason}; --workers 0: in this process)")
+        else:
+            self.say(f"trials in this process by default ({reason}; --workers N: N processes)")
+        return count
+
+    def _trials_left(self, retry_failed: bool) -> int | None:
+        """Planned trials without a FINISHED run (or a FAILED one, unless it is retried)."""
+        if self.planned is None:
+            return None
+        query = f"tags.run_type = 'trial' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
+        ended = {
+            run.data.tags.get("trial_id")
+            for run in self.store.client.search_runs([self.experiment_id], query)
+            if run.info.status == "FINISHED" or (run.info.status == "FAILED" and not retry_failed)
+        }
+        return max(self.planned - len(ended), 0)
 
     def _retry_failed(self, oracle) -> None:
         """Queue the failed trials to run again, each once; their FAILED runs stay, tagged as
@@ -456,6 +486,61 @@ class Sweep:
         atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
         self.store.client.log_artifact(self.parent_run_id, str(path))
         return path
+
+
+def default_workers(
+    config: StudyConfig, images: int, trials_left: int | None, cores: int
+) -> tuple[int, str]:
+    """How many local worker processes run a sweep's trials when `--workers` is not given (0:
+    in the sweep's process), and why.
+
+    A trial on cached features that does not fine-tune trains the head alone, a few small
+    matrix products per step that leave a second core idle: two such trials at once, in two
+    worker processes, ran 1.8-1.9x as many trials per hour on 2 cores
+    (benchmarks/workers_throughput.py). Workers cost tens of seconds to start (each imports
+    TensorFlow and loads the cache; a SQLite store is served through a tracking server) and
+    log through that server, so trials whose frozen phase is short (frozen.epochs x images
+    below MIN_TRIAL_IMAGE_EPOCHS, as in the smoke study) or a single trial left run in the
+    sweep's process. At most DEFAULT_WORKERS: the speed-up was measured with 2, and every
+    worker holds its own TensorFlow and feature cache in memory."""
+    if not _frozen_only_on_cached_features(config):
+        return 0, "the trials fine-tune or do not run on cached features"
+    epochs = max(_space_values(config, "frozen.epochs"))
+    if epochs * images < MIN_TRIAL_IMAGE_EPOCHS:
+        return 0, (
+            f"short trials: {epochs} frozen epochs x {images} images < "
+            f"{MIN_TRIAL_IMAGE_EPOCHS} image-epochs"
+        )
+    if trials_left is not None and trials_left < 2:
+        return 0, f"{trials_left} trial left"
+    if cores < 2:
+        return 0, "1 usable core"
+    left = "" if trials_left is None else f", {trials_left} trials left"
+    return min(cores, DEFAULT_WORKERS), (
+        f"frozen-phase trials on cached features{left}, {cores} usable cores"
+    )
+
+
+def _frozen_only_on_cached_features(config: StudyConfig) -> bool:
+    """Whether every trial of the sweep trains the head on cached features, and nothing more."""
+    return (
+        all(_space_values(config, "features.cache"))
+        and min(_space_values(config, "frozen.epochs")) > 0
+        and max(_space_values(config, "fine_tune.epochs")) == 0
+    )
+
+
+def _space_values(config: StudyConfig, key: str) -> list:
+    """The values the sweep's trials can give `key`: a range's ends, a choice's values, or the
+    config's own value when the sweep does not vary it."""
+    spec = config.hyperparameters.get(key)
+    if spec is None:
+        return [config.flat()[key]]
+    if spec.type == "choice":
+        return list(spec.values)
+    if spec.type == "fixed":
+        return [spec.value]
+    return [spec.min, spec.max]
 
 
 def trial_name(config: StudyConfig, trial_id: str, values: dict) -> str:

@@ -1,0 +1,80 @@
+"""`study sweep` without --workers: the rule that chooses its local worker processes, and a
+sweep run by that default surviving kill -9 of its whole process group."""
+
+import random
+
+import mlflow
+
+from study import config as study_config
+from study.tuning.sweep import MIN_TRIAL_IMAGE_EPOCHS, default_workers
+
+from .conftest import REPO
+from .kill_harness import SweepUnderTest, audit
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+SAMPLE_IMAGES = 60  # the package's NEU sample
+# The 4 smoke trials at up to 400 frozen epochs x 60 images, enough for 2 workers by default;
+# early stopping ends each after a few epochs, and a cache of one view is quick to build.
+KILLED_SWEEP = [
+    "data.image_size=32",
+    "features.views=1",
+    "frozen.epochs=400",
+    "frozen.batch_size=64",
+    "frozen.early_stopping.patience=2",
+]
+
+
+def smoke(*overrides: str):
+    return study_config.load(SMOKE, list(overrides))
+
+
+def test_two_workers_only_for_long_frozen_trials_on_cached_features_with_two_left():
+    long_enough = f"frozen.epochs={MIN_TRIAL_IMAGE_EPOCHS // SAMPLE_IMAGES + 1}"
+    config = smoke(long_enough)
+    assert default_workers(config, SAMPLE_IMAGES, 4, cores=2)[0] == 2
+    assert default_workers(config, SAMPLE_IMAGES, 4, cores=8)[0] == 2  # at most 2
+    assert default_workers(config, SAMPLE_IMAGES, None, cores=2)[0] == 2  # unknown (Hyperband)
+    assert default_workers(config, SAMPLE_IMAGES, 1, cores=2) == (0, "1 trial left")
+    assert default_workers(config, SAMPLE_IMAGES, 4, cores=1) == (0, "1 usable core")
+    # the smoke study as shipped: 10 epochs x 60 images, too short to repay starting workers
+    count, reason = default_workers(smoke(), SAMPLE_IMAGES, 4, cores=2)
+    assert count == 0 and reason.startswith("short trials: 10 frozen epochs x 60 images")
+    # trials that may fine-tune, or that train without the feature cache
+    may_fine_tune = "hyperparameters.fine_tune.epochs={type: choice, values: [0, 1]}"
+    for overrides in ([may_fine_tune], ["features.cache=false"]):
+        count, reason = default_workers(smoke(long_enough, *overrides), SAMPLE_IMAGES, 4, 2)
+        assert (count, reason) == (0, "the trials fine-tune or do not run on cached features")
+
+
+def test_kill_9_of_a_default_workers_sweep_then_resume_logs_each_trial_once(tmp_path):
+    """The 4 smoke trials, long enough for 2 workers by default: SIGKILL the whole process
+    group (chief, workers, tracking server) just after a trial's run turned FINISHED, run the
+    same command again, and every trial ends with exactly one FINISHED run, none RUNNING."""
+    database, state = tmp_path / "store" / "mlflow.db", tmp_path / "state"
+    command = ["sweep", str(SMOKE), "--tracking-uri", f"sqlite:///{database}"]
+    command += ["--state-dir", str(state)]
+    for item in KILLED_SWEEP:
+        command += ["--set", item]
+    sweep = SweepUnderTest(command, tmp_path, database, state, tmp_path / "sweep.log")
+
+    uri = f"sqlite:///{database}"
+    kill = sweep.kill_at("between", random.Random(0), timeout_s=400)
+    assert kill is not None, f"the sweep ended before any kill: {sweep.log}"
+    # read through MLflow: the killed tracking server can leave a journal only a writer replays
+    assert 1 <= len(finished_runs(uri)) < 4, kill.seen
+    assert sweep.run_to_end(timeout_s=400) == 0, sweep.log.read_text()[-3000:]
+
+    log = sweep.log.read_text()
+    assert log.count("2 local workers by default") == 2, log  # the kill's launch and the resume
+    result = audit(smoke(*KILLED_SWEEP), uri, state, kill.running_runs)
+    assert result.problems == [], result.problems
+    assert (result.finished, result.duplicates, result.lost) == (4, 0, 0)
+    finished = finished_runs(uri)
+    assert sorted(finished["tags.trial_id"]) == ["0", "1", "2", "3"]
+    assert set(finished["tags.worker"]) <= {"worker1", "worker2"}
+
+
+def finished_runs(uri: str):
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["smoke"])
+    return runs[(runs["tags.run_type"] == "trial") & (runs["status"] == "FINISHED")]
