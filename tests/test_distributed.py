@@ -61,7 +61,7 @@ def wait_until(found, processes: list[subprocess.Popen], what: str, wait_s: floa
     """Poll `found()` until it returns something true; fail when a process ended first."""
     deadline = time.monotonic() + wait_s
     while not (result := found()):
-        ended = [p.args[3:5] for p in processes if p.poll() is not None]
+        ended = [" ".join(p.args[3:9]) for p in processes if p.poll() is not None]
         assert not ended and time.monotonic() < deadline, f"waiting for {what}; ended: {ended}"
         time.sleep(0.2)
     return result
@@ -183,57 +183,64 @@ def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(store
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_chief_started_again_waits_for_the_trial_of_a_live_remote_worker(kind, tmp_path, request):
-    # A chief with one local worker and a remote worker, each holding its trial's run open;
-    # the chief is killed (with its local worker) and started again with the same command
-    # while the remote worker is in the middle of its trial. The new chief hands the local
-    # worker's trial out again, keeps the remote worker's trial for it, and the remote worker,
-    # let go, ends its trial with the new chief: one FINISHED run per trial.
+    # A chief and two remote workers, each holding its trial's run open. The chief is killed,
+    # and remote2 with it, while remote1 is in the middle of its trial; the same chief command
+    # starts again. It keeps remote1's trial for remote1 and hands remote2's out again; remote1,
+    # let go, ends its trial with the new chief, then runs the other: one FINISHED run each.
     if kind == "sqlite":
         port, _ = request.getfixturevalue("tracking_server")
         uri = f"http://127.0.0.1:{port}"
     else:
         uri = postgres.fresh_database(request.getfixturevalue("postgres_uri"), "chief_restart")
     oracle = f"127.0.0.1:{server.free_port()}"
-    chief = ["sweep", SMOKE, "--workers", "1", "--serve-oracle", oracle, "--tracking-uri", uri]
-    remote_worker = ["sweep", SMOKE, "--worker", "remote1", "--oracle", oracle]
-    gate, logs = tmp_path / "gate", {name: tmp_path / f"{name}.log" for name in ("1", "2", "w")}
-    first = start_study(
-        [*chief, *ONE_SEED], tmp_path / "chief", logs["1"], runs_held_until(tmp_path / "never")
-    )
-    remote = start_study(
-        [*remote_worker, "--tracking-uri", uri, *ONE_SEED],
-        tmp_path / "remote",
-        logs["w"],
-        runs_held_until(gate),
-    )
-    started = [first, remote]
+    chief = ["sweep", SMOKE, "--serve-oracle", oracle, "--tracking-uri", uri, *ONE_SEED]
+    logs = {name: tmp_path / f"{name}.log" for name in ("chief1", "chief2", "remote1", "remote2")}
+    gates = {"remote1": tmp_path / "gate1", "remote2": tmp_path / "gate2"}  # gate2 stays shut
+    first = start_study(chief, tmp_path / "chief", logs["chief1"])
+    remotes = {
+        worker_id: start_study(
+            ["sweep", SMOKE, "--worker", worker_id, "--oracle", oracle, "--tracking-uri", uri]
+            + ONE_SEED,
+            tmp_path / "workers",  # one --state-dir: the feature cache is built once
+            logs[worker_id],
+            runs_held_until(gate),
+        )
+        for worker_id, gate in gates.items()
+    }
+    started = [first, *remotes.values()]
     try:
-        held = Path(f"{gate}.held")
-        held_run = wait_until(lambda: read_if_there(held), started, "the remote worker's run")
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-        second = start_study([*chief, *ONE_SEED], tmp_path / "chief", logs["2"])
+        held = {
+            worker_id: wait_until(
+                lambda gate=gate: read_if_there(Path(f"{gate}.held")), started, worker_id
+            )
+            for worker_id, gate in gates.items()
+        }
+        for process in (first, remotes["remote2"]):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        second = start_study(chief, tmp_path / "chief", logs["chief2"])
         started.append(second)
         wait_until(
-            lambda: "stays with remote1" in read_if_there(logs["2"]),
-            [second, remote],
-            "the new chief to keep the remote worker's trial",
+            lambda: "stays with remote1" in read_if_there(logs["chief2"]),
+            [second, remotes["remote1"]],
+            "the new chief to keep remote1's trial",
         )
-        gate.touch()
-        assert second.wait(timeout=600) == 0, logs["2"].read_text()
-        assert remote.wait(timeout=120) == 0, logs["w"].read_text()
+        gates["remote1"].touch()
+        assert second.wait(timeout=600) == 0, logs["chief2"].read_text()
+        assert remotes["remote1"].wait(timeout=120) == 0, logs["remote1"].read_text()
     finally:
         for process in started:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
 
+    assert "runs again: remote2 is gone" in logs["chief2"].read_text()
     trials, parents = trial_runs(uri)
     finished = trials[trials["status"] == "FINISHED"]
     assert sorted(finished["tags.trial_id"]) == ["0", "1"]  # none lost, none run twice
-    assert held_run in set(finished["run_id"])  # the remote worker's own run
-    assert set(finished["tags.worker"]) == {"worker1", "remote1"}
-    # the dead local worker's run is closed; its trial ran again
-    assert list(trials[trials["status"] != "FINISHED"]["status"]) == ["KILLED"]
+    assert held["remote1"] in set(finished["run_id"])  # remote1 finished its own run
+    assert set(finished["tags.worker"]) == {"remote1"}
+    killed = trials[trials["status"] != "FINISHED"]  # remote2's run, closed; its trial ran again
+    assert list(killed["run_id"]) == [held["remote2"]] and list(killed["status"]) == ["KILLED"]
     assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
 
 
