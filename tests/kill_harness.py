@@ -2,7 +2,8 @@
 
 Shared by the kill test of the default suite (tests/test_sweep.py) and the longer
 benchmarks/kill_resume.py; `worker_dies_on` makes a distributed sweep's worker kill itself on
-a given trial (tests/test_distributed.py). The sweep runs in its own process group and is
+a given trial, and `runs_held_until` holds runs open until the test lets them go
+(tests/test_distributed.py). The sweep runs in its own process group and is
 killed with SIGKILL, so nothing in it gets to clean up. While it runs, this side watches it
 without writing anything: the MLflow SQLite store through a read-only connection, and the
 feature cache's lock (held while the cache is read or built).
@@ -40,14 +41,26 @@ POLL_S = 0.1
 FAST_POLL_S = 0.02  # for moments that last a fraction of a second
 FAULTS = Path(__file__).resolve().parent / "faults"  # its sitecustomize.py reads KILL_TRIAL
 KILL_TRIAL = "STUDY_TEST_KILL_TRIAL"
+HOLD_RUNS = "STUDY_TEST_HOLD_RUNS"
+
+
+def _with_faults() -> str:
+    """A PYTHONPATH that makes Python load tests/faults/sitecustomize.py at start-up."""
+    return os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
 
 
 def worker_dies_on(trial_id: str) -> dict[str, str]:
     """Environment for a `study sweep --workers N` whose local worker processes SIGKILL
     themselves when handed trial `trial_id`, before its MLflow run exists: Python loads
     tests/faults/sitecustomize.py in every process started with it."""
-    path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path, KILL_TRIAL: trial_id}
+    return {"PYTHONPATH": _with_faults(), KILL_TRIAL: trial_id}
+
+
+def runs_held_until(gate: Path) -> dict[str, str]:
+    """Environment for `study` processes (and their local workers) that hold every run they
+    start open, RUNNING, until the file `gate` exists; each names the run it holds in
+    `<gate>.held`."""
+    return {"PYTHONPATH": _with_faults(), HOLD_RUNS: str(gate)}
 
 
 @dataclass

@@ -49,6 +49,13 @@ class DurableStates:
     calls for every write of a trial's trial.json (overridden here to write it atomically), and
     on `Oracle._retry_queue`, which `reload()` fills with the trials that were running."""
 
+    interrupted: dict[str, str] = {}  # after a reload: tuner id -> the trial it was running
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        # `reload()` queues these trials to run again, forgetting which tuner ran each.
+        self.interrupted = dict(state["ongoing_trials"])
+
     def save(self) -> None:
         atomic_write_text(self._get_oracle_fname(), json.dumps(self.get_state()))
 
@@ -90,6 +97,16 @@ class SharedStateTuner(kt.engine.base_tuner.BaseTuner):
         if self.is_worker:
             return super()._get_tuner_fname()
         return os.path.join(str(self.project_dir), "tuner0.json")
+
+
+@kt.synchronized
+def give_back(oracle: kt.Oracle, tuner_id: str, trial_id: str) -> None:
+    """Take a trial that a reload queued to run again out of the queue and make it the ongoing
+    trial of `tuner_id` again, the tuner that was running it: the chief then waits for that
+    tuner to end it. Relies on `Oracle._retry_queue`."""
+    oracle._retry_queue.remove(trial_id)
+    oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
+    oracle.tuner_ids.add(tuner_id)
 
 
 @kt.synchronized

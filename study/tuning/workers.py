@@ -7,7 +7,9 @@ hands it back the trial it had; after `MAX_RESTARTS` deaths on one trial that tr
 and the worker goes on with the next one. Every worker announces itself with a lease on the
 sweep's parent run (host, pid and a heartbeat), through the tracking server: a second process
 cannot take an id a live worker holds, and the chief fails the trial of a worker, local or
-remote, whose heartbeat stopped, so it never waits forever on a dead worker.
+remote, whose heartbeat stopped, so it never waits forever on a dead worker. A chief started
+again after it died leaves the trial a worker was running with that worker while its lease is
+live (a remote worker outlives its chief and reports the trial to the new one).
 
 This module knows the sweep only as a `Chief`: the sweep hands the pool the function a worker
 process runs once it is set up (`WorkerRun`), so the two modules import one way.
@@ -38,7 +40,7 @@ from study.processes import sigterm_as_interrupt
 from study.tracking import server
 from study.tracking.provenance import redact
 from study.tracking.store import Store
-from study.tuning.keras_tuner_adapter import abandon
+from study.tuning.keras_tuner_adapter import abandon, give_back, queued_retries
 
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
@@ -153,6 +155,7 @@ class WorkerPool:
 
     def start(self, oracle: kt.Oracle) -> None:
         self.oracle = oracle
+        self._keep_trials_of_live_workers()
         for number in range(1, self.count + 1):
             self._spawn(f"worker{number}")
         self._watcher.start()
@@ -160,6 +163,33 @@ class WorkerPool:
             self.sweep.say(
                 f"chief at {self.address} with {self.count} workers ({self.threads} threads "
                 f"each), tracking through {redact(self.tracking_uri)}"
+            )
+
+    def _keep_trials_of_live_workers(self) -> None:
+        """A chief started again on a sweep: Keras Tuner queues the trials that were running
+        to be handed out again. A trial whose worker still holds a live lease (a remote worker
+        that outlived the old chief and is still running it, or one started again under its
+        id) stays that worker's, and the chief waits for it to end the trial, rather than
+        have another worker close its run and run it a second time. The trial of a worker
+        whose lease is released or expired is handed out again; whoever gets it closes its
+        run KILLED."""
+        interrupted = {
+            worker_id: trial_id
+            for worker_id, trial_id in self.oracle.interrupted.items()
+            if trial_id in queued_retries(self.oracle) and worker_id != "chief"
+        }
+        if not interrupted:
+            return
+        leases = read_leases(self.sweep.store, self.sweep.parent_run_id)
+        for worker_id, trial_id in interrupted.items():
+            lease = leases.get(worker_id)
+            if lease is None or not alive(lease):
+                self.sweep.say(f"trial {trial_id} of {worker_id} runs again: {worker_id} is gone")
+                continue
+            give_back(self.oracle, worker_id, trial_id)
+            self.sweep.say(
+                f"trial {trial_id} stays with {worker_id}, which still holds its lease (pid "
+                f"{lease['pid']} on {lease['host']}): waiting for it to end the trial"
             )
 
     def _spawn(self, worker_id: str) -> None:
