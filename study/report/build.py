@@ -22,7 +22,7 @@ from study.report.analysis import analyse
 from study.report.importance import importance_metrics, importance_tables
 from study.report.selection import ReportError, select
 from study.tracking.outcome import fetch_runs
-from study.tracking.store import PREDICTIONS, Store, sqlite_path
+from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"
@@ -57,7 +57,21 @@ def build_report(
         )
         if "importance" in analysis.tables:
             log_importance(store, analysis.selection.parent_run_id, analysis.tables["importance"])
+        link_report(store, analysis.selection.parent_run_id, folder, experiment_name)
     return folder
+
+
+def link_report(store: Store, run_id: str, folder: Path, experiment_name: str) -> None:
+    """Name the report in the sweep run's description: its paragraph that starts with
+    `REPORT_NOTE` (the sweep's summary writes how to build it) now says where it was written."""
+    note = store.client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    kept = [part for part in note.split("\n\n") if part and not part.startswith(REPORT_NOTE)]
+    where = (
+        f"{REPORT_NOTE}{(folder / 'report.html').resolve()} (and report.md beside it), also in "
+        f"this run's artifacts under report/; `study report {experiment_name} --sweep {run_id}` "
+        "rebuilds it."
+    )
+    store.log(run_id, tags={NOTE_TAG: "\n\n".join([*kept, where])})
 
 
 def sweep_importance(
