@@ -201,9 +201,8 @@ def log_sweep(store: Store, template: Template, n_runs: int, epochs: int) -> tup
         run_name = sweep.trial_name(config, trial_id, {**values, "seed": seed})
         with store.run(experiment_id, run_name, tags, parent_run_id) as run_id:
             params = {**template.params, **trial_config.flat(), **trial_config.knob_values()}
-            store.log(run_id, params=params)
+            store.log(run_id, params=params, metrics=metrics(template, quality, epochs, rng))
             store.log_datasets(run_id, name, source, digests)
-            store.log(run_id, metrics=metrics(template, quality, epochs, rng))
             store.log_artifacts(run_id, template.artifacts)
     found = outcome.counted_runs(outcome.fetch_runs(store, experiment_id), parent_run_id)
     store.log_table(
