@@ -23,6 +23,7 @@ from . import postgres
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO.parent / "shared" / "data" / "neu"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
 CLASSES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
 
 
@@ -114,6 +115,18 @@ def run_study(*args: str, cwd: Path, env: dict | None = None, timeout: float = 6
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory):
+    """The README's smoke sweep (at 32 px) in a store of its own: (folder, store URI, output)."""
+    folder = tmp_path_factory.mktemp("smoke")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    result = run_study(
+        "sweep", str(SMOKE), "--set", "data.image_size=32", "--tracking-uri", uri, cwd=folder
+    )
+    assert result.returncode == 0, result.stderr
+    return folder, uri, result
 
 
 @pytest.fixture

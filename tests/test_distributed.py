@@ -137,6 +137,12 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(store_ur
         assert len({item.dataset.digest for item in inputs}) == 3
 
 
+@pytest.mark.parametrize(
+    "store_uri",
+    # four worker restarts, each importing TensorFlow: SQLite's run is left to `-m slow`
+    [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"],
+    indirect=True,
+)
 def test_a_trial_that_kills_its_worker_every_time_fails_and_the_sweep_ends(store_uri, tmp_path):
     # Trial 1's worker SIGKILLs itself as soon as it gets the trial, before its MLflow run
     # exists: the sweep must end (a hang fails on the timeout), with that trial FAILED.

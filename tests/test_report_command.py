@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from study.tracking.store import NOTE_TAG, REPORT_NOTE
+
 from .conftest import REPO, run_study
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
@@ -90,3 +92,13 @@ def test_report_of_the_smoke_sweep_matches_the_logged_runs(tmp_path):
         assert (tmp_path / "again" / "smoke" / path.name).read_bytes() == path.read_bytes(), (
             path.name
         )
+
+    # the sweep's description names the report last built, once
+    parent = runs[runs["tags.run_type"] == "sweep"].iloc[0]
+    note = mlflow.MlflowClient(uri).get_run(parent["run_id"]).data.tags[NOTE_TAG]
+    report = [part for part in note.split("\n\n") if part.startswith(REPORT_NOTE)]
+    assert report == [
+        f"{REPORT_NOTE}{tmp_path / 'again' / 'smoke' / 'report.html'} (and report.md beside it), "
+        f"also in this run's artifacts under report/; `study report smoke --sweep "
+        f"{parent['run_id']}` rebuilds it."
+    ]

@@ -11,7 +11,6 @@ import time
 import urllib.request
 
 import mlflow
-import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import sync_playwright
 
@@ -19,21 +18,10 @@ from study.tracking import server
 from study.tracking.server import free_port
 from study.tracking.store import Store
 
-from .conftest import REPO, run_study, wait_for_health
+from .browser import launch
+from .conftest import REPO, SMOKE, wait_for_health
 
-SMOKE = REPO / "search_spaces" / "smoke.yaml"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADDRESS = re.compile(r"latest experiment smoke: (http://\S+/#/experiments/(\d+)/runs\S*)")
 
 
@@ -92,18 +80,6 @@ def test_ui_serves_the_page_and_the_runs_api(tmp_path):
         os.killpg(server.pid, signal.SIGTERM)
         output = server.communicate(timeout=30)[0]
     assert f"at http://127.0.0.1:{port}" in output
-
-
-@pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory):
-    """The README's smoke sweep (at 32 px) in a store of its own: (folder, store URI, output)."""
-    folder = tmp_path_factory.mktemp("smoke")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    result = run_study(
-        "sweep", str(SMOKE), "--set", "data.image_size=32", "--tracking-uri", uri, cwd=folder
-    )
-    assert result.returncode == 0, result.stderr
-    return folder, uri, result
 
 
 def test_the_smoke_sweep_prints_no_tensorflow_log_lines(smoke_sweep):
@@ -173,7 +149,7 @@ def test_study_ui_opens_on_the_sweep_and_its_trials_in_chromium(smoke_sweep):
             "?workflowType=machine_learning"
         )
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch(playwright)
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})
                 page.goto(address)

@@ -22,7 +22,7 @@ from study.report.analysis import analyse
 from study.report.importance import importance_metrics, importance_tables
 from study.report.selection import ReportError, select
 from study.tracking.outcome import fetch_runs
-from study.tracking.store import PREDICTIONS, Store, sqlite_path
+from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"
@@ -45,7 +45,7 @@ def build_report(
     experiment_id = _experiment_id(store, experiment_name)
     runs = fetch_runs(store, experiment_id)
     reference = paper.load()
-    outcomes = fetch_outcomes(store, select(runs, sweep_run_id).runs["run_id"])
+    outcomes = fetch_outcomes(store, select(runs, sweep_run_id).runs)
     analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective, outcomes)
     details = fetch_details(store, analysis.best, analysis.best_runs)
     report = document.compose(analysis, details, reference)
@@ -57,7 +57,21 @@ def build_report(
         )
         if "importance" in analysis.tables:
             log_importance(store, analysis.selection.parent_run_id, analysis.tables["importance"])
+        link_report(store, analysis.selection.parent_run_id, folder, experiment_name)
     return folder
+
+
+def link_report(store: Store, run_id: str, folder: Path, experiment_name: str) -> None:
+    """Name the report in the sweep run's description: its paragraph that starts with
+    `REPORT_NOTE` (the sweep's summary writes how to build it) now says where it was written."""
+    note = store.client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    kept = [part for part in note.split("\n\n") if part and not part.startswith(REPORT_NOTE)]
+    where = (
+        f"{REPORT_NOTE}{(folder / 'report.html').resolve()} (and report.md beside it), also in "
+        f"this run's artifacts under report/; `study report {experiment_name} --sweep {run_id}` "
+        "rebuilds it."
+    )
+    store.log(run_id, tags={NOTE_TAG: "\n\n".join([*kept, where])})
 
 
 def sweep_importance(
@@ -81,12 +95,12 @@ def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
     store.log(run_id, metrics=[(k, v, 0) for k, v in importance_metrics(table).items()])
 
 
-def fetch_outcomes(store: Store, run_ids) -> pd.DataFrame:
+def fetch_outcomes(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's per-image correctness on the test split, from its `predictions.csv`
     (columns run_id, file, correct); runs that logged none are left out."""
     frames = []
-    for run_id in run_ids:
-        found = _artifact_csv(store, run_id, PREDICTIONS)
+    for run_id, artifact_uri in zip(runs["run_id"], runs["artifact_uri"], strict=True):
+        found = _artifact_csv(store, artifact_uri, PREDICTIONS)
         if found is not None:
             test = found[found["split"] == "test"]
             frames.append(test[["file", "correct"]].assign(run_id=run_id))
@@ -111,7 +125,10 @@ def fetch_details(
                 curves[curve] = [m.value for m in sorted(points, key=lambda m: m.step)]
         if curves:
             histories[stage] = curves
-    matrices = [_artifact_csv(store, run_id, CONFUSION, index_col=0) for run_id in runs["run_id"]]
+    matrices = [
+        _artifact_csv(store, artifact_uri, CONFUSION, index_col=0)
+        for artifact_uri in runs["artifact_uri"]
+    ]
     matrices = [matrix for matrix in matrices if matrix is not None]
     pooled = sum(matrices[1:], matrices[0]) if matrices else None
     return document.BestRunDetails(histories, pooled, len(matrices))
@@ -151,12 +168,17 @@ def _experiment_id(store: Store, name: str) -> str:
     return found.experiment_id
 
 
-def _artifact_csv(store: Store, run_id: str, name: str, **read) -> pd.DataFrame | None:
+def _artifact_csv(store: Store, artifact_uri: str, name: str, **read) -> pd.DataFrame | None:
+    """The run's artifact `name` read as CSV, None when it has none. Read from the run's
+    artifact URI (from the runs as searched) rather than by run id, which would look the run
+    up in the store again for each file: ten times slower over thousands of runs."""
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
         try:
-            path = store.client.download_artifacts(run_id, name, folder)
+            repository = get_artifact_repository(artifact_uri, tracking_uri=store.uri)
+            path = repository.download_artifacts(name, folder)
         except (MlflowException, OSError):
             return None
         return pd.read_csv(path, **read)

@@ -8,8 +8,10 @@ or KILLED.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from study.files import remove_stale_partials
 from study.tracking.provenance import redact, source_tags
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sqlalchemy.engine import URL
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
@@ -30,6 +33,8 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
 PREDICTIONS = "predictions.csv"  # artifact: the final model's prediction for each image
 NOTE_TAG = "mlflow.note.content"  # the description of a run or an experiment in the MLflow UI
+REPORT_NOTE = "Report: "  # starts the paragraph of a sweep's description that names its report
+CONFIGURATIONS = "configurations.json"  # a sweep's configurations, best first (a table)
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
@@ -397,3 +402,21 @@ class Store:
 
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         self.client.log_artifacts(run_id, str(folder))
+
+    def log_table(self, run_id: str, table: pd.DataFrame, name: str) -> None:
+        """`table` as the run's artifact `name` (JSON), shown as a table in the MLflow UI.
+
+        Written as `MlflowClient.log_table` writes one, but replacing the artifact of an
+        earlier call rather than appending to it, so a resumed sweep's table is whole."""
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            table.to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path))
+        logged = json.loads(
+            self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]")
+        )
+        entry = {"path": name, "type": "table"}
+        if entry not in logged:
+            self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import keras_tuner as kt
 import numpy as np
+import pandas as pd
 import yaml
 
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
 from study.tracking import outcome, runs, server
-from study.tracking.store import NOTE_TAG, PARENT_TAG, Store
+from study.tracking.store import CONFIGURATIONS, NOTE_TAG, PARENT_TAG, REPORT_NOTE, Store
 from study.tuning import keras_tuner_adapter, tuner
 from study.tuning.workers import Lease, WorkerPool, usable_cores
 
@@ -450,9 +451,16 @@ class Sweep:
             if trial.status == "FAILED":
                 self.close_failed(trial)
         objective = self.config.tuner.objective
-        counted = outcome.counted_runs(
+        found = outcome.counted_runs(
             outcome.fetch_runs(self.store, self.experiment_id), self.parent_run_id
-        ).runs
+        )
+        counted = found.runs
+        table = configurations_table(found, objective)
+        self.store.log_table(self.parent_run_id, table, CONFIGURATIONS)
+        self.store.log(
+            self.parent_run_id,
+            tags={NOTE_TAG: f"{self._sweep_note()}\n\n{self._outcome_note(table)}"},
+        )
         best = outcome.best_configuration(counted, objective)
         if best is not None:
             ranked = outcome.ranking(counted, objective).set_index("configuration")
@@ -473,6 +481,25 @@ class Sweep:
             ],
         )
         return summary
+
+    def _outcome_note(self, table: pd.DataFrame) -> str:
+        """The parent run's description after the sweep: where its configurations table is and
+        how to make its report (`study report` names the report here once it has built it)."""
+        objective = self.config.tuner.objective
+        scored = table[table[f"mean_{objective}"].notna()]
+        best = (
+            f"best: {scored['configuration'].iloc[0]}, {scored[f'mean_{objective}'].iloc[0]:.4f}"
+            if len(scored)
+            else "none scored"
+        )
+        folder = re.sub(r"[^\w.-]+", "_", self.config.name)
+        return (
+            f"{len(table)} configurations, best first by mean {objective} over their seeds "
+            f"({best}): the table {CONFIGURATIONS} in this run's artifacts.\n\n"
+            f"{REPORT_NOTE}not built yet; `study report {self.config.name} --sweep "
+            f"{self.parent_run_id}` writes reports/{folder}/report.html and logs it to this "
+            "run's artifacts under report/."
+        )
 
     def _write_best_config(self, summary: SweepSummary) -> Path:
         best = self.config.with_values(summary.best_values)
@@ -541,6 +568,25 @@ def _space_values(config: StudyConfig, key: str) -> list:
     if spec.type == "fixed":
         return [spec.value]
     return [spec.min, spec.max]
+
+
+def configurations_table(counted: outcome.Counted, objective: str) -> pd.DataFrame:
+    """The sweep's configurations in `outcome.ranking`'s order, best first: rank, label, the
+    value of each swept setting, runs (one per seed), the seeds ranked on and the mean
+    objective."""
+    ranked = outcome.ranking(counted.runs, objective)
+    first = counted.runs.drop_duplicates("configuration").set_index("configuration")
+    labels = ranked["configuration"]
+    return pd.DataFrame(
+        {
+            "rank": range(1, len(ranked) + 1),
+            "configuration": labels,
+            **{key: first[f"params.{key}"].reindex(labels).to_numpy() for key in counted.swept},
+            "runs": ranked["n"],
+            "ranked_on_seeds": ranked["ranked_on_seeds"],
+            f"mean_{objective}": ranked["objective_mean"],
+        }
+    )
 
 
 def trial_name(config: StudyConfig, trial_id: str, values: dict) -> str:
