@@ -48,7 +48,7 @@ def main() -> None:
     pairs = (item.split("=", 1) for item in args.set)  # --set KEY=VALUE, values as YAML
     config = config.with_values({key: yaml.safe_load(value) for key, value in pairs})
     dataset = data.load(config.data.root, config.data.image_size)
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     results.print(
         f"{len(dataset)} images at {args.image_size} px, weights {weights.label}, "
         f"{config.features.views} cached views, {config.frozen.epochs} epochs"

@@ -52,7 +52,7 @@ def main() -> None:
     dataset = data.load(config.data.root, config.data.image_size)
     if args.images:
         dataset = subset(dataset, args.images)
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     results.print(
         f"{len(dataset)} images x {args.views + 1} views at {args.image_size} px, weights "
         f"{weights.label}, on {provenance.machine()['machine']}"

@@ -55,7 +55,7 @@ def main() -> None:
     results.print(f"machine: {os.cpu_count()} cores; data {args.data} at {args.image_size} px")
 
     dataset = data.load(config.data.root, config.data.image_size)
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     split = data.split(dataset, config.data.split, config.seed)
     results.print(f"{len(dataset)} images, {len(split['train'])} for training")
 

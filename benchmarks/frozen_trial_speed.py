@@ -48,7 +48,7 @@ def main() -> None:
     started = time.perf_counter()
     dataset = data.load(config.data.root, config.data.image_size)
     results.print(f"load {len(dataset)} images: {time.perf_counter() - started:.1f} s")
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     split = data.split(dataset, config.data.split, config.seed)
 
     with tempfile.TemporaryDirectory() as folder:

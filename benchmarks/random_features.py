@@ -62,7 +62,7 @@ def main() -> None:
         [f"data.root={args.data}", f"data.image_size={args.image_size}", "model.weights=none"],
     ).with_values(activation_sweep.PAPER_PROTOCOL)
     dataset = data.load(base.data.root, base.data.image_size)
-    weights = resolve_weights("none", base.model.init_seed)
+    weights = resolve_weights("none", base.model.backbone_init_seed(base.seed))
     results.print(f"{len(dataset)} images at {args.image_size} px, weights {weights.label}")
     with tempfile.TemporaryDirectory() as folder:
         for name, changes in VARIANTS.items():

@@ -88,7 +88,7 @@ def prepare(args: argparse.Namespace, say: Callable[[str], None]) -> Inputs:
     dataset = data.load(
         config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
     )
-    weights = resolve_weights(config.model.weights, config.model.init_seed)
+    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     started = time.perf_counter()
     cache = features.load_or_build(
         dataset, weights, **features.settings(config), directory=Path(args.state_dir) / "features"
