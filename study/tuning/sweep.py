@@ -523,7 +523,7 @@ def default_workers(
 
     A trial on cached features that does not fine-tune trains the head alone, a few small
     matrix products per step that leave a second core idle: two such trials at once, in two
-    worker processes, ran 1.8-1.9x as many trials per hour on 2 cores
+    worker processes, ran 1.6x as many trials per minute of trial time on 2 cores
     (benchmarks/workers_throughput.py). Workers cost tens of seconds to start (each imports
     TensorFlow and loads the cache; a SQLite store is served through a tracking server) and
     log through that server, so trials whose frozen phase is short (frozen.epochs x images
