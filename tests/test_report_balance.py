@@ -101,9 +101,10 @@ def test_the_model_against_the_majority_baseline_is_a_one_sided_test_over_seeds(
     assert (n, p) == (2, pytest.approx(0.25)) and "sign-flip" in method
     assert difference == pytest.approx(100 * (0.805 - 12 / 18))
     assert (
-        "**The model does not beat the majority baseline detectably**"
+        "with 2 seeds the one-sided sign-flip permutation test over seeds cannot go below p = "
         in (balance.summary(two, "test")[0])
     )
+    assert "does not beat" not in balance.summary(two, "test")[0]
     six = runs({seed: SPLITS[0] for seed in range(6)})
     gaps = np.array([0.8 + seed / 100 - 12 / 18 for seed in range(6)])
     expected = scipy_stats.permutation_test(
@@ -111,6 +112,12 @@ def test_the_model_against_the_majority_baseline_is_a_one_sided_test_over_seeds(
     )
     assert balance.against_baseline(six, "test")[2] == pytest.approx(expected.pvalue)
     assert "The model beats it by" in balance.summary(six, "test")[0]
+    level = runs({seed: SPLITS[0] for seed in range(6)}, accuracy=12 / 18 - 0.025)  # mean gap 0
+    assert balance.against_baseline(level, "test")[2] > 0.05
+    assert (
+        "**The model does not beat the majority baseline detectably**"
+        in (balance.summary(level, "test")[0])
+    )
 
 
 def test_one_run_against_the_majority_baseline_is_an_exact_binomial_test_on_its_images():

@@ -140,6 +140,13 @@ def _baseline_sentence(runs: pd.DataFrame, split: str) -> str:
     )
     if n == 0:
         return sentence
+    floor = 0.5**n  # the smallest one-sided p the sign-flip test can give with n seeds
+    if n > 1 and floor > stats.ALPHA:
+        return sentence + (
+            f" The model is {difference:+.2f} points above it, but with {n} seeds the {method} "
+            f"cannot go below p = {floor:.3f} (here p {_p_text(p)}): whether it beats the "
+            f"baseline is not testable at {stats.ALPHA:g} with so few seeds."
+        )
     if p < stats.ALPHA and difference > 0:
         return (
             sentence
