@@ -258,16 +258,7 @@ def time_ui(
     and from clicking its expander until trial `trial_name` (the latest) shows."""
     from playwright.sync_api import sync_playwright
 
-    port = server.free_port()
-    log = folder / "ui.log"
-    with open(log, "w") as output:
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "ui", "--tracking-uri", uri, "--port", str(port)],
-            cwd=folder,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    ui, port, log = browser.start_ui(uri, folder)
     try:
         server.wait_until_up(server.command("ui", uri, "127.0.0.1", port), ui, log)
         address = server.runs_url(f"http://127.0.0.1:{port}", experiment_id)

@@ -18,7 +18,7 @@ from study.tracking import server
 from study.tracking.server import free_port
 from study.tracking.store import Store
 
-from .browser import launch
+from .browser import launch, start_ui
 from .conftest import REPO, SMOKE, wait_for_health
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -128,16 +128,7 @@ def test_study_ui_opens_on_the_sweep_and_its_trials_in_chromium(smoke_sweep):
     mlflow.set_tracking_uri(uri)
     found = mlflow.search_runs(experiment_names=["smoke"])
     trial_names = sorted(found[found["tags.run_type"] == "trial"]["tags.mlflow.runName"])
-    port = free_port()
-    log = folder / "ui.log"
-    with open(log, "w") as output:
-        ui = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "ui", "--tracking-uri", uri, "--port", str(port)],
-            cwd=folder,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    ui, port, log = start_ui(uri, folder)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         wait_for_health(port, ui, log)
