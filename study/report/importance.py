@@ -17,9 +17,9 @@ the importances stayed within 0.005 of those of unbounded trees: fANOVA's main e
 shares reported here, do not need the deep splits. Averaging over seeds and bounding the depth
 both smooth the forest, the same way for the observed runs and for the permutations.
 
-That is a share of the forest's variance, not of the runs': a seed-blocked ANOVA (statsmodels,
-objective ~ configuration + seed, type II sums of squares) gives the share of the run-to-run
-variance that the configurations explain and the seeds' share beside it, and a knob's
+That is a share of the forest's variance, not of the runs': a seed-blocked ANOVA (objective ~
+configuration + seed, type II sums of squares, see `variance_shares`) gives the share of the
+run-to-run variance that the configurations explain and the seeds' share beside it, and a knob's
 `share_of_runs` is its importance times the configurations' share. The p-value of each knob
 comes from a permutation null: the objective values shuffled among the runs of each seed (no
 configuration effect, the seed effects kept), averaged again over each configuration's runs and
@@ -41,13 +41,11 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
-import statsmodels.formula.api as smf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from pandas.api.types import is_numeric_dtype
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.inspection import partial_dependence
-from statsmodels.stats.anova import anova_lm
 
 from study.report.selection import value_order
 from study.tracking.outcome import metric, param
@@ -135,22 +133,35 @@ def variance_shares(runs: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
     """Shares of the runs' variance (sum of squares about the mean) that the configurations
     and the seeds explain in an additive seed-blocked ANOVA (type II sums of squares); NaN when
     the design leaves no residual to test them against (one run per configuration, or one
-    seed)."""
-    frame = pd.DataFrame(
-        {
-            "y": target,
-            "configuration": runs["configuration"].astype(str).to_numpy(),
-            "seed": runs["seed"].astype(str).to_numpy(),
-        }
-    )
-    total = float(((frame["y"] - frame["y"].mean()) ** 2).sum())
-    levels = frame["configuration"].nunique() + frame["seed"].nunique() - 1
-    if frame["seed"].nunique() < 2 or len(frame) <= levels or total <= 0:
+    seed).
+
+    Type II: each factor's sum of squares is what it adds to the model of the other alone, the
+    residual sums of squares of one-factor models (about each level's mean) minus that of the
+    additive model. The additive model is fitted by absorbing the configurations (Frisch-Waugh-
+    Lovell: the objective and the seed indicators centred within each configuration, then least
+    squares on the few seed columns), which is exact and costs little however many
+    configurations there are, where a regression on one indicator per configuration grows with
+    their square."""
+    configuration = pd.factorize(runs["configuration"].astype(str).to_numpy())[0]
+    seed = pd.factorize(runs["seed"].astype(str).to_numpy())[0]
+    total = float(np.sum((target - target.mean()) ** 2))
+    levels = configuration.max() + seed.max() + 1
+    if seed.max() < 1 or len(target) <= levels or total <= 0:
         return {"configurations": math.nan, "seed": math.nan}
-    table = anova_lm(smf.ols("y ~ C(configuration) + C(seed)", frame).fit(), typ=2)
+
+    def centred_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        sums = np.stack([np.bincount(groups, weights=column) for column in values.T], axis=1)
+        return values - (sums / np.bincount(groups)[:, None])[groups]
+
+    indicators = (seed[:, None] == np.arange(seed.max() + 1)).astype(float)
+    centred = centred_within(np.column_stack([target, indicators]), configuration)
+    fit = np.linalg.lstsq(centred[:, 1:], centred[:, 0], rcond=None)[0]
+    additive = float(np.sum((centred[:, 0] - centred[:, 1:] @ fit) ** 2))
+    configurations_alone = float(np.sum(centred[:, 0] ** 2))
+    seeds_alone = float(np.sum(centred_within(target[:, None], seed) ** 2))
     return {
-        "configurations": float(table.loc["C(configuration)", "sum_sq"]) / total,
-        "seed": float(table.loc["C(seed)", "sum_sq"]) / total,
+        "configurations": (seeds_alone - additive) / total,
+        "seed": (configurations_alone - additive) / total,
     }
 
 
