@@ -246,7 +246,11 @@ def _features(runs: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:
 def _fanova(features: pd.DataFrame, target: np.ndarray, seed: int) -> dict[str, float]:
     """Unnormalised fANOVA importances (shares of variance) of an in-memory Optuna study with
     one trial per row of `features` (trees at most MAX_DEPTH deep); distributions span the
-    values seen in `features`."""
+    values seen in `features`. All 0 when the target does not vary beyond rounding (a
+    permutation can give every configuration the same mean): no variance to share, and Optuna
+    refuses to fit an exact constant."""
+    if np.ptp(target) <= 1e-12 * np.abs(target).max():
+        return dict.fromkeys(features.columns, 0.0)
     distributions = {}
     for knob in features.columns:
         values = features[knob]
