@@ -8,6 +8,8 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
 
 from study import cli, config
 from study.report import document, importance, paper, tables
@@ -228,3 +230,23 @@ def test_a_hundred_configurations_find_the_knob_and_rebuild_identically_in_any_o
     again = importance.importance_tables(shuffled, list(knobs), "val_accuracy", permutations=1)
     for name in ("importance", "interactions", "partial_dependence"):
         pd.testing.assert_frame_equal(again[name], found[name])
+
+
+def test_variance_shares_are_the_type_ii_anova_when_seeds_are_missing():
+    """Configurations and seeds explain the same shares as statsmodels' type II ANOVA of the
+    additive model, also when some configurations lack a seed (an unbalanced design)."""
+    rng = np.random.default_rng(1)
+    runs = pd.DataFrame(
+        [
+            {"configuration": f"c{c}", "seed": seed, "y": 0.01 * c + 0.02 * seed}
+            for c in range(8)
+            for seed in SEEDS
+        ]
+    ).drop(index=[1, 5, 14])
+    runs["y"] += rng.normal(0, 0.01, len(runs))
+    found = importance.variance_shares(runs, runs["y"].to_numpy())
+    frame = runs.assign(seed=runs["seed"].astype(str))
+    table = anova_lm(smf.ols("y ~ C(configuration) + C(seed)", frame).fit(), typ=2)
+    total = ((runs["y"] - runs["y"].mean()) ** 2).sum()
+    assert found["configurations"] == pytest.approx(table.loc["C(configuration)", "sum_sq"] / total)
+    assert found["seed"] == pytest.approx(table.loc["C(seed)", "sum_sq"] / total)
