@@ -26,22 +26,17 @@ configuration effect, the seed effects kept), averaged again over each configura
 fitted again with one forest each (noisier than the averaged estimate, so the test errs on the
 conservative side). There are PERMUTATIONS of them whatever the size of the study, so the
 smallest p is always 1 / (PERMUTATIONS + 1) and the same runs give the same p: no rule here
-looks at the time a fit takes. The FOREST_SEEDS + PERMUTATIONS fits run in worker processes,
-one per core, when the study is large enough for that to pay (PARALLEL_WORK), which changes no
-number. Runs are put in a canonical order (knob values, then seed) before anything is fitted,
-so the order in which the store returned them cannot move a figure. Interactions are Friedman's
-H statistic from scikit-learn's `partial_dependence` on a random forest of the runs. All of it
-is pure and seeded, so the same runs give the same numbers.
+looks at the time a fit takes. Runs are put in a canonical order (knob values, then seed)
+before anything is fitted, so the order in which the store returned them cannot move a figure.
+Interactions are Friedman's H statistic from scikit-learn's `partial_dependence` on a random
+forest of the runs. All of it is pure and seeded, so the same runs give the same numbers.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
-import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import optuna
@@ -59,9 +54,6 @@ PERMUTATIONS = 39  # null fits: the smallest p-value is 1 / (PERMUTATIONS + 1) =
 FOREST_SEEDS = 4  # forests averaged for each knob's importance
 SEED = 0  # the permutations' and the forests' first random seed: the report rebuilds identically
 TREES = 64  # Optuna's fANOVA default, used for the interaction forest too
-# configurations x fits from which the fits run in worker processes (about 10 s of fits, 230
-# configurations at 43 fits): starting a worker imports the package, a few seconds
-PARALLEL_WORK = 10_000
 MAX_DEPTH = 6  # levels of a fANOVA tree: bounds a fit's cost (Optuna's default, 64, does not)
 METHOD = (
     "fANOVA (Optuna's FanovaImportanceEvaluator): the share of the objective's variance over "
@@ -111,7 +103,10 @@ def importance_tables(
     observed = [_point_means(point_of_run, target)] * FOREST_SEEDS
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
     fit_seeds += [seed + index for index in range(len(shuffles))]
-    fits = _fanovas(points, observed + shuffles, fit_seeds)
+    fits = [
+        _fanova(points, values, fit_seed)
+        for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
+    ]
     estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
     null = fits[FOREST_SEEDS:]
     rows = []
@@ -222,20 +217,6 @@ def _points(features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
 def _point_means(point_of_run: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Each point's objective averaged over its runs (its seeds)."""
     return np.bincount(point_of_run, weights=target) / np.bincount(point_of_run)
-
-
-def _fanovas(
-    points: pd.DataFrame, targets: list[np.ndarray], seeds: list[int]
-) -> list[dict[str, float]]:
-    """`_fanova` of `points` for each target with its forest's seed: in worker processes, one
-    per core, when there are PARALLEL_WORK configurations x fits or more (where the fits
-    outweigh starting the processes); the numbers are the same either way."""
-    cores = len(os.sched_getaffinity(0))
-    if len(points) * len(targets) < PARALLEL_WORK or cores < 2:
-        return [_fanova(points, target, seed) for target, seed in zip(targets, seeds, strict=True)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(cores, len(targets)), mp_context=context) as pool:
-        return list(pool.map(_fanova, itertools.repeat(points), targets, seeds))
 
 
 def _features(runs: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:
