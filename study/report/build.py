@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqli
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"
+ARTIFACT_READERS = 8  # threads that read the runs' artifacts
 OWN_FILES = ("report.md", "report.html", "*.csv", "*.png")  # what a rebuild may replace
 
 
@@ -97,12 +99,14 @@ def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
 
 def fetch_outcomes(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's per-image correctness on the test split, from its `predictions.csv`
-    (columns run_id, file, correct); runs that logged none are left out."""
+    (columns run_id, file, correct); runs that logged none are left out. Every run's is read,
+    not only the best configuration's: the configurations table compares each configuration
+    with the best image by image."""
     frames = []
-    for run_id, artifact_uri in zip(runs["run_id"], runs["artifact_uri"], strict=True):
-        found = _artifact_csv(store, artifact_uri, PREDICTIONS)
-        if found is not None:
-            test = found[found["split"] == "test"]
+    found = _artifact_csvs(store, runs["artifact_uri"], PREDICTIONS)
+    for run_id, predictions in zip(runs["run_id"], found, strict=True):
+        if predictions is not None:
+            test = predictions[predictions["split"] == "test"]
             frames.append(test[["file", "correct"]].assign(run_id=run_id))
     if not frames:
         return pd.DataFrame(columns=["run_id", "file", "correct"])
@@ -125,10 +129,7 @@ def fetch_details(
                 curves[curve] = [m.value for m in sorted(points, key=lambda m: m.step)]
         if curves:
             histories[stage] = curves
-    matrices = [
-        _artifact_csv(store, artifact_uri, CONFUSION, index_col=0)
-        for artifact_uri in runs["artifact_uri"]
-    ]
+    matrices = _artifact_csvs(store, runs["artifact_uri"], CONFUSION, index_col=0)
     matrices = [matrix for matrix in matrices if matrix is not None]
     pooled = sum(matrices[1:], matrices[0]) if matrices else None
     return document.BestRunDetails(histories, pooled, len(matrices))
@@ -168,14 +169,30 @@ def _experiment_id(store: Store, name: str) -> str:
     return found.experiment_id
 
 
+def _artifact_csvs(
+    store: Store, artifact_uris: Iterable[str], name: str, **read
+) -> list[pd.DataFrame | None]:
+    """Each run's artifact `name` read as CSV (None for a run that has none), in
+    ARTIFACT_READERS threads: a read waits on the disk or the artifact server more than it
+    runs Python."""
+    with _no_progress_bar(), ThreadPoolExecutor(ARTIFACT_READERS) as pool:
+        return list(pool.map(lambda uri: _artifact_csv(store, uri, name, **read), artifact_uris))
+
+
 def _artifact_csv(store: Store, artifact_uri: str, name: str, **read) -> pd.DataFrame | None:
     """The run's artifact `name` read as CSV, None when it has none. Read from the run's
     artifact URI (from the runs as searched) rather than by run id, which would look the run
-    up in the store again for each file: ten times slower over thousands of runs."""
+    up in the store again for each file: ten times slower over thousands of runs. A local
+    artifact folder is read in place; any other is downloaded to a temporary folder first."""
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
 
-    with tempfile.TemporaryDirectory() as folder, _no_progress_bar():
+    if is_local_uri(artifact_uri, is_tracking_or_registry_uri=False):
+        path = Path(local_file_uri_to_path(artifact_uri)) / name
+        return pd.read_csv(path, **read) if path.is_file() else None
+    with tempfile.TemporaryDirectory() as folder:
         try:
             repository = get_artifact_repository(artifact_uri, tracking_uri=store.uri)
             path = repository.download_artifacts(name, folder)
@@ -186,7 +203,8 @@ def _artifact_csv(store: Store, artifact_uri: str, name: str, **read) -> pd.Data
 
 @contextmanager
 def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a progress bar for every download unless told otherwise."""
+    """MLflow draws a progress bar for every download unless told otherwise. Set once around
+    all the reads: the environment is shared by their threads."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     previous = os.environ.get(name)
     os.environ[name] = "false"
