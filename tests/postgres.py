@@ -38,10 +38,13 @@ def _as_cluster_owner(line: list[str]) -> list[str]:
 
 
 @contextmanager
-def cluster(bin_dir: Path) -> Iterator[tuple[str, int]]:
+def cluster(bin_dir: Path, kept: Path | None = None) -> Iterator[tuple[str, int]]:
     """A running cluster with a password-protected role and database: yields its URI
-    (postgresql://USER:PASSWORD@127.0.0.1:PORT/DATABASE) and port, and removes it at the end."""
-    folder = Path(tempfile.mkdtemp(prefix="study-pg-"))
+    (postgresql://USER:PASSWORD@127.0.0.1:PORT/DATABASE) and port, and removes it at the end.
+    With `kept`, the cluster lives in that folder and is stopped but kept at the end; a cluster
+    already there is started again (on a new port)."""
+    folder = kept or Path(tempfile.mkdtemp(prefix="study-pg-"))
+    folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
         os.chown(folder, owner.pw_uid, owner.pw_gid)
@@ -56,26 +59,30 @@ def cluster(bin_dir: Path) -> Iterator[tuple[str, int]]:
         command = _as_cluster_owner([str(bin_dir / line[0]), *line[1:]])
         subprocess.run(command, cwd=folder, check=True, capture_output=True, text=True)
 
-    run(
-        "initdb",
-        "-D",
-        str(data),
-        "-U",
-        USER,
-        f"--pwfile={password_file}",
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-        "--encoding=UTF8",
-        "--locale=C",
-    )
+    created = not (data / "PG_VERSION").exists()
+    if created:
+        run(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={password_file}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
     options = f"-p {port} -h 127.0.0.1 -k {folder}"
     run("pg_ctl", "start", "-w", "-D", str(data), "-l", str(log), "-o", options)
     try:
-        run("createdb", "-h", str(folder), "-p", str(port), "-U", USER, DATABASE)
+        if created:
+            run("createdb", "-h", str(folder), "-p", str(port), "-U", USER, DATABASE)
         yield f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}", port
     finally:
         run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(data))
-        shutil.rmtree(folder, ignore_errors=True)
+        if kept is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 TEMPLATE = "study_mlflow_template"  # MLflow's tables, made once per cluster
