@@ -66,7 +66,7 @@ def train(args: argparse.Namespace) -> int:
     )
     for notice in dataset.notices:
         say(f"note: {notice}")
-    say(f"weights: {prepared.weights.label}")
+    say(f"weights: {prepared.weights_for(config).label}")
     experiment_id = store.experiment(config.name, config.description)
     run_id, result = runs.execute(
         config,

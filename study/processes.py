@@ -1,4 +1,4 @@
-"""This process and others: signals, and whether a process is alive."""
+"""This process and others: signals, whether a process is alive, the cores it may use."""
 
 from __future__ import annotations
 
@@ -31,3 +31,9 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:  # it ended since the signal
         return False
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container or taskset can
+    make fewer than the machine's)."""
+    return len(os.sched_getaffinity(0))

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from study import config as study_config
-from study.tracking.store import create_sqlite_store
+from study.tracking.store import create_sqlite_store, runs_from_database
 from study.tuning import keras_tuner_adapter as adapter
 from study.tuning import tuner
 
+from . import postgres
 from .conftest import REPO
 
 KERAS_TUNER = "keras-tuner 1.4.8"
@@ -204,3 +205,59 @@ def test_mlflow_initialize_tables(tmp_path):
         "mlflow.store.db.utils._initialize_tables", MLFLOW, "the store it made is not usable"
     )
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_mlflow_tables_read_as_search_runs(tmp_path, request, database):
+    """MLflow's tables (runs, params, tags, latest_metrics) read by `runs_from_database` give
+    the frame `mlflow.search_runs` gives: runs of other experiments and deleted runs left out,
+    a missing param or tag None, a NaN metric NaN, a metric's latest step, a run that has not
+    ended, ties in start time ordered by run id, and an experiment without runs."""
+    import math
+
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    if database == "sqlite":
+        uri = f"sqlite:///{tmp_path}/mlflow.db"
+        create_sqlite_store(tmp_path / "mlflow.db")
+    else:
+        uri = postgres.fresh_database(request.getfixturevalue("postgres_uri"), "private_apis")
+    client = MlflowClient(uri)
+    shown, other, empty = (client.create_experiment(name) for name in ("shown", "other", "empty"))
+    first = client.create_run(shown, start_time=1_000, tags={"kind": "trial"}).info.run_id
+    client.log_batch(
+        first,
+        metrics=[
+            Metric("loss", 0.5, 1, 0),
+            Metric("loss", 0.25, 2, 1),
+            Metric("odd", math.nan, 3, 0),
+        ],
+        params=[Param("width", "64"), Param("dropout", "0.2")],
+    )
+    client.set_terminated(first, "FINISHED", end_time=5_000)
+    tied = client.create_run(shown, start_time=1_000).info.run_id
+    client.log_batch(tied, params=[Param("width", "128")], tags=[RunTag("kind", "trial")])
+    client.set_terminated(tied, "FAILED", end_time=6_000)
+    running = client.create_run(shown, start_time=9_000).info.run_id
+    client.log_metric(running, "accuracy", 0.75, timestamp=9_100, step=0)
+    deleted = client.create_run(shown, start_time=2_000).info.run_id
+    client.delete_run(deleted)
+    client.create_run(other, start_time=3_000)
+
+    mlflow.set_tracking_uri(uri)
+    for experiment_id in (shown, empty):
+        expected = mlflow.search_runs(experiment_ids=[experiment_id])
+        found = runs_from_database(uri, experiment_id)
+        try:
+            pd.testing.assert_frame_equal(
+                found[sorted(found.columns)], expected[sorted(expected.columns)]
+            )
+        except AssertionError as error:
+            pytest.fail(
+                broken("MLflow's tables runs, params, tags, latest_metrics", MLFLOW, str(error))
+            )
+    assert len(expected) == 0 and len(found.columns) == 6
+    assert runs_from_database(uri, shown)["run_id"].tolist() == [running, *sorted([first, tied])]

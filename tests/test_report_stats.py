@@ -221,3 +221,35 @@ def test_pooled_outcomes_count_an_image_once_when_the_seeds_agree_on_it():
     assert independent.ci_high - independent.ci_low < one.ci_high - one.ci_low
     none = stats.pooled_rate_spread(np.zeros((5, 200)))
     assert none.ci_low == 0 and none.ci_high == pytest.approx(wilson(0.0, 200, NORMAL)[1])
+
+
+def test_adjusted_means_are_statsmodels_ols_predictions_averaged_over_the_runs():
+    """A sampled, unbalanced design where two knobs are partly confounded and one value of a
+    knob appears beside a single value of another: each level's mean of the formula model's
+    predictions (every run with the knob set to that level) equals the one-fit shortcut."""
+    rng = np.random.default_rng(11)
+    runs = 90
+    factors = pd.DataFrame(
+        {
+            "width": rng.choice([16, 64, 128, 512, 1024], runs),
+            "dropout": rng.choice([0.0, 0.1, 0.3], runs),
+            "seed": np.repeat([0, 1, 2], runs // 3),
+        }
+    )
+    factors.loc[factors["width"] == 1024, "dropout"] = 0.3  # confounded with one dropout value
+    factors.loc[0, "width"] = 2048  # a level seen once
+    outcome = rng.normal(0.9, 0.02, runs) + 0.01 * np.log2(factors["width"]).to_numpy()
+    outcome[5] = np.nan  # a run without a score is left out
+
+    data = factors.astype(str).rename(columns={"width": "a", "dropout": "b", "seed": "c"})
+    data = data.assign(y=outcome)[np.isfinite(outcome)]
+    fitted = smf.ols("y ~ C(a) + C(b) + C(c)", data).fit()
+    for factor, name in (("width", "a"), ("dropout", "b"), ("seed", "c")):
+        found = stats.adjusted_means(outcome, factors, factor)
+        expected = {
+            level: float(fitted.predict(data.assign(**{name: level})).mean())
+            for level in data[name].unique()
+        }
+        assert found.keys() == expected.keys()
+        for level, value in expected.items():
+            assert found[level] == pytest.approx(value, abs=1e-9), (factor, level)

@@ -64,7 +64,7 @@ def analyse(
     paper: Paper,
     sweep_run_id: str | None = None,
     objective: str | None = None,
-    outcomes: pd.DataFrame | None = None,
+    outcomes: tables.Outcomes | None = None,
 ) -> Analysis:
     """Every table of the report from the DataFrame of `mlflow.search_runs` (and, where the
     runs logged them, their per-image test outcomes: see `tables`)."""

@@ -97,11 +97,11 @@ def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
     store.log(run_id, metrics=[(k, v, 0) for k, v in importance_metrics(table).items()])
 
 
-def fetch_outcomes(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run's per-image correctness on the test split, from its `predictions.csv`
-    (columns run_id, file, correct); runs that logged none are left out. Every run's is read,
-    not only the best configuration's: the configurations table compares each configuration
-    with the best image by image."""
+def fetch_outcomes(store: Store, runs: pd.DataFrame) -> tables.Outcomes:
+    """Each run's per-image correctness on the test split, from its `predictions.csv`, as
+    `tables.Outcomes` (a row per run, a column per test image); runs that logged
+    none are left out. Every run's is read, not only the best configuration's: the
+    configurations table compares each configuration with the best image by image."""
     frames = []
     found = _artifact_csvs(store, runs["artifact_uri"], PREDICTIONS)
     for run_id, predictions in zip(runs["run_id"], found, strict=True):
@@ -109,8 +109,8 @@ def fetch_outcomes(store: Store, runs: pd.DataFrame) -> pd.DataFrame:
             test = predictions[predictions["split"] == "test"]
             frames.append(test[["file", "correct"]].assign(run_id=run_id))
     if not frames:
-        return pd.DataFrame(columns=["run_id", "file", "correct"])
-    return pd.concat(frames, ignore_index=True)
+        return tables.Outcomes.from_rows(pd.DataFrame(columns=["run_id", "file", "correct"]))
+    return tables.Outcomes.from_rows(pd.concat(frames, ignore_index=True))
 
 
 def fetch_details(

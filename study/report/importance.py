@@ -26,8 +26,10 @@ configuration effect, the seed effects kept), averaged again over each configura
 fitted again with one forest each (noisier than the averaged estimate, so the test errs on the
 conservative side). There are PERMUTATIONS of them whatever the size of the study, so the
 smallest p is always 1 / (PERMUTATIONS + 1) and the same runs give the same p: no rule here
-looks at the time a fit takes. Runs are put in a canonical order (knob values, then seed)
-before anything is fitted, so the order in which the store returned them cannot move a figure.
+looks at the time a fit takes (the fits run on every usable core at once, each with its own
+seed, so the number of cores does not move a figure either). Runs are put in a canonical order
+(knob values, then seed) before anything is fitted, so the order in which the store returned
+them cannot move a figure.
 Interactions are Friedman's H statistic from scikit-learn's `partial_dependence` on a random
 forest of the runs. All of it is pure and seeded, so the same runs give the same numbers.
 """
@@ -41,12 +43,14 @@ import warnings
 import numpy as np
 import optuna
 import pandas as pd
+from joblib import Parallel, delayed
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 from pandas.api.types import is_numeric_dtype
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.inspection import partial_dependence
 
+from study.processes import usable_cores
 from study.report.selection import value_order
 from study.tracking.outcome import metric, param
 
@@ -103,10 +107,10 @@ def importance_tables(
     observed = [_point_means(point_of_run, target)] * FOREST_SEEDS
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
     fit_seeds += [seed + index for index in range(len(shuffles))]
-    fits = [
-        _fanova(points, values, fit_seed)
+    fits = Parallel(n_jobs=min(usable_cores(), len(fit_seeds)))(
+        delayed(_fanova)(points, values, fit_seed)
         for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
-    ]
+    )
     estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
     null = fits[FOREST_SEEDS:]
     rows = []

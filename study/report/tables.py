@@ -6,13 +6,16 @@ Scores are fractions as logged (accuracy 0.98), the paper's percentages converte
 except in the activation table, which is in percent like the paper's Table 6.
 
 `outcomes`, where given, holds the final model's per-image correctness on the test split (from
-each run's `predictions.csv`: columns `run_id`, `file`, `correct`); the test split is the same
-for every seed, so the runs of two settings can be compared image by image.
+each run's `predictions.csv`): one row per run (index `run_id`), one column per test image, 1
+where the model was right, 0 where wrong, missing where the run scored no such image
+(`Outcomes`). The test split is the same for every seed, so the
+runs of two settings can be compared image by image.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -80,17 +83,23 @@ def configurations(
     swept: list[str],
     objective: str,
     split: str,
-    outcomes: pd.DataFrame | None = None,
+    outcomes: Outcomes | None = None,
 ) -> pd.DataFrame:
     """Every configuration, best first as `outcome.ranking` ranks them (the mean of `objective`
     over the seeds that every configuration finished), with its error rate on `split` and how
     it compares with the best."""
-    seeds = {label: set(group["seed"].dropna()) for label, group in runs.groupby("configuration")}
+    kept = ["run_id", "configuration", "seed", f"metrics.{objective}"]
+    kept += [f"metrics.{split}_error_rate", f"params.dataset.{split}_images"]
+    kept += [f"params.{key}" for key in swept]
+    runs = runs[[name for name in dict.fromkeys(kept) if name in runs.columns]]
+    groups = dict(tuple(runs.groupby("configuration", sort=False)))
+    medians = outcome.median_runs(runs, objective, runs["configuration"])
+    seeds = {label: set(group["seed"].dropna()) for label, group in groups.items()}
     every = set().union(*seeds.values()) if seeds else set()
     rows = []
     for ranked in outcome.ranking(runs, objective).itertuples():
         label = ranked.configuration
-        group = runs[runs["configuration"] == label]
+        group = groups[label]
         own = stats.spread(metric(group, objective))
         error = error_spread(group, split, outcomes)
         rows.append(
@@ -110,25 +119,20 @@ def configurations(
                 "error_rate_std": error.std,
                 "error_rate_ci_low": error.ci_low,
                 "error_rate_ci_high": error.ci_high,
-                "median_run_id": outcome.median_run(group, objective)["run_id"],
+                "median_run_id": runs.at[medians[label], "run_id"],
             }
         )
     table = pd.DataFrame(rows)
     table.insert(0, "rank", range(1, len(table) + 1))
     if len(table):
-        best = runs[runs["configuration"] == table["configuration"].iloc[0]]
-        others = {
-            row.configuration: runs[runs["configuration"] == row.configuration]
-            for row in table.iloc[1:].itertuples()
-        }
+        best = groups[table["configuration"].iloc[0]]
+        others = {label: groups[label] for label in table["configuration"].iloc[1:]}
         found = compare(others, best, split, outcomes)
         table = table.merge(found, how="left", left_on="configuration", right_index=True)
     return table
 
 
-def error_spread(
-    runs: pd.DataFrame, split: str, outcomes: pd.DataFrame | None = None
-) -> stats.Spread:
+def error_spread(runs: pd.DataFrame, split: str, outcomes: Outcomes | None = None) -> stats.Spread:
     """Error rate (fraction) over the runs' seeds, with a Wilson interval: from per-image
     outcomes on the test split when they were logged, else from the per-seed rates."""
     errors = _errors_by_image(runs, outcomes) if split == "test" else None
@@ -144,7 +148,7 @@ def compare(
     settings: dict[str, pd.DataFrame],
     reference: pd.DataFrame,
     split: str,
-    outcomes: pd.DataFrame | None,
+    outcomes: Outcomes | None,
 ) -> pd.DataFrame:
     """Each setting's runs against the reference runs on `split`'s error rate (percent), over
     the seeds both have (`stats.paired_comparison`: would it beat the reference if both were
@@ -190,17 +194,41 @@ def compare(
     return table
 
 
-def _errors_by_image(runs: pd.DataFrame, outcomes: pd.DataFrame | None) -> pd.DataFrame | None:
-    """(seed x test image) 0/1 errors of these runs, or None when a run logged no outcomes."""
+@dataclass(frozen=True)
+class Outcomes:
+    """The final models' per-image correctness on the test split: `correct[i, j]` is 1 where
+    run `run_ids[i]` was right on image `files[j]`, 0 where wrong, NaN where it scored no such
+    image."""
+
+    run_ids: pd.Index
+    files: pd.Index
+    correct: np.ndarray
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame) -> Outcomes:
+        """From long rows with columns `run_id`, `file` and `correct`."""
+        wide = rows.pivot(index="run_id", columns="file", values="correct").sort_index(axis=1)
+        return cls(wide.index, wide.columns, wide.to_numpy(dtype=float))
+
+
+def _errors_by_image(runs: pd.DataFrame, outcomes: Outcomes | None) -> pd.DataFrame | None:
+    """(seed x test image) 0/1 errors of these runs (a seed's first run) on the images every
+    one of them scored, or None when a run logged no outcomes."""
     if outcomes is None or runs.empty:
         return None
-    found = outcomes[outcomes["run_id"].isin(runs["run_id"])]
-    if set(found["run_id"]) != set(runs["run_id"]):
+    rows = outcomes.run_ids.get_indexer(runs["run_id"])
+    if (rows < 0).any():
         return None
-    seed_of = dict(zip(runs["run_id"], runs["seed"], strict=True))
-    table = found.assign(seed=found["run_id"].map(seed_of), error=1 - found["correct"])
-    errors = table.pivot_table(index="seed", columns="file", values="error", aggfunc="first")
-    return errors.dropna(axis=1).sort_index(axis=1)
+    seeds = runs["seed"].to_numpy()
+    first = ~pd.Index(seeds).duplicated()
+    order = np.argsort(seeds[first], kind="stable")
+    errors = 1 - outcomes.correct[rows[first][order]]
+    scored = ~np.isnan(errors).any(axis=0)
+    return pd.DataFrame(
+        errors[:, scored],
+        index=pd.Index(seeds[first][order], name="seed"),
+        columns=outcomes.files[scored],
+    )
 
 
 def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
@@ -226,7 +254,7 @@ def hyperparameter_table(runs: pd.DataFrame, paper: Paper) -> pd.DataFrame:
 
 
 def scores_table(
-    runs: pd.DataFrame, stage: str, paper: Paper, outcomes: pd.DataFrame | None = None
+    runs: pd.DataFrame, stage: str, paper: Paper, outcomes: Outcomes | None = None
 ) -> pd.DataFrame:
     """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
     mean, std and 95% interval over the runs (Wilson for scores in [0, 1], Student t for the
@@ -361,7 +389,7 @@ def inference_table(
 
 
 def activation_table(
-    runs: pd.DataFrame, split: str, paper: Paper, outcomes: pd.DataFrame | None = None
+    runs: pd.DataFrame, split: str, paper: Paper, outcomes: Outcomes | None = None
 ) -> pd.DataFrame:
     """Table 6: error rate (percent) on `split` per activation over seeds, each activation
     compared with ELU (`compare`: paired over seeds, sign-flip permutation test, Holm over every

@@ -31,13 +31,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from study import processes
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
 from study.tracking import outcome, runs, server
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, PARENT_TAG, REPORT_NOTE, Store
 from study.tuning import keras_tuner_adapter, tuner
-from study.tuning.workers import Lease, WorkerPool, usable_cores
+from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
@@ -174,7 +175,10 @@ class Sweep:
     def _default_workers(self, retry_failed: bool) -> int:
         """The local workers `default_workers` chooses for what is left of this sweep, said."""
         count, reason = default_workers(
-            self.config, len(self.prepared.dataset), self._trials_left(retry_failed), usable_cores()
+            self.config,
+            len(self.prepared.dataset),
+            self._trials_left(retry_failed),
+            processes.usable_cores(),
         )
         if count:
             self.say(f"{count} local workers by default ({reason}; --workers 0: in this process)")
@@ -563,10 +567,8 @@ def _space_values(config: StudyConfig, key: str) -> list:
     spec = config.hyperparameters.get(key)
     if spec is None:
         return [config.flat()[key]]
-    if spec.type == "choice":
-        return list(spec.values)
-    if spec.type == "fixed":
-        return [spec.value]
+    if spec.type in ("choice", "fixed"):
+        return tuner.grid_values(key, spec)
     return [spec.min, spec.max]
 
 

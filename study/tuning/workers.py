@@ -106,12 +106,6 @@ class Lease:
         self.store.client.set_tag(self.parent_run_id, self.tag, json.dumps(lease))
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which a container or taskset can
-    make fewer than the machine's)."""
-    return len(os.sched_getaffinity(0))
-
-
 def read_leases(store: Store, parent_run_id: str) -> dict[str, dict]:
     """Worker id -> its lease, as the parent run holds them."""
     tags = store.client.get_run(parent_run_id).data.tags
@@ -139,7 +133,7 @@ class WorkerPool:
 
     def __init__(self, sweep: Chief, count: int, host: str, port: str, run: WorkerRun):
         self.sweep, self.count, self.address, self.run = sweep, count, f"{host}:{port}", run
-        self.threads = max(1, usable_cores() // max(count, 1))
+        self.threads = max(1, processes.usable_cores() // max(count, 1))
         self.tracker = None
         self.tracking_uri = sweep.store.uri
         if count and sweep.store.uri.startswith("sqlite:"):  # several writers: through a server
