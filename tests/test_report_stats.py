@@ -244,8 +244,9 @@ def test_adjusted_means_are_statsmodels_ols_predictions_averaged_over_the_runs()
     data = factors.astype(str).rename(columns={"width": "a", "dropout": "b", "seed": "c"})
     data = data.assign(y=outcome)[np.isfinite(outcome)]
     fitted = smf.ols("y ~ C(a) + C(b) + C(c)", data).fit()
+    adjusted = stats.adjusted_means(outcome, factors)
     for factor, name in (("width", "a"), ("dropout", "b"), ("seed", "c")):
-        found = stats.adjusted_means(outcome, factors, factor)
+        found = adjusted[factor]
         expected = {
             level: float(fitted.predict(data.assign(**{name: level})).mean())
             for level in data[name].unique()

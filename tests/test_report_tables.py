@@ -550,11 +550,8 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_new_images_interval
     for row in runs.itertuples():
         rate = float(runs.loc[row.Index, "metrics.test_error_rate"])
         correct[row.run_id] = (rng.random(360) >= rate).astype(int)
-    outcomes = tables.Outcomes.from_rows(
-        pd.concat(
-            pd.DataFrame({"run_id": run_id, "file": files, "correct": flags})
-            for run_id, flags in correct.items()
-        )
+    outcomes = tables.Outcomes.from_runs(
+        {run_id: (files, flags) for run_id, flags in correct.items()}
     )
     table = tables.activation_table(runs, "test", PAPER, outcomes).set_index("activation")
 
@@ -579,15 +576,13 @@ def test_the_final_models_test_accuracy_has_one_interval_in_every_table():
     files = [f"class/{n}.jpg" for n in range(360)]
     table = frame(specs)
     trials = table[table["tags.run_type"] == "trial"]
-    outcomes = tables.Outcomes.from_rows(
-        pd.concat(
-            pd.DataFrame(
-                {"run_id": run_id, "file": files, "correct": (rng.random(360) >= rate).astype(int)}
-            )
+    outcomes = tables.Outcomes.from_runs(
+        {
+            run_id: (files, (rng.random(360) >= rate).astype(int))
             for run_id, rate in zip(
                 trials["run_id"], trials["metrics.test_error_rate"], strict=True
             )
-        )
+        }
     )
     analysis = analyse("t", table, PAPER, outcomes=outcomes)
     best = analysis.tables["configurations"].iloc[0]

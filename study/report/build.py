@@ -102,15 +102,17 @@ def fetch_outcomes(store: Store, runs: pd.DataFrame) -> tables.Outcomes:
     `tables.Outcomes` (a row per run, a column per test image); runs that logged
     none are left out. Every run's is read, not only the best configuration's: the
     configurations table compares each configuration with the best image by image."""
-    frames = []
-    found = _artifact_csvs(store, runs["artifact_uri"], PREDICTIONS)
+    columns = ["file", "split", "correct"]
+    found = _artifact_csvs(store, runs["artifact_uri"], PREDICTIONS, usecols=columns)
+    per_run = {}
     for run_id, predictions in zip(runs["run_id"], found, strict=True):
         if predictions is not None:
-            test = predictions[predictions["split"] == "test"]
-            frames.append(test[["file", "correct"]].assign(run_id=run_id))
-    if not frames:
-        return tables.Outcomes.from_rows(pd.DataFrame(columns=["run_id", "file", "correct"]))
-    return tables.Outcomes.from_rows(pd.concat(frames, ignore_index=True))
+            test = predictions["split"].to_numpy() == "test"
+            per_run[run_id] = (
+                predictions["file"].to_numpy()[test],
+                predictions["correct"].to_numpy()[test],
+            )
+    return tables.Outcomes.from_runs(per_run)
 
 
 def fetch_details(

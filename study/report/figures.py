@@ -76,16 +76,21 @@ def sweep_overview(
     for column_index, knob in enumerate(knobs):
         values = (runs["seed"] if knob == "seed" else param(runs, knob)).astype(str)
         order = sorted(values.unique(), key=value_order)
+        codes = values.map({value: x for x, value in enumerate(order)}).to_numpy()
         for row_index, (scores, label) in enumerate(rows):
             axis = axes[row_index][column_index]
-            for x, value in enumerate(order):
-                chosen = (values == value).to_numpy() & scores.notna().to_numpy()
-                if not chosen.any():
-                    continue
-                points = scores[chosen].to_numpy()
-                offsets = np.linspace(-0.15, 0.15, len(points)) if len(points) > 1 else 0.0
-                axis.scatter(x + offsets, points, c=colours[chosen], alpha=0.6, s=25)
-                axis.plot([x - 0.3, x + 0.3], [points.mean()] * 2, color="black", linewidth=2)
+            scored = scores.notna().to_numpy()
+            if not scored.any():
+                continue
+            points = pd.DataFrame({"x": codes[scored], "score": scores.to_numpy()[scored]})
+            by_value = points.groupby("x")
+            # each value's dots spread evenly over [x - 0.15, x + 0.15], in the runs' order
+            count = by_value["score"].transform("size").to_numpy()
+            position = by_value.cumcount().to_numpy()
+            offsets = np.where(count > 1, -0.15 + 0.3 * position / np.maximum(count - 1, 1), 0.0)
+            axis.scatter(points["x"] + offsets, points["score"], c=colours[scored], alpha=0.6, s=25)
+            means = by_value["score"].mean()
+            axis.hlines(means, means.index - 0.3, means.index + 0.3, color="black", linewidth=2)
             axis.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0)
             axis.set_xlim(-0.6, len(order) - 0.4)
             axis.grid(axis="y", alpha=0.3)

@@ -369,35 +369,41 @@ def seeds_needed(difference: float, std: float, power: float = POWER) -> int | N
     return math.ceil(float(found))
 
 
-def adjusted_means(outcome, factors: pd.DataFrame, factor: str) -> dict[object, float]:
-    """Mean outcome for each level of `factor` with every other factor as the runs had it: an
-    additive OLS on all the factors (each categorical), its prediction for every run with
-    `factor` set to the level, averaged over the runs (marginal standardisation). In a full
-    grid it equals the raw mean; where a search sampled some values only beside others, it
-    removes what the other factors (and the seed, when it is one of them) did.
+def adjusted_means(outcome, factors: pd.DataFrame) -> dict[str, dict[object, float]]:
+    """For each factor (column of `factors`), the mean outcome at each of its levels with every
+    other factor as the runs had it: an additive OLS on all the factors (each categorical), its
+    prediction for every run with the factor set to the level, averaged over the runs
+    (marginal standardisation). In a full grid it equals the raw mean; where a search sampled
+    some values only beside others, it removes what the other factors (and the seed, when it is
+    one of them) did. Levels are the factors' values as text.
 
     The model is statsmodels' `ols("y ~ C(a) + C(b) + ...")` (treatment coding, the
-    minimum-norm least-squares fit), solved here with numpy: the model being additive, the
-    prediction averaged over the runs with `factor` set to a level is the mean fitted value
-    with the factor's mean contribution swapped for that level's, so one fit gives every level
-    (predicting each level through a formula took minutes for a knob of hundreds of values)."""
+    minimum-norm least-squares fit), solved once here with numpy: the model being additive, the
+    prediction averaged over the runs with a factor set to a level is the mean fitted value
+    with the factor's mean contribution swapped for that level's (predicting each level through
+    a formula took minutes for a knob of hundreds of values)."""
     data = factors.reset_index(drop=True).astype(str)
     y = np.asarray(outcome, dtype=float)
     data, y = data[np.isfinite(y)], y[np.isfinite(y)]
     varying = [column for column in data.columns if data[column].nunique() > 1]
-    if data.empty or factor not in varying:
-        return {level: float(y.mean()) for level in data.get(factor, [])}
+    mean = float(y.mean()) if len(y) else math.nan
+    found = {column: dict.fromkeys(data[column].unique(), mean) for column in data}
+    if data.empty or not varying:
+        return found
     dummies = {
         column: pd.get_dummies(data[column], drop_first=True, dtype=float) for column in varying
     }
     design = np.column_stack([np.ones(len(y)), *(block.to_numpy() for block in dummies.values())])
     coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
-    start = 1 + sum(dummies[column].shape[1] for column in varying[: varying.index(factor)])
-    own = dummies[factor]
-    effects = coefficients[start : start + own.shape[1]]
-    base = float((design @ coefficients).mean() - own.to_numpy().mean(axis=0) @ effects)
-    effect_of = dict(zip(own.columns, effects, strict=True))  # the first level's is 0
-    return {level: base + float(effect_of.get(level, 0.0)) for level in data[factor].unique()}
+    mean_fitted = float((design @ coefficients).mean())
+    start = 1
+    for column, own in dummies.items():
+        effects = coefficients[start : start + own.shape[1]]
+        start += own.shape[1]
+        base = mean_fitted - float(own.to_numpy().mean(axis=0) @ effects)
+        effect_of = dict(zip(own.columns, effects, strict=True))  # the first level's is 0
+        found[column] = {level: base + float(effect_of.get(level, 0.0)) for level in found[column]}
+    return found
 
 
 def _mean(data: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -14,6 +14,7 @@ runs of two settings can be compared image by image.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -156,13 +157,15 @@ def compare(
     adjustment runs over all of them, those that cannot be tested included. With per-image
     outcomes on the test split, `new_images_*` is the difference's interval when new test
     images vary too (`stats.crossed_interval`)."""
-    reference_errors = 100 * metric(reference, f"{split}_error_rate").set_axis(reference["seed"])
+    reference_errors = _errors_by_seed(reference, split)
+    reference_images = {}  # the reference's errors by image, by the seeds compared
     rows = {}
     for label, runs in settings.items():
-        errors = 100 * metric(runs, f"{split}_error_rate").set_axis(runs["seed"])
-        common = sorted(set(errors.dropna().index) & set(reference_errors.dropna().index))
+        errors = _errors_by_seed(runs, split)
+        common = sorted(errors.keys() & reference_errors.keys())
         test = stats.paired_comparison(
-            errors[common].to_numpy(), reference_errors[common].to_numpy()
+            np.array([errors[seed] for seed in common]),
+            np.array([reference_errors[seed] for seed in common]),
         )
         row = {
             "pairs": test.n,
@@ -175,23 +178,35 @@ def compare(
             "p_permutation": test.p_value,
             "permutation_exact": test.exact,
         }
-        ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes)
-        theirs = _errors_by_image(reference[reference["seed"].isin(common)], outcomes)
-        if split == "test" and ours is not None and theirs is not None and common:
-            files = ours.columns.intersection(theirs.columns)
-            crossed = stats.crossed_interval(
-                100 * (ours.loc[common, files].to_numpy() - theirs.loc[common, files].to_numpy())
-            )
-            row |= {
-                "new_images_ci_low": crossed.ci_low,
-                "new_images_ci_high": crossed.ci_high,
-                "new_images_df": crossed.df,
-            }
+        if split == "test" and common and outcomes is not None:
+            ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes)
+            if tuple(common) not in reference_images:
+                compared = reference[reference["seed"].isin(common)]
+                reference_images[tuple(common)] = _errors_by_image(compared, outcomes)
+            theirs = reference_images[tuple(common)]
+            if ours is not None and theirs is not None:
+                files = ours.columns.intersection(theirs.columns)
+                crossed = stats.crossed_interval(
+                    100
+                    * (ours.loc[common, files].to_numpy() - theirs.loc[common, files].to_numpy())
+                )
+                row |= {
+                    "new_images_ci_low": crossed.ci_low,
+                    "new_images_ci_high": crossed.ci_high,
+                    "new_images_df": crossed.df,
+                }
         rows[label] = row
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COMPARISON_COLUMNS)
     table["p_holm"] = stats.holm(table["p_permutation"].to_numpy(dtype=float))
     table["family"] = len(table)
     return table
+
+
+def _errors_by_seed(runs: pd.DataFrame, split: str) -> dict:
+    """Each seed's error rate (percent) on `split`, seeds without one left out."""
+    errors = 100 * metric(runs, f"{split}_error_rate")
+    found = zip(runs["seed"], errors, strict=True)
+    return {seed: error for seed, error in found if not math.isnan(error)}
 
 
 @dataclass(frozen=True)
@@ -205,10 +220,19 @@ class Outcomes:
     correct: np.ndarray
 
     @classmethod
-    def from_rows(cls, rows: pd.DataFrame) -> Outcomes:
-        """From long rows with columns `run_id`, `file` and `correct`."""
-        wide = rows.pivot(index="run_id", columns="file", values="correct").sort_index(axis=1)
-        return cls(wide.index, wide.columns, wide.to_numpy(dtype=float))
+    def from_runs(cls, per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> Outcomes:
+        """From each run's test images and their 0/1 correctness: {run_id: (files, correct)}."""
+        found = [np.asarray(files, dtype=object) for files, _ in per_run.values()]
+        files = pd.Index(np.concatenate(found) if found else [], dtype=object).unique()
+        files = files.sort_values()
+        correct = np.full((len(per_run), len(files)), np.nan)
+        for row, (names, flags) in enumerate(per_run.values()):
+            correct[row, files.get_indexer(names)] = flags
+        return cls(pd.Index(list(per_run), dtype=object), files, correct)
+
+    @functools.cached_property
+    def row_of(self) -> dict[str, int]:
+        return {run_id: row for row, run_id in enumerate(self.run_ids)}
 
 
 def _errors_by_image(runs: pd.DataFrame, outcomes: Outcomes | None) -> pd.DataFrame | None:
@@ -216,7 +240,7 @@ def _errors_by_image(runs: pd.DataFrame, outcomes: Outcomes | None) -> pd.DataFr
     one of them scored, or None when a run logged no outcomes."""
     if outcomes is None or runs.empty:
         return None
-    rows = outcomes.run_ids.get_indexer(runs["run_id"])
+    rows = np.array([outcomes.row_of.get(run_id, -1) for run_id in runs["run_id"]])
     if (rows < 0).any():
         return None
     seeds = runs["seed"].to_numpy()
@@ -432,13 +456,16 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
     (`stats.adjusted_means` over all the knobs and the seed), which a search that sampled some
     values only beside others cannot confound."""
     factors = pd.DataFrame({**{knob: param(runs, knob) for knob in knobs}, "seed": runs["seed"]})
+    kept = ["configuration", f"metrics.{objective}", f"metrics.{split}_error_rate"]
+    runs = runs[[name for name in kept if name in runs.columns]]
     scores = metric(runs, objective)
     errors = 100 * metric(runs, f"{split}_error_rate")
+    adjusted_scores = stats.adjusted_means(scores, factors)
+    adjusted_errors = stats.adjusted_means(errors, factors)
     rows = []
     for knob in knobs:
-        values = param(runs, knob)
-        adjusted_score = stats.adjusted_means(scores, factors, knob)
-        adjusted_error = stats.adjusted_means(errors, factors, knob)
+        values = factors[knob]
+        adjusted_score, adjusted_error = adjusted_scores[knob], adjusted_errors[knob]
         for value in sorted(values.dropna().unique(), key=value_order):
             group = runs[values == value]
             score = stats.spread(metric(group, objective))

@@ -20,6 +20,7 @@ included runs and the configurations table (`tables.configurations`), one DataFr
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -88,21 +89,23 @@ def best_set(runs: pd.DataFrame, split: str) -> pd.DataFrame:
     table = seed_table(runs, f"{split}_error_rate")
     means = table.mean().sort_values(kind="stable")
     level = stats.ALPHA / max(len(means) - 1, 1)
+    values = table[means.index].to_numpy(dtype=float)
+    scored = ~np.isnan(values)
+    shared = scored.T.astype(int) @ scored.astype(int)  # seeds each pair of columns shares
+    # with fewer shared seeds, even every one of them worse could not reach the level
+    enough = next(n for n in itertools.count(2) if 1 / 2**n <= level)
     rows = []
-    for label, mean in means.items():
+    for index, (label, mean) in enumerate(means.items()):
         smallest = math.nan
-        for rival, rival_mean in means.items():
-            if rival == label or not rival_mean < mean:
-                continue
-            differences = (table[label] - table[rival]).dropna().to_numpy()
-            if len(differences) < 2 or 1 / 2 ** len(differences) > level:
-                continue  # even every seed worse could not reach the level
+        for rival in np.flatnonzero((means.to_numpy() < mean) & (shared[index] >= enough)):
+            both = scored[:, index] & scored[:, rival]
+            differences = values[both, index] - values[both, rival]
             p, _ = stats.sign_flip_test(differences, alternative="greater")
             smallest = p if math.isnan(smallest) else min(smallest, p)
         rows.append(
             {
                 "configuration": label,
-                "pairs": int(table[label].notna().sum()),
+                "pairs": int(scored[:, index].sum()),
                 "error_pct_mean": mean,
                 "p_shown_worse": smallest,
                 "in_best_set": not smallest < level,

@@ -82,7 +82,13 @@ def ordered(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["run_id", "status", "start_time"])
     runs = runs.sort_values(["start_time", "run_id"], kind="stable").reset_index(drop=True)
     params = [name for name in runs.columns if name.startswith("params.")]
-    return runs.assign(**{name: runs[name].map(_without_float_noise) for name in params})
+    return runs.assign(**{name: _tidy(runs[name]) for name in params})
+
+
+def _tidy(values: pd.Series) -> pd.Series:
+    """`_without_float_noise` of each value, worked out once per distinct value."""
+    tidy = {value: _without_float_noise(value) for value in values.dropna().unique()}
+    return values.map(lambda value: tidy.get(value, value))
 
 
 def counted_runs(runs: pd.DataFrame, parent_run_id: str | None) -> Counted:
@@ -168,10 +174,8 @@ def ranking(runs: pd.DataFrame, objective: str) -> pd.DataFrame:
     )
     labels = runs["configuration"].unique()
     seeds = runs.dropna(subset=["seed"]).groupby("configuration", sort=False)["seed"]
-    found = seeds.agg(frozenset).reindex(labels).tolist()
-    shared = frozenset.intersection(
-        *[f if isinstance(f, frozenset) else frozenset() for f in found]
-    )
+    found = seeds.agg(frozenset)  # (a configuration without a seed shares none)
+    shared = frozenset.intersection(*found) if len(found) == len(labels) else frozenset()
     ranked_on = runs[runs["seed"].isin(shared)] if shared else runs
     by_label = ranked_on.groupby("configuration", sort=False)
     table = pd.DataFrame(
@@ -249,7 +253,11 @@ def _identity(runs: pd.DataFrame, identity: list[str]) -> pd.Series:
     """One string per run, equal for two runs exactly when their configurations are."""
     if runs.empty or not identity:
         return pd.Series("", index=runs.index, dtype=object)
-    return runs[identity].astype(object).fillna("").astype(str).agg("\x1f".join, axis=1)
+    parts = runs[identity].astype(object).fillna("").astype(str)
+    joined = parts[identity[0]]
+    for name in identity[1:]:
+        joined = joined + "\x1f" + parts[name]
+    return joined
 
 
 def _swept(runs: pd.DataFrame, identity: list[str]) -> list[str]:
