@@ -107,8 +107,9 @@ def importance_tables(
     observed = [_point_means(point_of_run, target)] * FOREST_SEEDS
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
     fit_seeds += [seed + index for index in range(len(shuffles))]
+    space = _study_of(points)
     fits = Parallel(n_jobs=min(usable_cores(), len(fit_seeds)))(
-        delayed(_fanova)(points, values, fit_seed)
+        delayed(_fanova)(space, values, fit_seed)
         for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
     )
     estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
@@ -228,14 +229,9 @@ def _features(runs: pd.DataFrame, knobs: list[str]) -> pd.DataFrame:
     return pd.DataFrame({knob: knob_values(runs, knob)[0].to_numpy() for knob in knobs})
 
 
-def _fanova(features: pd.DataFrame, target: np.ndarray, seed: int) -> dict[str, float]:
-    """Unnormalised fANOVA importances (shares of variance) of an in-memory Optuna study with
-    one trial per row of `features` (trees at most MAX_DEPTH deep); distributions span the
-    values seen in `features`. All 0 when the target does not vary beyond rounding (a
-    permutation can give every configuration the same mean): no variance to share, and Optuna
-    refuses to fit an exact constant."""
-    if np.ptp(target) <= 1e-12 * np.abs(target).max():
-        return dict.fromkeys(features.columns, 0.0)
+def _study_of(features: pd.DataFrame) -> optuna.Study:
+    """An in-memory Optuna study with one trial per row of `features` (trial number = row),
+    distributions spanning the values seen, made once and fitted to many targets."""
     distributions = {}
     for knob in features.columns:
         values = features[knob]
@@ -243,22 +239,33 @@ def _fanova(features: pd.DataFrame, target: np.ndarray, seed: int) -> dict[str, 
             distributions[knob] = CategoricalDistribution(sorted(values.unique(), key=value_order))
         else:
             distributions[knob] = FloatDistribution(float(values.min()), float(values.max()))
-    records = features.to_dict("records")
     trials = [
-        optuna.trial.create_trial(params=record, distributions=distributions, value=float(value))
-        for record, value in zip(records, target, strict=True)
+        optuna.trial.create_trial(params=record, distributions=distributions, value=0.0)
+        for record in features.to_dict("records")
     ]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
     study.add_trials(trials)
+    return study
+
+
+def _fanova(study: optuna.Study, target: np.ndarray, seed: int) -> dict[str, float]:
+    """Unnormalised fANOVA importances (shares of variance) of `target`, a value per trial of
+    `study` (`_study_of`), with trees at most MAX_DEPTH deep. All 0 when the target does not
+    vary beyond rounding (a permutation can give every configuration the same mean): no
+    variance to share, and Optuna refuses to fit an exact constant."""
+    knobs = list(study.get_trials(deepcopy=False)[0].distributions)
+    if np.ptp(target) <= 1e-12 * np.abs(target).max():
+        return dict.fromkeys(knobs, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fANOVA is marked experimental in some versions
         found = get_param_importances(
             study,
             evaluator=FanovaImportanceEvaluator(max_depth=MAX_DEPTH, seed=seed),
+            target=lambda trial: float(target[trial.number]),
             normalize=False,
         )
-    return {knob: float(found.get(knob, 0.0)) for knob in features.columns}
+    return {knob: float(found.get(knob, 0.0)) for knob in knobs}
 
 
 def _interactions(

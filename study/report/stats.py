@@ -285,6 +285,8 @@ def omnibus(table: np.ndarray) -> Omnibus:
         n_resamples=PERMUTATIONS,
         alternative="greater",
         rng=PERMUTATION_SEED,
+        # about 8 MB of permuted tables at a time, not all of them at once (the same draws)
+        batch=max(1, 2**20 // (seeds * settings)),
     )
     exact = math.factorial(settings) ** seeds <= PERMUTATIONS
     return Omnibus(
