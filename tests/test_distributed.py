@@ -101,6 +101,13 @@ def test_tracking_server_chief_and_two_workers_run_each_trial_once(tracking_serv
     assert "split.csv" in {a.path for a in artifacts}
 
 
+@pytest.mark.parametrize(
+    "store_uri",
+    # suite time: SQLite's run is left to `-m slow`; the default suite kills and resumes a
+    # 2-worker sweep over SQLite in tests/test_sweep_default_workers.py
+    [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"],
+    indirect=True,
+)
 def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(store_uri, tmp_path):
     # Each local worker holds its first trial's run open until the gate exists; the one that
     # names its run last is killed in the middle of that trial, then the gate opens.

@@ -165,6 +165,10 @@ def test_changing_the_config_under_a_sweep_is_refused(tmp_path):
         "data.image_size=32",
         "--set",
         "seeds=[0]",
+        "--set",
+        "features.views=1",
+        "--set",
+        "frozen.epochs=2",
     )
     assert run_study(*base, cwd=tmp_path).returncode == 0
     changed = run_study(*base, "--set", "model.dropout=0.5", cwd=tmp_path)
