@@ -254,3 +254,28 @@ def test_adjusted_means_are_statsmodels_ols_predictions_averaged_over_the_runs()
         assert found.keys() == expected.keys()
         for level, value in expected.items():
             assert found[level] == pytest.approx(value, abs=1e-9), (factor, level)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_the_exact_sign_flip_p_value_is_scipys(alternative):
+    """Up to 14 pairs every sign pattern is enumerated without scipy's per-call set-up: the
+    p-value equals scipy's `permutation_test` on differences with ties, zeros, a constant
+    difference and arbitrary floats."""
+    rng = np.random.default_rng(5)
+    cases = [rng.normal(size=n) for n in range(2, 15)]
+    cases += [rng.integers(-3, 4, size=n).astype(float) for n in (3, 6, 10, 14)]
+    cases += [np.full(5, 0.1), np.array([0.0, 0.0, 1.0]), np.array([0.1, 0.2, 0.3]) * 3]
+    # flipping 0.1, 0.2 and -0.3 keeps the sum in exact arithmetic, not in floating point
+    cases += [np.array([0.1, 0.2, -0.3, 0.5]), np.array([0.7, 0.1, 0.2, -0.3, 0.4])]
+    for differences in cases:
+        expected = scipy_stats.permutation_test(
+            (differences,),
+            lambda x, axis: np.mean(x, axis=axis),
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=stats.PERMUTATIONS,
+            alternative=alternative,
+            rng=0,
+        ).pvalue
+        found, exact = stats.sign_flip_test(differences, alternative=alternative)
+        assert exact and found == pytest.approx(float(expected), abs=1e-15), differences
