@@ -13,7 +13,7 @@ import pandas as pd
 
 from study.config import OBJECTIVES
 from study.report import tables, verdicts
-from study.report.importance import importance_tables
+from study.report.importance import start_importance
 from study.report.paper import Paper
 from study.report.selection import ReportError, Selection, select
 from study.tracking import outcome
@@ -83,6 +83,8 @@ def analyse(
             experiment, selection, objective, split, None, included, included, bench, found
         )
 
+    knobs = tables.report_knobs(included, selection.swept)
+    importance = start_importance(included, knobs, objective)  # fits beside the tables below
     ranking = tables.configurations(included, selection.swept, objective, split, outcomes)
     best_label = ranking["configuration"].iloc[0]
     best_runs = included[included["configuration"] == best_label]
@@ -93,12 +95,9 @@ def analyse(
         "hyperparameters": tables.hyperparameter_table(included, paper),
         "inference": tables.inference_table(best_runs, bench, split, best_label, paper),
         "activations": tables.activation_table(activation_runs, split, paper, outcomes),
-        "knobs": tables.knob_table(
-            included, tables.report_knobs(included, selection.swept), objective, split
-        ),
+        "knobs": tables.knob_table(included, knobs, objective, split),
     }
     found |= verdicts.verdict_tables(included, ranking, objective, split)
-    found |= importance_tables(included, tables.report_knobs(included, selection.swept), objective)
     for stage in tables.STAGES:
         scores = tables.scores_table(best_runs, stage, paper, outcomes)
         if not scores.empty:
@@ -106,6 +105,7 @@ def analyse(
     gain = tables.fine_tuning_gain(best_runs, split)
     if not gain.empty:
         found["fine_tuning_gain"] = gain
+    found |= importance()
     fingerprints = set(column(included, "tags.data_fingerprint").dropna())
     return Analysis(
         experiment,

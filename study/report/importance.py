@@ -39,6 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import optuna
@@ -78,8 +79,22 @@ def importance_tables(
     permutations: int = PERMUTATIONS,
     seed: int = SEED,
 ) -> dict[str, pd.DataFrame]:
-    """For runs (with `seed`, `configuration` and `params.<knob>` columns) that varied two or
-    more knobs: `importance` (one row per knob, most important first: the fANOVA share, the
+    """`start_importance`'s tables, waited for."""
+    return start_importance(runs, knobs, objective, permutations, seed)()
+
+
+def start_importance(
+    runs: pd.DataFrame,
+    knobs: list[str],
+    objective: str,
+    permutations: int = PERMUTATIONS,
+    seed: int = SEED,
+) -> Callable[[], dict[str, pd.DataFrame]]:
+    """Start the forest fits on worker processes and return the function that waits for them
+    and gives the tables, so that the caller's own work in between runs beside the fits.
+
+    The tables, for runs (with `seed`, `configuration` and `params.<knob>` columns) that varied
+    two or more knobs: `importance` (one row per knob, most important first: the fANOVA share, the
     share of the runs' variance, the permutation p-value, and the configurations' and seeds'
     shares of the runs' variance), `interactions` (one row per pair of knobs, strongest first)
     and `partial_dependence` (the objective against each value of each knob, the others
@@ -88,7 +103,7 @@ def importance_tables(
     runs = runs[scores.notna()]
     knobs = [knob for knob in knobs if param(runs, knob).nunique() > 1]
     if len(knobs) < 2 or len(runs) < 3:
-        return {}
+        return dict
     runs = _canonical(runs, knobs)
     features = _features(runs, knobs)
     target = metric(runs, objective).to_numpy()
@@ -108,10 +123,26 @@ def importance_tables(
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
     fit_seeds += [seed + index for index in range(len(shuffles))]
     space = _study_of(points)
-    fits = Parallel(n_jobs=min(usable_cores(), len(fit_seeds)))(
+    started = Parallel(n_jobs=min(usable_cores(), len(fit_seeds)), return_as="generator")(
         delayed(_fanova)(space, values, fit_seed)
         for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
     )
+    return lambda: _tables(runs, knobs, objective, seed, list(started), shares)
+
+
+def _tables(
+    runs: pd.DataFrame,
+    knobs: list[str],
+    objective: str,
+    seed: int,
+    fits: list[dict[str, float]],
+    shares: dict[str, float],
+) -> dict[str, pd.DataFrame]:
+    """The importance, interaction and partial dependence tables from the finished fits (the
+    observed forests first, then one per permutation)."""
+    seeds = runs["seed"].to_numpy()
+    features = _features(runs, knobs)
+    target = metric(runs, objective).to_numpy()
     estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
     null = fits[FOREST_SEEDS:]
     rows = []
