@@ -60,6 +60,7 @@ FOREST_SEEDS = 4  # forests averaged for each knob's importance
 SEED = 0  # the permutations' and the forests' first random seed: the report rebuilds identically
 TREES = 64  # Optuna's fANOVA default, used for the interaction forest too
 MAX_DEPTH = 6  # levels of a fANOVA tree: bounds a fit's cost (Optuna's default, 64, does not)
+PARALLEL_POINTS = 20  # configurations from which the fits run on every usable core
 METHOD = (
     "fANOVA (Optuna's FanovaImportanceEvaluator): the share of the objective's variance over "
     "the searched values that a random forest of the configurations (each one's objective "
@@ -123,7 +124,9 @@ def start_importance(
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
     fit_seeds += [seed + index for index in range(len(shuffles))]
     space = _study_of(points)
-    started = Parallel(n_jobs=min(usable_cores(), len(fit_seeds)), return_as="generator")(
+    # worker processes only where a fit costs more than starting them (a second each)
+    workers = min(usable_cores(), len(fit_seeds)) if len(points) >= PARALLEL_POINTS else 1
+    started = Parallel(n_jobs=workers, return_as="generator")(
         delayed(_fanova)(space, values, fit_seed)
         for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
     )
