@@ -26,10 +26,10 @@ configuration effect, the seed effects kept), averaged again over each configura
 fitted again with one forest each (noisier than the averaged estimate, so the test errs on the
 conservative side). There are PERMUTATIONS of them whatever the size of the study, so the
 smallest p is always 1 / (PERMUTATIONS + 1) and the same runs give the same p: no rule here
-looks at the time a fit takes (the fits run on every usable core at once, each with its own
-seed, so the number of cores does not move a figure either). Runs are put in a canonical order
-(knob values, then seed) before anything is fitted, so the order in which the store returned
-them cannot move a figure.
+looks at the time a fit takes (from PARALLEL_POINTS configurations the fits run on every usable
+core at once, each with its own seed, so the number of cores does not move a figure either).
+Runs are put in a canonical order (knob values, then seed) before anything is fitted, so the
+order in which the store returned them cannot move a figure.
 Interactions are Friedman's H statistic from scikit-learn's `partial_dependence` on a random
 forest of the runs. All of it is pure and seeded, so the same runs give the same numbers.
 """
