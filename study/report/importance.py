@@ -130,22 +130,23 @@ def start_importance(
         delayed(_fanova)(space, values, fit_seed)
         for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
     )
-    return lambda: _tables(runs, knobs, objective, seed, list(started), shares)
+    return lambda: _tables(runs, features, target, objective, seed, list(started), shares)
 
 
 def _tables(
     runs: pd.DataFrame,
-    knobs: list[str],
+    features: pd.DataFrame,
+    target: np.ndarray,
     objective: str,
     seed: int,
     fits: list[dict[str, float]],
     shares: dict[str, float],
 ) -> dict[str, pd.DataFrame]:
     """The importance, interaction and partial dependence tables from the finished fits (the
-    observed forests first, then one per permutation)."""
+    observed forests first, then one per permutation) of the runs' `features` (a column per
+    knob) and `target` (their objective)."""
+    knobs = list(features.columns)
     seeds = runs["seed"].to_numpy()
-    features = _features(runs, knobs)
-    target = metric(runs, objective).to_numpy()
     estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
     null = fits[FOREST_SEEDS:]
     rows = []
