@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from study import config as study_config
-from study.tracking.store import create_sqlite_store, runs_from_database
+from study.tracking.store import create_sqlite_store, histories_from_database, runs_from_database
 from study.tuning import keras_tuner_adapter as adapter
 from study.tuning import tuner
 
@@ -212,10 +212,12 @@ def test_mlflow_tables_read_as_search_runs(tmp_path, request, database):
     """MLflow's tables (runs, params, tags, latest_metrics) read by `runs_from_database` give
     the frame `mlflow.search_runs` gives: runs of other experiments and deleted runs left out,
     a missing param or tag None, a NaN metric NaN, a metric's latest step, a run that has not
-    ended, ties in start time ordered by run id, and an experiment without runs."""
+    ended, ties in start time ordered by run id, and an experiment without runs. Its table
+    metrics read by `histories_from_database` give `get_metric_history`'s points by step."""
     import math
 
     import mlflow
+    import numpy as np
     import pandas as pd
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
@@ -233,6 +235,8 @@ def test_mlflow_tables_read_as_search_runs(tmp_path, request, database):
         metrics=[
             Metric("loss", 0.5, 1, 0),
             Metric("loss", 0.25, 2, 1),
+            Metric("loss", 0.125, 0, 2),
+            Metric("loss", 0.0625, 4, 1),
             Metric("odd", math.nan, 3, 0),
         ],
         params=[Param("width", "64"), Param("dropout", "0.2")],
@@ -261,3 +265,11 @@ def test_mlflow_tables_read_as_search_runs(tmp_path, request, database):
             )
     assert len(expected) == 0 and len(found.columns) == 6
     assert runs_from_database(uri, shown)["run_id"].tolist() == [running, *sorted([first, tied])]
+
+    histories = histories_from_database(uri, first, ["loss", "odd", "never"])
+    for key in ("loss", "odd"):
+        points = sorted(client.get_metric_history(first, key), key=lambda m: m.step)
+        assert np.array_equal(histories[key], [m.value for m in points], equal_nan=True), broken(
+            "MLflow's table metrics", MLFLOW, f"{key}: {histories[key]} != {points}"
+        )
+    assert sorted(histories) == ["loss", "odd"] and len(histories["loss"]) == 4

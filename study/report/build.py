@@ -135,13 +135,11 @@ def fetch_details(
     confusion matrices of all `runs` (the best configuration's seeds) added up."""
     if shown is None:
         return document.BestRunDetails({}, None, 0)
+    stages = ("frozen", "fine_tune")
+    logged = store.histories(shown["run_id"], [f"{s}/{c}" for s in stages for c in CURVES])
     histories = {}
-    for stage in ("frozen", "fine_tune"):
-        curves = {}
-        for curve in CURVES:
-            points = store.client.get_metric_history(shown["run_id"], f"{stage}/{curve}")
-            if points:
-                curves[curve] = [m.value for m in sorted(points, key=lambda m: m.step)]
+    for stage in stages:
+        curves = {c: logged[f"{stage}/{c}"] for c in CURVES if f"{stage}/{c}" in logged}
         if curves:
             histories[stage] = curves
     matrices = _artifact_files(

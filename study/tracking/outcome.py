@@ -21,9 +21,7 @@ from study.config import KNOBS, OBJECTIVES, PHASE_KNOBS, without_step_rounding
 from study.tracking.store import (
     PARENT_TAG,
     Store,
-    is_postgres,
     runs_from_database,
-    sqlite_path,
 )
 
 MODEL_RUN_TYPES = ("trial", "train")
@@ -49,7 +47,7 @@ def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:
     """Every run of the experiment as `mlflow.search_runs` gives it: read from the database
     for a SQLite or PostgreSQL store (`runs_from_database`, the same frame in a fraction of
     the time), through MLflow otherwise (a tracking server)."""
-    if sqlite_path(store.uri) is not None or is_postgres(store.uri):
+    if store.is_database:
         return runs_from_database(store.uri, experiment_id)
     import mlflow
 

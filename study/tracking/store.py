@@ -9,12 +9,13 @@ or KILLED.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,6 +242,29 @@ def runs_from_database(uri: str, experiment_id: str) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+def histories_from_database(uri: str, run_id: str, keys: Iterable[str]) -> dict[str, list[float]]:
+    """The values the run logged under each of `keys`, by step (a key it never logged is left
+    out), read from MLflow's `metrics` table in the SQLite or PostgreSQL database at `uri`.
+    MLflow's `get_metric_history` orders by timestamp first, so the database walks the metric's
+    points of every run: about a second per curve in a store of 5,000 runs."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sqlalchemy_uri(uri), poolclass=sqlalchemy.pool.NullPool)
+    query = sqlalchemy.text(
+        "SELECT key, value, is_nan FROM metrics WHERE run_uuid = :run AND key IN :keys "
+        "ORDER BY key, step, timestamp, value"
+    ).bindparams(sqlalchemy.bindparam("keys", expanding=True))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query, {"run": run_id, "keys": list(keys)}).all()
+    finally:
+        engine.dispose()
+    found: dict[str, list[float]] = {}
+    for key, value, is_nan in rows:
+        found.setdefault(key, []).append(math.nan if is_nan else float(value))
+    return found
+
+
 def _timestamps(milliseconds: pd.Series) -> list:
     """Times in ms since the epoch as the UTC timestamps `mlflow.search_runs` gives (None for
     none)."""
@@ -271,6 +295,24 @@ class Store:
                 create_sqlite_store(database)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
+
+    @property
+    def is_database(self) -> bool:
+        """Whether the runs live in a SQLite or PostgreSQL database this process reads itself
+        (not behind a tracking server)."""
+        return sqlite_path(self.uri) is not None or is_postgres(self.uri)
+
+    def histories(self, run_id: str, keys: Iterable[str]) -> dict[str, list[float]]:
+        """The values the run logged under each of `keys`, by step; a key it never logged is
+        left out."""
+        if self.is_database:
+            return histories_from_database(self.uri, run_id, keys)
+        found = {}
+        for key in keys:
+            points = self.client.get_metric_history(run_id, key)
+            if points:
+                found[key] = [m.value for m in sorted(points, key=lambda m: m.step)]
+        return found
 
     def check(self) -> None:
         """Fail fast, without writing anything, when the store cannot be used."""
