@@ -2,6 +2,7 @@
 after each, and an audit of what the finished sweep left.
 
     python benchmarks/kill_resume.py [--seed 6] [--epochs 20] [--keep DIR] [--workers 2]
+                                     [--store sqlite|postgresql]
 
 An 8-trial grid sweep (4 activations x 2 seeds) on the embedded NEU sample at 32 px, with its
 own SQLite store and --state-dir in a temporary folder. The first kill lands while the feature
@@ -23,7 +24,10 @@ store behind the tracking server the chief starts), and the 5 SIGKILLs hit singl
 while a trial runs: 3 times the worker running it (the chief starts the worker again and hands
 it back its trial) and twice the chief alone (its workers must stop by themselves; the same
 command is started again and resumes), in an order the RNG picks. A kill is survived when the
-trial it hit ends with one FINISHED run and the sweep ends with exit code 0.
+trial it hit ends with one FINISHED run and the sweep ends with exit code 0. With `--store
+postgresql` (distributed only) the store is a database of a throwaway PostgreSQL cluster
+(`tests/postgres.py`) that the chief and its workers write directly, and the lines go to
+`results/kill_resume_postgresql.txt`.
 
 Prints one line per kill and `kills survived: N/5, duplicate runs: D, lost trials: L`; exits 1
 unless all 5 kills were survived with 0 duplicates, 0 lost trials and no other problem.
@@ -32,6 +36,7 @@ unless all 5 kills were survived with 0 duplicates, 0 lost trials and no other p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import tempfile
@@ -43,10 +48,12 @@ sys.path.insert(0, str(REPO))
 
 from results import Results  # noqa: E402
 
+from study.tracking.store import Store  # noqa: E402
+from tests import postgres  # noqa: E402
 from tests.kill_harness import SweepUnderTest, audit, check_feature_cache  # noqa: E402
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
-results = Results(__file__)
+STORES = ("sqlite", "postgresql")
 
 
 def main() -> int:
@@ -57,7 +64,13 @@ def main() -> int:
     parser.add_argument(
         "--workers", type=int, default=0, help="distributed: a chief and N local workers"
     )
+    parser.add_argument("--store", default="sqlite", help=f"one of {', '.join(STORES)}")
     args = parser.parse_args()
+    if args.store not in STORES:
+        parser.error(f"--store {args.store!r}: valid: {', '.join(STORES)}")
+    if args.store == "postgresql" and not args.workers:
+        parser.error("--store postgresql: only the distributed mode (--workers N) runs on it")
+    results = Results(__file__, variant="" if args.store == "sqlite" else args.store)
 
     from study import config as study_config
 
@@ -70,19 +83,27 @@ def main() -> int:
     rng = random.Random(args.seed)
     moments = ["cache", "store", *rng.sample(["trial", "logging", "between"], 3)]
 
-    with tempfile.TemporaryDirectory(prefix="kill-resume-") as scratch:
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="kill-resume-"))
         work = args.keep or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        database, state = work / "store" / "mlflow.db", work / "state"
-        command = ["sweep", str(SMOKE), "--tracking-uri", f"sqlite:///{database}"]
-        command += ["--state-dir", str(state)]
+        state = work / "state"
+        if args.store == "postgresql":
+            programs = postgres.binaries()
+            if programs is None:
+                raise SystemExit("--store postgresql: PostgreSQL is not installed (no initdb)")
+            server, _ = stack.enter_context(postgres.cluster(programs))
+            uri = postgres.fresh_database(server, "kill_resume")
+        else:
+            uri = f"sqlite:///{work / 'store' / 'mlflow.db'}"
+        command = ["sweep", str(SMOKE), "--tracking-uri", uri, "--state-dir", str(state)]
         for item in overrides:
             command += ["--set", item]
         if args.workers:
             command += ["--workers", str(args.workers)]
-        sweep = SweepUnderTest(command, work, database, state, work / "sweep.log")
+        sweep = SweepUnderTest(command, work, uri, state, work / "sweep.log")
         if args.workers:
-            return distributed(sweep, config, database, state, rng, args)
+            return distributed(sweep, config, uri, state, rng, args, results)
         results.print(
             f"8-trial sweep in {work}; kill moments (seed {args.seed}): {', '.join(moments)}"
         )
@@ -119,7 +140,7 @@ def main() -> int:
             f"final run: exit code {final_code}, {time.monotonic() - started:.0f} s in all"
         )
 
-        result = audit(config, f"sqlite:///{database}", state, killed_runs)
+        result = audit(config, uri, state, killed_runs)
         result.problems += cache_problems
         results.print(result.line())
         for problem in result.problems:
@@ -136,7 +157,7 @@ def main() -> int:
         return 0 if ok else 1
 
 
-def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
+def distributed(sweep, config, uri: str, state: Path, rng, args, results: Results) -> int:
     targets = rng.sample(["worker", "worker", "worker", "chief", "chief"], 5)
     results.print(
         f"8-trial sweep, chief + {args.workers} workers, in {sweep.cwd}; kills (seed "
@@ -146,7 +167,6 @@ def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
     kills = sweep.kill_processes(targets, rng)
     code = sweep.exit_codes[-1] if sweep.exit_codes else None
     results.print(f"sweep ended: exit code {code}, {time.monotonic() - started:.0f} s in all")
-    uri = f"sqlite:///{database}"
     killed_runs = [run for kill in kills for run in kill.running_runs]
     result = audit(config, uri, state, killed_runs)
     result.problems += sweep.problems
@@ -176,9 +196,7 @@ def distributed(sweep, config, database: Path, state: Path, rng, args) -> int:
 
 def _finished_trials(config, uri: str) -> dict[str, int]:
     """Trial id -> how many FINISHED runs it has."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    client = Store(uri).client
     experiment = client.get_experiment_by_name(config.name)
     found = client.search_runs(
         [experiment.experiment_id], "tags.run_type = 'trial' and attributes.status = 'FINISHED'"
@@ -190,9 +208,7 @@ def _finished_trials(config, uri: str) -> dict[str, int]:
 
 
 def _trial_of(uri: str, run_id: str) -> str:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(uri).get_run(run_id).data.tags["trial_id"]
+    return Store(uri).client.get_run(run_id).data.tags["trial_id"]
 
 
 def _cache_state(config, state: Path) -> str:

@@ -27,9 +27,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class Results:
     """print() for a benchmark's output lines: to standard output and to its results file."""
 
-    def __init__(self, script: str, folder: Path = RESULTS) -> None:
+    def __init__(self, script: str, folder: Path = RESULTS, variant: str = "") -> None:
+        """`variant` names a second results file of the same script (`<benchmark>_<variant>.txt`),
+        for a mode measured apart."""
         self.name = Path(script).stem
-        self.path = folder / f"{self.name}.txt"
+        self.path = folder / f"{self.name}{'_' + variant if variant else ''}.txt"
         self._file: TextIO | None = None
 
     def print(self, *values: object, sep: str = " ") -> None:

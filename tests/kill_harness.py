@@ -5,8 +5,8 @@ benchmarks/kill_resume.py; `worker_dies_on` makes a distributed sweep's worker k
 a given trial, and `runs_held_until` holds runs open until the test lets them go
 (tests/test_distributed.py). The sweep runs in its own process group and is
 killed with SIGKILL, so nothing in it gets to clean up. While it runs, this side watches it
-without writing anything: the MLflow SQLite store through a read-only connection, and the
-feature cache's lock (held while the cache is read or built).
+without writing anything: the MLflow store (a SQLite file through a read-only connection, or
+a PostgreSQL database), and the feature cache's lock (held while the cache is read or built).
 
 Moments:
 - `cache`: while the feature cache is being built (its lock held, no .npz yet);
@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.processes import alive
+from study.tracking.store import sqlalchemy_uri, sqlite_path
 
 MOMENTS = ("cache", "store", "trial", "logging", "between")
 POLL_S = 0.1
@@ -111,8 +112,9 @@ class Kill:
 class SweepUnderTest:
     """One sweep command, started again and again in `cwd`, killed at chosen moments."""
 
-    def __init__(self, args: list[str], cwd: Path, database: Path, state_dir: Path, log: Path):
-        self.args, self.cwd, self.database = list(args), Path(cwd), Path(database)
+    def __init__(self, args: list[str], cwd: Path, store_uri: str, state_dir: Path, log: Path):
+        self.args, self.cwd, self.store_uri = list(args), Path(cwd), store_uri
+        self.database = sqlite_path(store_uri)  # None: PostgreSQL, read through SQLAlchemy
         self.state_dir, self.log = Path(state_dir), Path(log)
         self.kills: list[Kill] = []
         self.exit_codes: list[int] = []  # of the launches that ended on their own
@@ -253,21 +255,16 @@ class SweepUnderTest:
             seen.cache_started = True
             seen.cache_complete = seen.cache_complete or built
             seen.cache_building = seen.cache_building or (not built and _held(lock))
-        seen.store_exists = self.database.is_file()
-        partials = self.database.parent.glob(f".{self.database.name}.*.partial")
-        seen.store_partial = self.database.parent.is_dir() and any(True for _ in partials)
-        if not seen.store_exists:
+        if self.database is not None:
+            seen.store_exists = self.database.is_file()
+            partials = self.database.parent.glob(f".{self.database.name}.*.partial")
+            seen.store_partial = self.database.parent.is_dir() and any(True for _ in partials)
+            if not seen.store_exists:
+                return seen
+        rows = self._runs_and_tags()
+        if rows is None:  # being created or written: look again at the next poll
             return seen
-        try:
-            with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=2) as db:
-                rows = db.execute(
-                    "SELECT r.run_uuid, r.status, t.key, t.value, "
-                    "(SELECT count(*) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid) "
-                    "FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                    "WHERE t.key IN ('run_type', 'trial_id', 'pid')"
-                ).fetchall()
-        except sqlite3.Error:  # being created or written: look again at the next poll
-            return seen
+        seen.store_exists = True
         tags: dict[str, dict] = {}
         for run_id, status, key, value, metrics in rows:
             tags.setdefault(run_id, {"status": status, "metrics": metrics})[key] = value
@@ -282,6 +279,32 @@ class SweepUnderTest:
                     "metrics": info["metrics"],
                 }
         return seen
+
+    def _runs_and_tags(self) -> list[tuple] | None:
+        """(run id, status, tag key, tag value, metric count) of the store's runs, read-only;
+        None while the store cannot be read."""
+        import sqlalchemy
+
+        query = (
+            "SELECT r.run_uuid, r.status, t.key, t.value, "
+            "(SELECT count(*) FROM latest_metrics m WHERE m.run_uuid = r.run_uuid) "
+            "FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE t.key IN ('run_type', 'trial_id', 'pid')"
+        )
+        try:
+            if self.database is not None:
+                with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=2) as db:
+                    return db.execute(query).fetchall()
+            engine = sqlalchemy.create_engine(
+                sqlalchemy_uri(self.store_uri), poolclass=sqlalchemy.pool.NullPool
+            )
+            try:
+                with engine.connect() as connection:
+                    return [tuple(row) for row in connection.execute(sqlalchemy.text(query))]
+            finally:
+                engine.dispose()
+        except (sqlite3.Error, sqlalchemy.exc.SQLAlchemyError):
+            return None
 
 
 def _held(lock: Path) -> bool:
@@ -327,7 +350,7 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
     planned = tuner.planned_trials(config)
     result = Audit(planned)
     problem = result.problems.append
-    client = MlflowClient(uri)
+    client = MlflowClient(sqlalchemy_uri(uri))
     experiment = client.get_experiment_by_name(config.name)
     if experiment is None:
         problem(f"no experiment {config.name}")

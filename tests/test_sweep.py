@@ -67,12 +67,12 @@ def test_sigkill_at_four_moments_then_resume_logs_every_trial_once(tmp_path):
         "frozen.epochs=5",
         "hyperparameters.model.activation.values=[elu, relu, tanh, sigmoid]",
     ]
-    database, state = tmp_path / "store" / "mlflow.db", tmp_path / "state"
-    command = ["sweep", SMOKE, "--tracking-uri", f"sqlite:///{database}", "-q"]
+    uri, state = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", tmp_path / "state"
+    command = ["sweep", SMOKE, "--tracking-uri", uri, "-q"]
     command += ["--state-dir", str(state)]
     for item in overrides:
         command += ["--set", item]
-    sweep = SweepUnderTest(command, tmp_path, database, state, tmp_path / "sweep.log")
+    sweep = SweepUnderTest(command, tmp_path, uri, state, tmp_path / "sweep.log")
     rng = random.Random(0)
     for moment in ("cache", "store", "logging", "between"):
         kill = sweep.kill_at(moment, rng, timeout_s=300)
@@ -85,7 +85,7 @@ def test_sigkill_at_four_moments_then_resume_logs_every_trial_once(tmp_path):
     assert sweep.run_to_end() == 0, (tmp_path / "sweep.log").read_text()[-3000:]
     killed = [run for kill in sweep.kills for run in kill.running_runs]
     config = study_config.load(SMOKE, overrides)
-    result = audit(config, f"sqlite:///{database}", state, killed)
+    result = audit(config, uri, state, killed)
     assert result.problems == [], result.problems
     assert (result.finished, result.duplicates, result.lost) == (8, 0, 0)
 

@@ -50,14 +50,13 @@ def test_kill_9_of_a_default_workers_sweep_then_resume_logs_each_trial_once(tmp_
     """The 4 smoke trials, long enough for 2 workers by default: SIGKILL the whole process
     group (chief, workers, tracking server) just after a trial's run turned FINISHED, run the
     same command again, and every trial ends with exactly one FINISHED run, none RUNNING."""
-    database, state = tmp_path / "store" / "mlflow.db", tmp_path / "state"
-    command = ["sweep", str(SMOKE), "--tracking-uri", f"sqlite:///{database}"]
+    uri, state = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", tmp_path / "state"
+    command = ["sweep", str(SMOKE), "--tracking-uri", uri]
     command += ["--state-dir", str(state)]
     for item in KILLED_SWEEP:
         command += ["--set", item]
-    sweep = SweepUnderTest(command, tmp_path, database, state, tmp_path / "sweep.log")
+    sweep = SweepUnderTest(command, tmp_path, uri, state, tmp_path / "sweep.log")
 
-    uri = f"sqlite:///{database}"
     kill = sweep.kill_at("between", random.Random(0), timeout_s=400)
     assert kill is not None, f"the sweep ended before any kill: {sweep.log}"
     # read through MLflow: the killed tracking server can leave a journal only a writer replays
