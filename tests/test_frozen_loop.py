@@ -39,12 +39,12 @@ def compiled_head(
     return head
 
 
-def float32_adam() -> keras.optimizers.Adam:
-    """Keras's Adam with its betas rounded to float32 first, as the fused kernel takes them
-    (Keras computes 1 - beta from the Python float: 1 - 0.999 differs by 1.3e-5 relative)."""
-    return keras.optimizers.Adam(
-        0.001, beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999))
-    )
+def float32_betas(name: str) -> keras.optimizers.Optimizer:
+    """Keras's Adam or Adamax with its betas rounded to float32 first, as the fused kernels take
+    them (Keras computes 1 - beta from the Python float: 1 - 0.999 differs by 1.3e-5
+    relative)."""
+    kind = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}[name]
+    return kind(0.001, beta_1=float(np.float32(0.9)), beta_2=float(np.float32(0.999)))
 
 
 def loop_fit(head, train, validation, epochs, stopping, sample_weights=None):
@@ -58,25 +58,27 @@ def stopping(monitor: str, patience: int | None, restore_best: bool = True):
     return config.EarlyStopping(monitor=monitor, patience=patience, restore_best=restore_best)
 
 
-@pytest.mark.parametrize(("dropout", "optimizer"), [(0.0, "adam"), (0.2, "adam"), (0.2, "adamax")])
+@pytest.mark.parametrize(
+    ("dropout", "optimizer"), [(0.0, "adam"), (0.2, "adam"), (0.2, "adamax"), (0.2, "nadam")]
+)
 def test_curves_and_weights_equal_model_fit_on_the_same_batches(dropout, optimizer):
     """Same initial weights and batch order. Dropout too is the same: both call the model once
-    per step, so its layers draw their masks from the same seed-generator states. Adam takes
-    the loop's fused update (against `fit` with the betas it computes with), Adamax the
-    optimizer's own `apply_gradients`."""
+    per step, so its layers draw their masks from the same seed-generator states. Adam and
+    Adamax take the loop's fused update (against `fit` with the betas it computes with), Nadam
+    the optimizer's own `apply_gradients`."""
 
     def compiled():
-        if optimizer == "adam":
-            return compiled_head(dropout, float32_adam())
-        return compiled_head(dropout, keras.optimizers.Adamax(0.001))
+        if optimizer == "nadam":
+            return compiled_head(dropout, keras.optimizers.Nadam(0.001))
+        return compiled_head(dropout, float32_betas(optimizer))
 
     train, validation = features(300, 0), features(80, 1)
     weights = np.random.default_rng(2).uniform(0.5, 2, len(train[1])).astype(np.float32)
     epochs, watch = 12, stopping("val_accuracy", 3)
 
     ours = compiled()
-    assert frozen_loop.uses_fused_adam(ours.optimizer, ours.trainable_variables) == (
-        optimizer == "adam"
+    assert frozen_loop.uses_fused_update(ours.optimizer, ours.trainable_variables) == (
+        optimizer != "nadam"
     )
     history = loop_fit(ours, train, validation, epochs, watch, weights)
 
@@ -146,16 +148,19 @@ def test_without_patience_or_restoring_every_epoch_runs_and_the_last_weights_sta
     assert float(rescored["loss"]) == pytest.approx(history["val_loss"][-1], rel=1e-5)
 
 
-def test_the_fused_adam_update_is_keras_adams_with_float32_betas():
-    """Five steps of the same gradients through Keras's Adam and `FusedAdam`: the weights and
-    the step count are Keras's exactly once Keras takes the betas as float32 values, and within
-    float32 rounding of them with the betas as given."""
+@pytest.mark.parametrize("optimizer", ["adam", "adamax"])
+def test_the_fused_update_is_keras_own_with_float32_betas(optimizer):
+    """Five steps of the same gradients through Keras's Adam (Adamax) and `FusedUpdate`: the
+    weights and the step count are Keras's (Adam: exactly; Adamax: to float32 rounding, its
+    kernel orders the weight update's products otherwise) once Keras takes the betas as
+    float32 values, and within float32 rounding of them with the betas as given."""
+    kind = {"adam": keras.optimizers.Adam, "adamax": keras.optimizers.Adamax}[optimizer]
     fused_head, same_betas, given_betas = (
-        compiled_head(0.0),
-        compiled_head(0.0, float32_adam()),
-        compiled_head(0.0),
+        compiled_head(0.0, kind(0.001)),
+        compiled_head(0.0, float32_betas(optimizer)),
+        compiled_head(0.0, kind(0.001)),
     )
-    fused = frozen_loop.FusedAdam(fused_head.optimizer, fused_head.trainable_variables)
+    fused = frozen_loop.FusedUpdate(fused_head.optimizer, fused_head.trainable_variables)
     rng = np.random.default_rng(5)
     for _ in range(5):
         gradients = [
@@ -165,7 +170,15 @@ def test_the_fused_adam_update_is_keras_adams_with_float32_betas():
         for head in (same_betas, given_betas):
             head.optimizer.apply_gradients(zip(gradients, head.trainable_variables, strict=True))
     assert int(fused_head.optimizer.iterations) == 5
-    for mine, keras_ in zip(fused_head.weights, same_betas.weights, strict=True):
-        np.testing.assert_array_equal(mine, keras_)
+    moved = 0.0
+    for mine, keras_, start in zip(
+        fused_head.weights, same_betas.weights, compiled_head(0.0).weights, strict=True
+    ):
+        if optimizer == "adam":
+            np.testing.assert_array_equal(mine, keras_)
+        else:
+            np.testing.assert_allclose(mine, keras_, rtol=1e-6, atol=1e-9)
+        moved = max(moved, float(np.abs(np.asarray(mine) - np.asarray(start)).max()))
+    assert moved > 1e-3  # five steps of lr 0.001 moved the weights
     for mine, keras_ in zip(fused_head.weights, given_betas.weights, strict=True):
         np.testing.assert_allclose(mine, keras_, rtol=1e-4, atol=1e-6)

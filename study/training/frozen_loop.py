@@ -12,15 +12,18 @@ call, loss object, optimizer and epoch means, on the batches `fit` would get fro
 `EpochOrders`.
 
 At batch 32 a step's time is mostly the number of ops TensorFlow dispatches and the passes over
-the weights and the optimizer's state. A plain Adam (`uses_fused_adam`: no amsgrad, clipping,
-weight decay, moving average, gradient accumulation, loss scale or constraints) is applied with
-TensorFlow's fused `ResourceApplyAdam` kernel on moments the loop keeps (`FusedAdam`), one op
-per variable instead of Keras's dozen (a fifth less time per epoch). Its arithmetic is Keras's
-`Adam.update_step`'s (m += (g - m) (1 - b1), v += (g^2 - v)(1 - b2), w -= m a / (sqrt(v) + eps),
-a = lr sqrt(1 - b2^t) / (1 - b1^t)) bit for bit, with one difference: the kernel takes 1 - b in
-float32 from the float32 beta, Keras rounds 1 - b computed from the Python float, so 1 - 0.999
-differs by 1.3e-5 relative (as if beta_2 were 0.99900001). Any other optimizer goes through its
-own `apply_gradients`.
+the weights and the optimizer's state. A plain Adam or Adamax (`uses_fused_update`: no amsgrad,
+clipping, weight decay, moving average, gradient accumulation, loss scale or constraints) is
+applied with TensorFlow's fused `ResourceApplyAdam` / `ResourceApplyAdaMax` kernel on moments
+the loop keeps (`FusedUpdate`), one op per variable instead of Keras's dozen. Adam's
+arithmetic is Keras's `Adam.update_step`'s (m += (g - m)(1 - b1), v += (g^2 - v)(1 - b2),
+w -= m a / (sqrt(v) + eps), a = lr sqrt(1 - b2^t) / (1 - b1^t)) bit for bit, with one
+difference: the kernel takes 1 - b in float32 from the float32 beta, Keras rounds 1 - b computed
+from the Python float, so 1 - 0.999 differs by 1.3e-5 relative (as if beta_2 were 0.99900001).
+Adamax's is Keras's (m += (g - m)(1 - b1), u = max(b2 u, |g|)) but for the weight update, which
+the kernel computes as lr / (1 - b1^t) * (m / (u + eps)) where Keras divides lr m by
+(1 - b1^t)(u + eps): the same up to float32 rounding. Any other optimizer goes through its own
+`apply_gradients`.
 """
 
 from __future__ import annotations
@@ -104,12 +107,15 @@ def fit(
     return {key: rows[:, column].tolist() for column, key in enumerate(CURVES)}
 
 
-def uses_fused_adam(optimizer: keras.optimizers.Optimizer, variables: list) -> bool:
-    """Whether `optimizer`'s update is plain Adam's on float32 variables without constraints:
-    what `_Loop` applies with the fused kernel."""
+FUSED = (keras.optimizers.Adam, keras.optimizers.Adamax)  # the optimizers with a fused update
+
+
+def uses_fused_update(optimizer: keras.optimizers.Optimizer, variables: list) -> bool:
+    """Whether `optimizer`'s update is plain Adam's or Adamax's on float32 variables without
+    constraints: what `_Loop` applies with a fused kernel (`FusedUpdate`)."""
     return (
-        type(optimizer) is keras.optimizers.Adam
-        and not optimizer.amsgrad
+        type(optimizer) in FUSED
+        and not getattr(optimizer, "amsgrad", False)
         and optimizer.clipnorm is None
         and optimizer.clipvalue is None
         and optimizer.global_clipnorm is None
@@ -121,41 +127,47 @@ def uses_fused_adam(optimizer: keras.optimizers.Optimizer, variables: list) -> b
     )
 
 
-class FusedAdam:
-    """`adam.apply_gradients` for an optimizer that `uses_fused_adam`, one fused op per
-    variable, on first and second moments of its own (zero at the start, as Keras's are), so it
-    needs none of the optimizer's private state; the optimizer's step count (`iterations`)
-    advances as Keras's own update would advance it."""
+class FusedUpdate:
+    """`optimizer.apply_gradients` for an Adam or Adamax that `uses_fused_update`, one fused
+    op per variable, on first and second moments of its own (zero at the start, as Keras's
+    are), so it needs none of the optimizer's private state; the optimizer's step count
+    (`iterations`) advances as Keras's own update would advance it."""
 
-    def __init__(self, adam: keras.optimizers.Adam, variables: list):
-        self.adam, self.variables = adam, variables
+    def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list):
+        self.optimizer, self.variables = optimizer, variables
+        self.adamax = type(optimizer) is keras.optimizers.Adamax
         self.moments = [
             tuple(tf.Variable(tf.zeros(v.shape), trainable=False) for _ in "mv") for v in variables
         ]
 
     def apply(self, gradients: list[tf.Tensor]) -> None:
-        adam = self.adam
-        step = tf.cast(adam.iterations + 1, tf.float32)
-        beta_1, beta_2 = tf.constant(adam.beta_1, tf.float32), tf.constant(adam.beta_2, tf.float32)
-        beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
-        learning_rate = tf.cast(adam.learning_rate, tf.float32)
-        epsilon = tf.constant(adam.epsilon, tf.float32)
+        optimizer = self.optimizer
+        step = tf.cast(optimizer.iterations + 1, tf.float32)
+        beta_1 = tf.constant(optimizer.beta_1, tf.float32)
+        beta_2 = tf.constant(optimizer.beta_2, tf.float32)
+        beta_1_power = tf.pow(beta_1, step)
+        beta_2_power = None if self.adamax else tf.pow(beta_2, step)
+        learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
+        epsilon = tf.constant(optimizer.epsilon, tf.float32)
         for gradient, variable, (first, second) in zip(
             gradients, self.variables, self.moments, strict=True
         ):
-            tf.raw_ops.ResourceApplyAdam(
-                var=variable.value.handle,
-                m=first.handle,
-                v=second.handle,
-                beta1_power=beta_1_power,
-                beta2_power=beta_2_power,
-                lr=learning_rate,
-                beta1=beta_1,
-                beta2=beta_2,
-                epsilon=epsilon,
-                grad=tf.cast(gradient, tf.float32),
-            )
-        adam.iterations.assign_add(1)
+            common = {
+                "var": variable.value.handle,
+                "m": first.handle,
+                "v": second.handle,
+                "beta1_power": beta_1_power,
+                "lr": learning_rate,
+                "beta1": beta_1,
+                "beta2": beta_2,
+                "epsilon": epsilon,
+                "grad": tf.cast(gradient, tf.float32),
+            }
+            if self.adamax:
+                tf.raw_ops.ResourceApplyAdaMax(**common)
+            else:
+                tf.raw_ops.ResourceApplyAdam(beta2_power=beta_2_power, **common)
+        optimizer.iterations.assign_add(1)
 
 
 class _Loop:
@@ -182,9 +194,9 @@ class _Loop:
         self.patience = stopping.patience or epochs  # no patience: never stops early
         self.restore_best = stopping.restore_best
         self.variables = model.trainable_variables
-        self.fused_adam = (
-            FusedAdam(self.optimizer, self.variables)
-            if uses_fused_adam(self.optimizer, self.variables)
+        self.fused = (
+            FusedUpdate(self.optimizer, self.variables)
+            if uses_fused_update(self.optimizer, self.variables)
             else None
         )
 
@@ -246,8 +258,8 @@ class _Loop:
                 loss += tf.add_n(self.model.losses)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, self.variables)
-        if self.fused_adam:
-            self.fused_adam.apply(gradients)
+        if self.fused:
+            self.fused.apply(gradients)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.variables, strict=True))
         right = keras.metrics.sparse_categorical_accuracy(labels, probabilities)
