@@ -167,7 +167,10 @@ def distributed(sweep, config, uri: str, state: Path, rng, args, results: Result
     kills = sweep.kill_processes(targets, rng)
     code = sweep.exit_codes[-1] if sweep.exit_codes else None
     results.print(f"sweep ended: exit code {code}, {time.monotonic() - started:.0f} s in all")
-    killed_runs = [run for kill in kills for run in kill.running_runs]
+    # A killed worker's run must end KILLED (or FAILED). A killed chief's workers may still
+    # finish theirs: over PostgreSQL they write the store directly, and the chief started again
+    # takes the FINISHED run as the trial's result.
+    killed_runs = [run for kill in kills if kill.moment == "worker" for run in kill.running_runs]
     result = audit(config, uri, state, killed_runs)
     result.problems += sweep.problems
     finished_trials = _finished_trials(config, uri)
