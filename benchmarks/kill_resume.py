@@ -1,7 +1,7 @@
 """Does a sweep survive `kill -9`? Five SIGKILLs at moments drawn by a seeded RNG, a resume
 after each, and an audit of what the finished sweep left.
 
-    python benchmarks/kill_resume.py [--seed 6] [--epochs 20] [--keep DIR] [--workers 2]
+    python benchmarks/kill_resume.py [--seed 6] [--epochs 400] [--keep DIR] [--workers 2]
                                      [--store sqlite|postgresql]
 
 An 8-trial grid sweep (4 activations x 2 seeds) on the embedded NEU sample at 32 px, with its
@@ -59,7 +59,9 @@ STORES = ("sqlite", "postgresql")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=6, help="seeds the kill moments and delays")
-    parser.add_argument("--epochs", type=int, default=20, help="frozen epochs per trial")
+    parser.add_argument(
+        "--epochs", type=int, default=400, help="frozen epochs per trial (a few seconds each)"
+    )
     parser.add_argument("--keep", type=Path, help="work here (kept) instead of a temp folder")
     parser.add_argument(
         "--workers", type=int, default=0, help="distributed: a chief and N local workers"
