@@ -1,4 +1,5 @@
-"""The full-NEU activation sweep that the benchmarks time: their shared options and command."""
+"""The full-NEU sweeps that the benchmarks time (activation.yaml unless told): their shared options
+and command."""
 
 from __future__ import annotations
 
@@ -27,14 +28,17 @@ def add_options(parser: argparse.ArgumentParser, image_size: int = 224) -> None:
     parser.add_argument("--image-size", type=int, default=image_size)
 
 
-def run(args: argparse.Namespace, tracking_uri: str, state_dir: str, *options: str) -> float:
-    """Run `study sweep activation.yaml` quietly on the benchmark's data; its wall time in s."""
+def run(
+    args: argparse.Namespace, tracking_uri: str, state_dir: str, *options: str, space: Path = SPACE
+) -> float:
+    """Run `study sweep` of `space` (activation.yaml) quietly on the benchmark's data; its wall
+    time in s."""
     command = [
         sys.executable,
         "-m",
         "study.cli",
         "sweep",
-        str(SPACE),
+        str(space),
         "--set",
         f"data.root={args.data}",
         "--set",

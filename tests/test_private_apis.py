@@ -189,6 +189,68 @@ def test_synchronized_function_and_exit_chief(tmp_path):
     )
 
 
+def test_oracle_chief_servicer_protos_and_exit_chief(tmp_path, monkeypatch):
+    """`serve_oracle`: the chief serves two workers over gRPC, keeps serving when the first is
+    told to stop while the other still runs its last trial, and returns within a second of
+    telling the last one to stop (Keras Tuner's own chief waited up to 20 s more)."""
+    import threading
+    import time
+
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    from study.tracking.server import free_port
+
+    oracle = oracle_in(tmp_path)  # 4 trials: 2 configurations x 2 seeds
+    port = str(free_port())
+    chief = threading.Thread(target=adapter.serve_oracle, args=(oracle, "127.0.0.1", port))
+    chief.start()
+    chief.join(timeout=1)  # a chief that cannot serve ends at once (the clients would wait)
+    assert chief.is_alive(), broken(
+        "keras_tuner.src.protos.get_service_grpc() / oracle_chief.OracleServicer",
+        KERAS_TUNER,
+        "the chief could not serve its oracle",
+    )
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", port)
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
+    client = OracleClient(oracle)
+    try:
+        running = {}
+        for number in range(4):
+            worker = f"worker{number % 2 + 1}"
+            if worker in running:
+                completed(client, running.pop(worker))
+            running[worker] = client.create_trial(worker)
+        completed(client, running.pop("worker1"))
+        assert client.create_trial("worker1").status == "STOPPED"
+        time.sleep(3 * adapter.CHIEF_POLL_S)
+        assert chief.is_alive(), broken(
+            "keras_tuner.src.distribute.oracle_chief.exit_chief",
+            KERAS_TUNER,
+            "the chief stopped serving while a worker still ran a trial",
+        )
+        completed(client, running.pop("worker2"))
+        told = time.monotonic()
+        assert client.create_trial("worker2").status == "STOPPED"
+        chief.join(timeout=10)
+        took = time.monotonic() - told
+    finally:
+        if chief.is_alive():  # let it end: no worker is left, nothing ongoing
+            oracle.ongoing_trials.clear()
+            oracle.tuner_ids.clear()
+            chief.join(timeout=10)
+    assert not chief.is_alive() and took < 1 + 2 * adapter.CHIEF_POLL_S, broken(
+        "keras_tuner.src.distribute.oracle_chief.OracleServicer.stop_triggered / exit_chief",
+        KERAS_TUNER,
+        f"the chief did not end after its last worker was told to stop ({took:.1f} s)",
+    )
+    assert len(oracle.end_order) == 4, broken(
+        "keras_tuner.src.protos.get_service_grpc()",
+        KERAS_TUNER,
+        "the trials ended through gRPC did not reach the chief's oracle",
+    )
+
+
 # -- MLflow -----------------------------------------------------------------------------------
 
 

@@ -80,12 +80,13 @@ def log(
     keras_file: Path,
     class_names: list[str],
     image_size: int,
-    example: bytes,
     register_as: str | None = None,
 ) -> LoggedModel:
     """Log the Keras file as an MLflow model of the (finished) run `run_id`, without touching
-    the run's status, optionally registered under `register_as`. `example` is the bytes of one
-    image file, the model's input example."""
+    the run's status, optionally registered under `register_as`. Its signature names the input
+    (a column `image` of base64 image files) and no input example is logged: MLflow would load
+    the model and predict the example to check that it serves (about 10 s at every sweep's
+    end); tests/test_serving.py serves logged models."""
     import keras
     import PIL
     import tensorflow as tf
@@ -100,7 +101,6 @@ def log(
         artifacts={"keras_model": str(keras_file)},
         model_config={"class_names": list(class_names), "image_size": int(image_size)},
         signature=signature(class_names),
-        input_example=pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(example).decode("ascii")]}),
         # Listed rather than inferred: inference loads the model in a subprocess, which is slow.
         pip_requirements=[
             f"mlflow=={mlflow.__version__}",

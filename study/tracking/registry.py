@@ -103,7 +103,6 @@ def register(
             keras_file,
             dataset.class_names,
             dataset.images.shape[1],
-            dataset.files[0].read_bytes(),
             register_as=name,
         )
     version = logged.version

@@ -2,24 +2,33 @@
 
 The study needs a few things Keras Tuner offers no public way to do: write its state files
 atomically, repair the state a kill leaves behind, queue trials to run again, name one tuner
-state file for the chief and an in-process sweep, and end the trial of a dead worker so that
-the chief stops waiting for it. Each is a small function or class here, whose docstring says
-which private member of Keras Tuner it relies on; tests/test_private_apis.py has one test per
-member, named after it. pyproject.toml caps keras-tuner at <1.5 (tested with 1.4.8): an upgrade
-past the cap must pass those tests first. No other module of the study touches a Keras Tuner
-member whose name starts with an underscore, or imports `keras_tuner.src`.
+state file for the chief and an in-process sweep, end the trial of a dead worker so that the
+chief stops waiting for it, and let the chief end as soon as its last worker is told to stop.
+Each is a small function or class here, whose docstring says which private member of Keras
+Tuner it relies on; tests/test_private_apis.py has one test per member, named after it.
+pyproject.toml caps keras-tuner at <1.5 (tested with 1.4.8): an upgrade past the cap must pass
+those tests first. No other module of the study touches a Keras Tuner member whose name starts
+with an underscore, or imports `keras_tuner.src`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 
 import keras_tuner as kt
 
 from study.files import atomic_write_text
 
 TrialStatus = kt.engine.trial.TrialStatus
+# Keras Tuner's distribution settings, read from the environment.
+TUNER_ID, ORACLE_IP, ORACLE_PORT = (
+    "KERASTUNER_TUNER_ID",
+    "KERASTUNER_ORACLE_IP",
+    "KERASTUNER_ORACLE_PORT",
+)
+CHIEF_POLL_S = 0.5  # how often the chief looks whether every worker was told to stop
 
 
 def open_project(oracle: kt.Oracle, directory: str, project_name: str) -> None:
@@ -97,6 +106,44 @@ class SharedStateTuner(kt.engine.base_tuner.BaseTuner):
         if self.is_worker:
             return super()._get_tuner_fname()
         return os.path.join(str(self.project_dir), "tuner0.json")
+
+    def search(self, *fit_args, **fit_kwargs) -> None:
+        """Keras Tuner's search, but the chief of a distributed sweep serves its oracle with
+        `serve_oracle`, which ends within `CHIEF_POLL_S` of the sweep's end."""
+        if self.is_worker or ORACLE_IP not in os.environ:
+            super().search(*fit_args, **fit_kwargs)
+            return
+        if "verbose" in fit_kwargs:
+            self.oracle.verbose = fit_kwargs["verbose"]
+        self.save()
+        serve_oracle(self.oracle, os.environ[ORACLE_IP], os.environ[ORACLE_PORT])
+
+
+def serve_oracle(oracle: kt.Oracle, host: str, port: str) -> None:
+    """Serve `oracle` to the workers over gRPC until the sweep is over: a worker was told to
+    stop, no trial is ongoing and every worker that asked for trials was told to stop. Keras
+    Tuner's own chief (`oracle_chief.start_server`) looks again only every 20 s once the first
+    worker was told to stop while another still ran its last trial.
+
+    Relies on `keras_tuner.src.distribute.oracle_chief.OracleServicer` (the gRPC servicer,
+    its `stop_triggered` set when it hands out STOPPED), `oracle_chief.exit_chief` and
+    `keras_tuner.src.protos.get_service_grpc()`."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src import protos
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(CHIEF_POLL_S)
+    finally:
+        server.stop(grace=None)
 
 
 @kt.synchronized

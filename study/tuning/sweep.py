@@ -38,6 +38,7 @@ from study.files import atomic_write_text
 from study.tracking import outcome, runs, server
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, PARENT_TAG, REPORT_NOTE, Store
 from study.tuning import keras_tuner_adapter, tuner
+from study.tuning.keras_tuner_adapter import ORACLE_IP, ORACLE_PORT, TUNER_ID
 from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
@@ -45,12 +46,6 @@ STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
 RETRIED_TAG = "retried"  # on a trial's FAILED run that --retry-failed ran again
 DEFAULT_WORKERS = 2  # local worker processes when `default_workers` runs trials two at a time
 MIN_TRIAL_IMAGE_EPOCHS = 20_000  # frozen.epochs x images of a trial worth a worker process
-# Keras Tuner's distribution settings, read from the environment.
-TUNER_ID, ORACLE_IP, ORACLE_PORT = (
-    "KERASTUNER_TUNER_ID",
-    "KERASTUNER_ORACLE_IP",
-    "KERASTUNER_ORACLE_PORT",
-)
 
 
 @dataclass

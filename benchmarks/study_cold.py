@@ -1,0 +1,81 @@
+"""How long the whole study takes from a cold start: `study sweep search_spaces/study.yaml`
+(40 configurations x 3 seeds, 120 trials) with no feature cache and a new store.
+
+    python benchmarks/study_cold.py [--data ../shared/data/neu] [--weights none] [--keep DIR]
+
+The sweep runs as a user starts it, with an empty --state-dir and a new SQLite store (in a
+temporary folder, or kept in --keep), timed around the command: target at most 10 minutes on
+2 cores. Then where the time went, read from the runs it logged: the set-up before the sweep's
+parent run (data, the first backbone draw's feature cache), the trials (two at a time; the
+caches of the other draws are built by the trials that need them first), and what follows the
+last trial (each knob's importance, the best configuration trained again with its model kept,
+and registered). With --weights none, seed s uses backbone draw s mod 4: three caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import activation_sweep
+from results import Results
+
+SPACE = activation_sweep.REPO / "search_spaces" / "study.yaml"
+TARGET_S = 600
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    activation_sweep.add_options(parser)
+    parser.add_argument("--keep", type=Path, help="keep the store and state here (a new folder)")
+    args = parser.parse_args()
+    results = Results(__file__)
+
+    with tempfile.TemporaryDirectory(prefix="study-cold-") as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=not args.keep)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        started = 1000 * time.time()
+        took = activation_sweep.run(args, uri, str(folder / "state"), space=SPACE)
+        results.print(
+            f"data: {args.data} at {args.image_size} px, weights {args.weights}; new store and "
+            "empty state folder"
+        )
+        for line in phases(uri, started, started + 1000 * took):
+            results.print(line)
+        results.print(f"study.yaml cold: {took:.0f} s (target <= {TARGET_S} s)")
+
+
+def phases(uri: str, started_ms: float, ended_ms: float) -> list[str]:
+    """Where the sweep's time went, from the start and end of the runs it logged."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("study")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    (parent,) = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("run_type") == "trial"]
+    last_trial = max(r.info.end_time for r in trials)
+    durations = [(r.info.end_time - r.info.start_time) / 1000 for r in trials]
+    by_optimizer = {}
+    for run, seconds in zip(trials, durations, strict=True):
+        by_optimizer.setdefault(run.data.params.get("optimizer"), []).append(seconds)
+    medians = ", ".join(
+        f"{name} {statistics.median(values):.1f} s ({len(values)})"
+        for name, values in sorted(by_optimizer.items())
+    )
+    return [
+        "set-up (data, first draw's feature cache): "
+        f"{(parent.info.start_time - started_ms) / 1000:.0f} s",
+        f"trials: {(last_trial - parent.info.start_time) / 1000:.0f} s for {len(trials)} runs, "
+        f"{statistics.median(durations):.1f} s median per run (by optimizer: {medians})",
+        f"after the last trial (importance, best model trained again and registered): "
+        f"{(ended_ms - last_trial) / 1000:.0f} s",
+    ]
+
+
+if __name__ == "__main__":
+    main()
