@@ -57,6 +57,7 @@ def phases(uri: str, started_ms: float, ended_ms: float) -> list[str]:
     experiment = client.get_experiment_by_name("study")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
+    (model,) = [r for r in runs if r.data.tags.get("run_type") == "model"]
     trials = [r for r in runs if r.data.tags.get("run_type") == "trial"]
     last_trial = max(r.info.end_time for r in trials)
     durations = [(r.info.end_time - r.info.start_time) / 1000 for r in trials]
@@ -72,8 +73,11 @@ def phases(uri: str, started_ms: float, ended_ms: float) -> list[str]:
         f"{(parent.info.start_time - started_ms) / 1000:.0f} s",
         f"trials: {(last_trial - parent.info.start_time) / 1000:.0f} s for {len(trials)} runs, "
         f"{statistics.median(durations):.1f} s median per run (by optimizer: {medians})",
-        f"after the last trial (importance, best model trained again and registered): "
-        f"{(ended_ms - last_trial) / 1000:.0f} s",
+        f"after the last trial: {(ended_ms - last_trial) / 1000:.0f} s (the sweep ends "
+        f"{(parent.info.end_time - last_trial) / 1000:.0f} s, importance "
+        f"{(model.info.start_time - parent.info.end_time) / 1000:.0f} s, the best model trained "
+        f"again {(model.info.end_time - model.info.start_time) / 1000:.0f} s, registered and "
+        f"the process ended {(ended_ms - model.info.end_time) / 1000:.0f} s)",
     ]
 
 

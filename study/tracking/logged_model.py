@@ -12,6 +12,7 @@ and resized exactly as the training data was (`study.data.dataset.decode`).
 from __future__ import annotations
 
 import base64
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,27 +93,29 @@ def log(
     import tensorflow as tf
 
     mlflow.set_tracking_uri(tracking_uri)
-    info = Model.log(
-        artifact_path=None,
-        name=MODEL_NAME,
-        flavor=mlflow.pyfunc,
-        run_id=run_id,
-        python_model=str(Path(__file__).with_name("served_model.py")),
-        artifacts={"keras_model": str(keras_file)},
-        model_config={"class_names": list(class_names), "image_size": int(image_size)},
-        signature=signature(class_names),
-        # Listed rather than inferred: inference loads the model in a subprocess, which is slow.
-        pip_requirements=[
-            f"mlflow=={mlflow.__version__}",
-            f"tensorflow=={tf.__version__}",
-            f"keras=={keras.__version__}",
-            f"pillow=={PIL.__version__}",
-            f"numpy=={np.__version__}",
-            f"pandas=={pd.__version__}",
-            "steel-defect-study",
-        ],
-        registered_model_name=register_as,
-    )
+    with warnings.catch_warnings():  # MLflow asks for the input example left out on purpose
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
+        info = Model.log(
+            artifact_path=None,
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            python_model=str(Path(__file__).with_name("served_model.py")),
+            artifacts={"keras_model": str(keras_file)},
+            model_config={"class_names": list(class_names), "image_size": int(image_size)},
+            signature=signature(class_names),
+            # Listed rather than inferred: inference loads the model in a subprocess, which is slow.
+            pip_requirements=[
+                f"mlflow=={mlflow.__version__}",
+                f"tensorflow=={tf.__version__}",
+                f"keras=={keras.__version__}",
+                f"pillow=={PIL.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+                "steel-defect-study",
+            ],
+            registered_model_name=register_as,
+        )
     version = info.registered_model_version
     return LoggedModel(info.model_uri, run_id, None if version is None else str(version))
 

@@ -131,8 +131,8 @@ def serve_oracle(oracle: kt.Oracle, host: str, port: str) -> None:
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src.distribute import oracle_chief
     from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = oracle_chief.OracleServicer(oracle)
