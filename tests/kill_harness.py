@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.processes import alive
-from study.tracking.store import sqlalchemy_uri, sqlite_path
+from study.tracking.store import database_connection, sqlalchemy_uri, sqlite_path
 
 MOMENTS = ("cache", "store", "trial", "logging", "between")
 POLL_S = 0.1
@@ -295,14 +295,8 @@ class SweepUnderTest:
             if self.database is not None:
                 with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=2) as db:
                     return db.execute(query).fetchall()
-            engine = sqlalchemy.create_engine(
-                sqlalchemy_uri(self.store_uri), poolclass=sqlalchemy.pool.NullPool
-            )
-            try:
-                with engine.connect() as connection:
-                    return [tuple(row) for row in connection.execute(sqlalchemy.text(query))]
-            finally:
-                engine.dispose()
+            with database_connection(self.store_uri) as connection:
+                return [tuple(row) for row in connection.execute(sqlalchemy.text(query))]
         except (sqlite3.Error, sqlalchemy.exc.SQLAlchemyError):
             return None
 

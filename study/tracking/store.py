@@ -27,6 +27,7 @@ from study.tracking.provenance import redact, source_tags
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy
     from sqlalchemy.engine import URL
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
@@ -187,6 +188,20 @@ def _postgres_failure(message: str, where: str, url: URL) -> str:
 _RUN_VALUES = {"params": "params", "tags": "tags", "metrics": "latest_metrics"}
 
 
+@contextmanager
+def database_connection(uri: str) -> Iterator[sqlalchemy.Connection]:
+    """A connection to the SQLite or PostgreSQL database at `uri` (a store's URI), closed with
+    its engine at the end: nothing is pooled between calls."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sqlalchemy_uri(uri), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
 def runs_from_database(uri: str, experiment_id: str) -> pd.DataFrame:
     """The experiment's active runs as `mlflow.search_runs` gives them (the same columns,
     values and order: latest start first), read from MLflow's tables in the SQLite or
@@ -195,32 +210,27 @@ def runs_from_database(uri: str, experiment_id: str) -> pd.DataFrame:
     import pandas as pd
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(sqlalchemy_uri(uri), poolclass=sqlalchemy.pool.NullPool)
     active = "SELECT run_uuid FROM runs WHERE experiment_id = :id AND lifecycle_stage = 'active'"
     where = {"id": int(experiment_id)}
-    try:
-        with engine.connect() as connection:
-            info = pd.read_sql(
+    with database_connection(uri) as connection:
+        info = pd.read_sql(
+            sqlalchemy.text(
+                "SELECT run_uuid AS run_id, experiment_id, status, artifact_uri, start_time,"
+                " end_time FROM runs WHERE experiment_id = :id AND lifecycle_stage = 'active'"
+            ),
+            connection,
+            params=where,
+        )
+        values = {}
+        for kind, table in _RUN_VALUES.items():
+            nan = ", is_nan" if kind == "metrics" else ""
+            values[kind] = pd.read_sql(
                 sqlalchemy.text(
-                    "SELECT run_uuid AS run_id, experiment_id, status, artifact_uri, start_time,"
-                    " end_time FROM runs WHERE experiment_id = :id AND lifecycle_stage = 'active'"
+                    f"SELECT run_uuid, key, value{nan} FROM {table} WHERE run_uuid IN ({active})"
                 ),
                 connection,
                 params=where,
             )
-            values = {}
-            for kind, table in _RUN_VALUES.items():
-                nan = ", is_nan" if kind == "metrics" else ""
-                values[kind] = pd.read_sql(
-                    sqlalchemy.text(
-                        f"SELECT run_uuid, key, value{nan} FROM {table} "
-                        f"WHERE run_uuid IN ({active})"
-                    ),
-                    connection,
-                    params=where,
-                )
-    finally:
-        engine.dispose()
     info = info.sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable")
     order = info["run_id"]
     # Built as mlflow.search_runs builds its frame, from lists with None for a missing value,
@@ -249,16 +259,12 @@ def histories_from_database(uri: str, run_id: str, keys: Iterable[str]) -> dict[
     points of every run: about a second per curve in a store of 5,000 runs."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(sqlalchemy_uri(uri), poolclass=sqlalchemy.pool.NullPool)
     query = sqlalchemy.text(
         "SELECT key, value, is_nan FROM metrics WHERE run_uuid = :run AND key IN :keys "
         "ORDER BY key, step, timestamp, value"
     ).bindparams(sqlalchemy.bindparam("keys", expanding=True))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(query, {"run": run_id, "keys": list(keys)}).all()
-    finally:
-        engine.dispose()
+    with database_connection(uri) as connection:
+        rows = connection.execute(query, {"run": run_id, "keys": list(keys)}).all()
     found: dict[str, list[float]] = {}
     for key, value, is_nan in rows:
         found.setdefault(key, []).append(math.nan if is_nan else float(value))
