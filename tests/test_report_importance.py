@@ -218,7 +218,7 @@ def test_a_hundred_configurations_find_the_knob_and_rebuild_identically_in_any_o
             for seed in SEEDS
         ]
     )
-    found = importance.importance_tables(runs, list(knobs), "val_accuracy", permutations=1)
+    found = importance.start_importance(runs, list(knobs), "val_accuracy", permutations=1)()
     table = found["importance"].set_index("knob")
     assert list(table.index[:2]) == ["dropout", "head_width"]
     assert table.loc["dropout", "importance"] > 0.5
@@ -227,7 +227,7 @@ def test_a_hundred_configurations_find_the_knob_and_rebuild_identically_in_any_o
         assert table.loc[knob, "importance"] < 0.05
     assert set(table["runs"]) == {3 * configurations}
     shuffled = runs.sample(frac=1.0, random_state=5).reset_index(drop=True)
-    again = importance.importance_tables(shuffled, list(knobs), "val_accuracy", permutations=1)
+    again = importance.start_importance(shuffled, list(knobs), "val_accuracy", permutations=1)()
     for name in ("importance", "interactions", "partial_dependence"):
         pd.testing.assert_frame_equal(again[name], found[name])
 

@@ -23,7 +23,7 @@ import pandas as pd
 from study.files import atomic_file, atomic_write_text
 from study.report import document, paper, render, tables
 from study.report.analysis import analyse
-from study.report.importance import importance_metrics, importance_tables
+from study.report.importance import importance_metrics, start_importance
 from study.report.selection import ReportError, select
 from study.tracking.outcome import fetch_runs
 from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
@@ -88,7 +88,7 @@ def sweep_importance(
     varied."""
     selection = select(fetch_runs(store, experiment_id), sweep_run_id)
     knobs = tables.report_knobs(selection.runs, selection.swept)
-    found = importance_tables(selection.runs, knobs, objective)
+    found = start_importance(selection.runs, knobs, objective)()
     if not found:
         return None
     log_importance(store, sweep_run_id, found["importance"])

@@ -73,17 +73,6 @@ METHOD = (
 )
 
 
-def importance_tables(
-    runs: pd.DataFrame,
-    knobs: list[str],
-    objective: str,
-    permutations: int = PERMUTATIONS,
-    seed: int = SEED,
-) -> dict[str, pd.DataFrame]:
-    """`start_importance`'s tables, waited for."""
-    return start_importance(runs, knobs, objective, permutations, seed)()
-
-
 def start_importance(
     runs: pd.DataFrame,
     knobs: list[str],
