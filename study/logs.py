@@ -32,6 +32,10 @@ NOISE = re.compile(
 )
 # The start of a line that may turn out to be noise: held until the line is complete.
 MAYBE_NOISE = re.compile(rb"[IWE]\d|WARNING: All|To enable|\d{4}-")
+# What this process writes last into the filter: processes that outlive it (the resource
+# trackers of multiprocessing and joblib, joblib's idle workers) keep the pipe open, so the
+# filter ends at this mark, not at the pipe's end.
+END = b"\0end of the filtered output\0\n"
 
 
 def quiet_tensorflow() -> None:
@@ -58,17 +62,19 @@ def without_noise() -> Iterator[None]:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(terminal, 2)  # the pipe ends once every process that inherited it has ended
+        os.write(2, END)
+        os.dup2(terminal, 2)
         forwarder.join(timeout=5)
         if not forwarder.is_alive():
             os.close(terminal)
 
 
 def _forward(source: int, terminal: int) -> None:
-    pending = b""
+    pending, ended = b"", False
     with os.fdopen(source, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+        while not ended and (chunk := pipe.read(65536)):
+            ended = END in pending + chunk
+            *lines, pending = re.split(rb"(?<=[\r\n])", (pending + chunk).replace(END, b""))
             kept = b"".join(line for line in lines if not NOISE.match(line))
             if pending and not MAYBE_NOISE.match(pending) and len(pending) > 5:
                 kept, pending = kept + pending, b""  # a progress bar's line: show it now
