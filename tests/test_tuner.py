@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import keras_tuner as kt
 import pytest
+import threadpoolctl
 
 from study import config as study_config
 from study.errors import ConfigError
@@ -99,6 +100,39 @@ def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
     assert seen[-1][1] == pytest.approx(means)  # one point per configuration: its mean
     assert len(seen) == 6 and len(seen[2][1]) == 2  # the third proposal is the first modelled
     assert "used up" in oracle.stop_reason
+
+
+def test_the_bayesian_proposer_computes_on_one_blas_thread(tmp_path):
+    """The chief proposes while its workers keep every core busy."""
+    config = study_config.load(
+        SMOKE,
+        [
+            "hyperparameters={model.dropout: {type: float, min: 0.0, max: 0.5}}",
+            "tuner.oracle=bayesian",
+            "tuner.max_configs=4",
+            "tuner.num_initial_points=2",
+            "seeds=[0]",
+        ],
+    )
+    oracle = tuner.make_oracle(config)
+    threads = []
+
+    class Watched(oracle.proposer):
+        def populate_space(self, trial_id):
+            threads.append({pool["num_threads"] for pool in threadpoolctl.threadpool_info()})
+            return super().populate_space(trial_id)
+
+    oracle.proposer = Watched
+    keras_tuner_adapter.open_project(oracle, str(tmp_path), "bayes")
+    oracle.verbose = 0
+    while (trial := oracle.create_trial("tuner0")).status == tuner.RUNNING:
+        oracle.update_trial(
+            trial.trial_id, {"val_accuracy": random.Random(trial.trial_id).random()}
+        )
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert len(threads) == 4 and all(found == {1} for found in threads)
+    assert max(pool["num_threads"] for pool in threadpoolctl.threadpool_info()) > 1
 
 
 @pytest.mark.parametrize("oracle_name", ["bayesian", "random"])

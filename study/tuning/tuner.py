@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import keras_tuner as kt
+from threadpoolctl import threadpool_limits
 
 from study.config import StudyConfig, without_step_rounding
 from study.errors import ConfigError
@@ -186,7 +187,10 @@ class SeedRepeats:
             point.hyperparameters.values.update(configurations[key])
             point.score = sum(found) / len(found)
             proposer.trials[point.trial_id] = point
-        response = proposer.populate_space("next")
+        # One BLAS thread: the proposer's Gaussian process is small, and in a distributed
+        # sweep the workers keep every core busy, where two threads took twice as long.
+        with threadpool_limits(limits=1):
+            response = proposer.populate_space("next")
         return rounded(response["values"]) if response["status"] == RUNNING else None
 
     def get_state(self):
