@@ -4,9 +4,12 @@ sweep run by that default surviving kill -9 of its whole process group."""
 import random
 
 import mlflow
+import pytest
 
 from study import config as study_config
-from study.tuning.sweep import MIN_TRIAL_IMAGE_EPOCHS, default_workers
+from study.caches import features
+from study.tracking.store import Store
+from study.tuning.sweep import MIN_TRIAL_IMAGE_EPOCHS, Sweep, default_workers
 
 from .conftest import REPO
 from .kill_harness import SweepUnderTest, audit
@@ -77,3 +80,33 @@ def finished_runs(uri: str):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["smoke"])
     return runs[(runs["tags.run_type"] == "trial") & (runs["status"] == "FINISHED")]
+
+
+class CacheReached(Exception):
+    pass
+
+
+def test_the_workers_tracking_server_starts_while_the_feature_cache_is_built(tmp_path, monkeypatch):
+    """A sweep of a SQLite store that will run its trials in local workers launches the
+    server they log through once its data is loaded, before it builds the cache; the smoke
+    study as shipped, whose trials run in the sweep's process, launches none. A failure before
+    the workers start stops the server."""
+    found = {}
+
+    def cache_reached(*args, **kwargs):
+        tracking = sweep.tracking
+        found["server"] = tracking and (tracking.process, tracking.process.poll())
+        raise CacheReached
+
+    monkeypatch.setattr(features, "load_or_build", cache_reached)
+    for name, overrides in (("workers", KILLED_SWEEP), ("in process", [])):
+        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        sweep = Sweep(smoke(*overrides), Store(uri), tmp_path / name / "state", progress=False)
+        with pytest.raises(CacheReached):
+            sweep.run(workers=None)
+        if name == "workers":
+            process, exit_code = found["server"]
+            assert exit_code is None and "server" in process.args  # running at the cache
+            assert process.poll() is not None  # and stopped by the failure
+        else:
+            assert found["server"] is None

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -92,17 +93,25 @@ class Prepared:
 
 
 def prepare(
-    config: StudyConfig, store: Store, state_dir: Path, progress: bool = True, cache: bool = True
+    config: StudyConfig,
+    store: Store,
+    state_dir: Path,
+    progress: bool = True,
+    cache: bool = True,
+    loaded: Callable[[data.Dataset], None] | None = None,
 ) -> Prepared:
     """Load and check every input, then build or load the feature cache and, for a fine-tuning
     cut, the activation cache of the first seed's backbone (unless `cache` is false: a process
-    that runs no trial needs none)."""
+    that runs no trial needs none). `loaded` is called with the data before the caches are
+    built."""
     store.check()  # first: it takes a moment, where loading the data can take minutes
     first_seed = config.sweep_seeds[0]
     weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(first_seed))
     dataset = data.load(
         config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
     )
+    if loaded:
+        loaded(dataset)
     features_cache = None
     if cache and config.features.cache and config.frozen.epochs:
         features_cache = features.load_or_build(

@@ -110,11 +110,17 @@ def command(
 def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
     """Start a server, its output to `log` (else this terminal), and return once it answers
     on its /health endpoint; raise ServerError when it cannot start."""
-    check_port(server.host, server.port)
-    output = open(log, "ab") if log else None  # noqa: SIM115 - the server process owns it
-    process = subprocess.Popen(server.line, stdout=output, stderr=output, env=server.env)
+    process = launch(server, log)
     wait_until_up(server, process, log, wait_s)
     return process
+
+
+def launch(server: Command, log: Path | None = None) -> subprocess.Popen:
+    """Start a server process, its output to `log` (else this terminal), without waiting for it
+    to answer (`wait_until_up` does)."""
+    check_port(server.host, server.port)
+    output = open(log, "ab") if log else None  # noqa: SIM115 - the server process owns it
+    return subprocess.Popen(server.line, stdout=output, stderr=output, env=server.env)
 
 
 def wait_until_up(

@@ -39,7 +39,7 @@ from study.tracking import outcome, runs, server
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, PARENT_TAG, REPORT_NOTE, Store
 from study.tuning import keras_tuner_adapter, tuner
 from study.tuning.keras_tuner_adapter import ORACLE_IP, ORACLE_PORT, TUNER_ID
-from study.tuning.workers import Lease, WorkerPool
+from study.tuning.workers import Lease, TrackingServer, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
@@ -101,27 +101,39 @@ class Sweep:
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
         if workers is None and oracle_address is not None:
             workers = 0  # the chief of remote workers starts local ones only when asked
-        self.prepared = runs.prepare(
-            self.config,
-            self.store,
-            self.state_dir,
-            self.progress,
-            cache=workers != 0 or oracle_address is None,
-        )
-        for notice in self.prepared.dataset.notices:
-            self.say(f"note: {notice}")
-        if fresh:
-            self._abandon()
-        self.experiment_id = self.store.experiment(self.config.name, self.config.description)
-        self.parent_run_id = self._parent_run(self._identity(self.prepared))
-        if workers is None:
-            workers = self._default_workers(retry_failed)
+        self.tracking: TrackingServer | None = None
+        try:
+            self.prepared = runs.prepare(
+                self.config,
+                self.store,
+                self.state_dir,
+                self.progress,
+                cache=workers != 0 or oracle_address is None,
+                loaded=lambda dataset: self._launch_tracking_server(workers, len(dataset)),
+            )
+            for notice in self.prepared.dataset.notices:
+                self.say(f"note: {notice}")
+            if fresh:
+                self._abandon()
+            self.experiment_id = self.store.experiment(self.config.name, self.config.description)
+            self.parent_run_id = self._parent_run(self._identity(self.prepared))
+            if workers is None:
+                workers = self._default_workers(retry_failed)
+        except BaseException:
+            if self.tracking:
+                self.tracking.stop()
+            raise
+        if self.tracking and not workers:  # a resumed sweep with one trial left
+            self.tracking.stop()
+            self.tracking = None
         distributed = workers > 0 or oracle_address is not None
         pool = None
         if distributed:
             host, _, port = (oracle_address or f"127.0.0.1:{server.free_port()}").rpartition(":")
             os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: "chief"})
-            pool = WorkerPool(self, workers, server.reachable(host), port, run_worker)
+            pool = WorkerPool(
+                self, workers, server.reachable(host), port, run_worker, self.tracking
+            )
         self.serves_remote_workers = oracle_address is not None
         study_tuner = self._tuner(oracle)
         if retry_failed:
@@ -166,6 +178,16 @@ class Sweep:
             study_tuner.search(verbose=0)
         finally:
             lease.release()
+
+    def _launch_tracking_server(self, workers: int | None, images: int) -> None:
+        """Start the tracking server that local workers of a SQLite store log through, if the
+        sweep will likely start some (`default_workers`, not knowing yet how many trials are
+        left), so that it starts up while the feature cache is built."""
+        if workers is None:
+            workers, _ = default_workers(self.config, images, None, processes.usable_cores())
+        if workers and self.store.uri.startswith("sqlite:"):
+            self.store.client  # noqa: B018 - creates the database, before the server opens it
+            self.tracking = TrackingServer(self.store, self.project / "tracking-server.log")
 
     def _default_workers(self, retry_failed: bool) -> int:
         """The local workers `default_workers` chooses for what is left of this sweep, said."""

@@ -58,7 +58,6 @@ class Chief(Protocol):
     config: StudyConfig
     store: Store
     state_dir: Path
-    project: Path
     progress: bool
     parent_run_id: str
     serves_remote_workers: bool
@@ -126,20 +125,44 @@ def alive(lease: dict) -> bool:
     return time.time() - lease["beat"] < LEASE_EXPIRES_S
 
 
+class TrackingServer:
+    """The tracking server through which local workers log to a SQLite store (a file that takes
+    one writer at a time), started before it is needed: the sweep launches it while it loads
+    its data and builds the feature cache, on a store whose database exists."""
+
+    def __init__(self, store: Store, log: Path):
+        self.command = server.command("server", store.uri, "127.0.0.1", server.free_port())
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.process, self.log = server.launch(self.command, log), log
+
+    def url(self) -> str:
+        """Its address, once it answers."""
+        server.wait_until_up(self.command, self.process, self.log)
+        return self.command.url
+
+    def stop(self) -> None:
+        server.stop(self.process)
+
+
 class WorkerPool:
     """The chief's watch over its workers: local worker processes (none with `count` 0), each
     running `run` once set up, started again when they die, and the leases of remote
-    workers."""
+    workers. The workers log through `tracking` (None: to the sweep's store), which the pool
+    stops with them."""
 
-    def __init__(self, sweep: Chief, count: int, host: str, port: str, run: WorkerRun):
+    def __init__(
+        self,
+        sweep: Chief,
+        count: int,
+        host: str,
+        port: str,
+        run: WorkerRun,
+        tracking: TrackingServer | None = None,
+    ):
         self.sweep, self.count, self.address, self.run = sweep, count, f"{host}:{port}", run
         self.threads = max(1, processes.usable_cores() // max(count, 1))
-        self.tracker = None
-        self.tracking_uri = sweep.store.uri
-        if count and sweep.store.uri.startswith("sqlite:"):  # several writers: through a server
-            tracking = server.command("server", sweep.store.uri, "127.0.0.1", server.free_port())
-            self.tracker = server.start(tracking, log=sweep.project / "tracking-server.log")
-            self.tracking_uri = tracking.url
+        self.tracker = tracking
+        self.tracking_uri = tracking.url() if tracking else sweep.store.uri
         self.processes: dict[str, multiprocessing.Process] = {}
         self.deaths: dict[tuple[str, str | None], int] = {}  # (worker, trial) -> deaths
         self.failure: str | None = None  # why the sweep cannot go on, when no worker is left
@@ -270,7 +293,7 @@ class WorkerPool:
                 process.terminate()
                 process.join()
         if self.tracker is not None:
-            server.stop(self.tracker)
+            self.tracker.stop()
 
 
 def _tell(message: str) -> None:
