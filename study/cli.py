@@ -124,64 +124,51 @@ def sweep(args: argparse.Namespace) -> int:
         oracle_address=args.serve_oracle,
         retry_failed=args.retry_failed,
     )
-    importance = None
     if summary.completed:  # the sweep is recorded as ended: its trials are safe to read
-        importance = _start_logging_importance(store, summary, config.tuner.objective, say)
+        _log_importance(store, summary, config.tuner.objective, say)
     print(
         f"sweep {config.name}: {summary.completed} trials completed, {summary.failed} failed "
         f"(parent run {summary.parent_run_id})"
     )
-    try:
-        if summary.stop_reason:
-            print(f"the search stopped before its planned trials: {summary.stop_reason}")
-        if summary.best_values is not None:
-            values = " ".join(f"{k}={v}" for k, v in summary.best_values.items()) or "(no knobs)"
-            print(
-                f"best configuration: {values}, mean {config.tuner.objective} "
-                f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
-            )
-            from study.tracking import registry
+    if summary.stop_reason:
+        print(f"the search stopped before its planned trials: {summary.stop_reason}")
+    if summary.best_values is not None:
+        values = " ".join(f"{k}={v}" for k, v in summary.best_values.items()) or "(no knobs)"
+        print(
+            f"best configuration: {values}, mean {config.tuner.objective} "
+            f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
+        )
+        from study.tracking import registry
 
-            kept = registry.keep_sweep_best(
-                config,
-                runner.prepared,
-                store,
-                summary.experiment_id,
-                summary.parent_run_id,
-                summary.best_values,
-                summary.best_score,
-            )
-            print(_registered(kept))
-    finally:
-        if importance:
-            importance()
+        kept = registry.keep_sweep_best(
+            config,
+            runner.prepared,
+            store,
+            summary.experiment_id,
+            summary.parent_run_id,
+            summary.best_values,
+            summary.best_score,
+        )
+        print(_registered(kept))
     return 1 if summary.statuses and not summary.completed else 0
 
 
-def _start_logging_importance(
+def _log_importance(
     store: Store, summary: SweepSummary, objective: str, say: Callable[[str], None]
-) -> Callable[[], None]:
-    """Start computing which knob mattered, and return the function that waits for it, logs it
-    on the sweep's parent run as `importance.*` metrics and says it: its fits run on worker
-    processes while the best configuration is trained again."""
-    from study.report.build import start_sweep_importance  # loads optuna only when needed
+) -> None:
+    """Which knob mattered, on the sweep's parent run as `importance.*` metrics (and said)."""
+    from study.report.build import sweep_importance  # loads optuna only when needed
 
-    finish = start_sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
-
-    def log_and_say() -> None:
-        table = finish()
-        if table is not None:
-            shown = ", ".join(
-                f"{row.knob} {row.importance:.3f}; {row.share_of_runs:.3f}; "
-                f"p {row.p_permutation:.3f}"
-                for row in table.itertuples()
-            )
-            say(
-                "importance of each knob (fANOVA share; share of the runs' variance; "
-                "permutation p): " + shown
-            )
-
-    return log_and_say
+    table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
+    if table is not None:
+        shown = ", ".join(
+            f"{row.knob} {row.importance:.3f}; {row.share_of_runs:.3f}; p {row.p_permutation:.3f}"
+            for row in table.itertuples()
+        )
+        say(
+            "importance of each knob (fANOVA share; share of the runs' variance; permutation p): "
+            + shown
+        )
 
 
 def _registered(kept) -> str:

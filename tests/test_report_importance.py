@@ -14,7 +14,7 @@ from statsmodels.stats.anova import anova_lm
 from study import cli, config
 from study.report import document, importance, paper, tables
 from study.report.analysis import TABLE_FILES, analyse
-from study.report.build import build_report, start_sweep_importance
+from study.report.build import build_report, sweep_importance
 from study.report.render import markdown
 from study.report.selection import select
 from study.tracking.store import Store
@@ -158,7 +158,7 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     store, parent = dropout_sweep(tmp_path)
     build_report("knobs", store, tmp_path / "reports")
     logged = store.client.get_run(parent).data.metrics
-    table = start_sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")()
+    table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
     expected = importance.importance_metrics(table)
     assert set(expected) == {k for k in logged if k.startswith("importance.")}
     assert logged == pytest.approx(logged | expected)
@@ -169,11 +169,9 @@ def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path
     store, parent = dropout_sweep(tmp_path)
     said = []
     summary = SweepSummary(parent, store.experiment("knobs"))
-    finish = cli._start_logging_importance(store, summary, "val_accuracy", said.append)
-    assert said == []
-    finish()
+    cli._log_importance(store, summary, "val_accuracy", said.append)
     logged = store.client.get_run(parent).data.metrics
-    table = start_sweep_importance(store, summary.experiment_id, parent, "val_accuracy")()
+    table = sweep_importance(store, summary.experiment_id, parent, "val_accuracy")
     assert {k for k in logged if k.startswith("importance.")} == set(
         importance.importance_metrics(table)
     )

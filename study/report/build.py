@@ -80,24 +80,19 @@ def link_report(store: Store, run_id: str, folder: Path, experiment_name: str) -
     store.log(run_id, tags={NOTE_TAG: "\n\n".join([*kept, where])})
 
 
-def start_sweep_importance(
+def sweep_importance(
     store: Store, experiment_id: str, sweep_run_id: str, objective: str
-) -> Callable[[], pd.DataFrame | None]:
-    """Start computing each knob's importance over the sweep's included runs (as the report
-    computes it) and return the function that waits for it, logs it on the sweep's run as
-    `importance.*` metrics and gives the table (None when fewer than two knobs varied)."""
+) -> pd.DataFrame | None:
+    """Each knob's importance over the sweep's included runs (as the report computes it),
+    logged on the sweep's run as `importance.*` metrics; None when fewer than two knobs
+    varied."""
     selection = select(fetch_runs(store, experiment_id), sweep_run_id)
     knobs = tables.report_knobs(selection.runs, selection.swept)
-    tables_when_done = start_importance(selection.runs, knobs, objective)
-
-    def finish() -> pd.DataFrame | None:
-        found = tables_when_done()
-        if not found:
-            return None
-        log_importance(store, sweep_run_id, found["importance"])
-        return found["importance"]
-
-    return finish
+    found = start_importance(selection.runs, knobs, objective)()
+    if not found:
+        return None
+    log_importance(store, sweep_run_id, found["importance"])
+    return found["importance"]
 
 
 def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
