@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ INFO (the oneDNN notice) and WARNING lines
@@ -62,7 +62,8 @@ def without_noise() -> Iterator[None]:
         yield
     finally:
         sys.stderr.flush()
-        os.write(2, END)
+        with suppress(OSError):  # no reader left: the forwarder failed
+            os.write(2, END)
         os.dup2(terminal, 2)
         forwarder.join(timeout=5)
         if not forwarder.is_alive():
