@@ -52,20 +52,26 @@ def test_every_asking_worker_gets_a_trial_and_each_combination_runs_once(tmp_pat
     assert oracle.create_trial("late").status == tuner.STOPPED
 
 
+def bayesian(dropout: str, configs: int, seeds: str):
+    """The smoke study searching `model.dropout` alone, Bayesian, the first 2 configurations
+    at random."""
+    return study_config.load(
+        SMOKE,
+        [
+            f"hyperparameters={{model.dropout: {dropout}}}",
+            "tuner.oracle=bayesian",
+            f"tuner.max_configs={configs}",
+            "tuner.num_initial_points=2",
+            f"seeds={seeds}",
+        ],
+    )
+
+
 def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
     """Past its random phase the Gaussian process sees one point per configuration, scored by
     the mean over its seeds, and never the seed; a finite space ends when it is used up, with
     the reason said, and no configuration runs twice."""
-    config = study_config.load(
-        SMOKE,
-        [
-            "hyperparameters={model.dropout: {type: choice, values: [0.0, 0.1, 0.2, 0.3, 0.4]}}",
-            "tuner.oracle=bayesian",
-            "tuner.max_configs=8",
-            "tuner.num_initial_points=2",
-            "seeds=[0, 1, 2]",
-        ],
-    )
+    config = bayesian("{type: choice, values: [0.0, 0.1, 0.2, 0.3, 0.4]}", 8, "[0, 1, 2]")
     oracle = tuner.make_oracle(config)
     seen = []
 
@@ -104,16 +110,7 @@ def test_bayesian_oracle_models_configurations_not_seeds(tmp_path):
 
 def test_the_bayesian_proposer_computes_on_one_blas_thread(tmp_path):
     """The chief proposes while its workers keep every core busy."""
-    config = study_config.load(
-        SMOKE,
-        [
-            "hyperparameters={model.dropout: {type: float, min: 0.0, max: 0.5}}",
-            "tuner.oracle=bayesian",
-            "tuner.max_configs=4",
-            "tuner.num_initial_points=2",
-            "seeds=[0]",
-        ],
-    )
+    config = bayesian("{type: float, min: 0.0, max: 0.5}", 4, "[0]")
     oracle = tuner.make_oracle(config)
     threads = []
 
