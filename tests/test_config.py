@@ -20,6 +20,19 @@ def test_shipped_search_spaces_are_valid():
         assert loaded.name == path.stem
 
 
+def test_random_search_draws_study_yamls_knobs_independently():
+    """random_search.yaml feeds Dodge's expected maximum, which needs i.i.d. draws: study.yaml's
+    five knobs and ranges, the random oracle, one seed per configuration."""
+    random = config.load(REPO / "search_spaces" / "random_search.yaml")
+    study = config.load(REPO / "search_spaces" / "study.yaml")
+    assert random.hyperparameters == study.hyperparameters
+    assert random.model_dump(
+        exclude={"name", "description", "hyperparameters", "tuner", "seeds"}
+    ) == (study.model_dump(exclude={"name", "description", "hyperparameters", "tuner", "seeds"}))
+    assert (random.tuner.oracle, random.tuner.max_configs) == ("random", 120)
+    assert random.sweep_seeds == [0]
+
+
 def test_overrides_set_nested_values_with_yaml_types(tmp_path):
     path = write(tmp_path, "name: t\n")
     loaded = config.load(
