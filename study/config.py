@@ -166,12 +166,13 @@ class Model(Strict):
         description="pins one random backbone for every seed when weights is none; null: each "
         "seed's backbone draw (backbone_draws)",
     )
-    backbone_draws: int = Field(
-        4,
+    backbone_draws: int | None = Field(
+        None,
         ge=1,
         le=1000,
-        description="random backbones when weights is none and init_seed is null: seed s uses "
-        "draw s mod backbone_draws, a NASNet initialised with init seed = draw",
+        description="random backbones when weights is none and init_seed is null: null gives "
+        "each seed its own (seed s on draw s); D makes seed s use draw s mod D, a NASNet "
+        "initialised with init seed = draw",
     )
     activation: Activation = "elu"
     dropout: float = Field(0.2, ge=0, lt=1)
@@ -184,11 +185,12 @@ class Model(Strict):
     )
 
     def backbone_draw(self, seed: int) -> int | None:
-        """The random backbone that run seed `seed` uses (seed mod backbone_draws); None when
-        one backbone serves every seed (loaded weights, or a pinned init_seed)."""
+        """The random backbone that run seed `seed` uses (the seed itself, or seed mod
+        backbone_draws); None when one backbone serves every seed (loaded weights, or a pinned
+        init_seed)."""
         if self.weights != "none" or self.init_seed is not None:
             return None
-        return seed % self.backbone_draws
+        return seed if self.backbone_draws is None else seed % self.backbone_draws
 
     def backbone_init_seed(self, seed: int) -> int:
         """The seed that initialises the backbone of run seed `seed`: the pinned init_seed, or
@@ -406,6 +408,58 @@ class Tuner(Strict):
         return OBJECTIVES[self.objective]
 
 
+# What a study's report compares on: each is an error in percent (lower is better) on the test
+# split, from the metrics every run logs.
+QUESTION_METRICS = {
+    "error_rate": "error rate",
+    "balanced_error_rate": "balanced error rate (100 - macro recall)",
+    "macro_f1": "100 - macro F1",
+}
+FAMILIES = ("reference", "all_pairs", "best")
+
+
+class Question(Strict):
+    """The one question a study's report answers, declared before any run: what is compared,
+    against what, on which metric, at which level. The report runs one procedure on it: a test
+    of any difference among the compared settings, then the declared family of pairwise tests,
+    Holm-adjusted."""
+
+    compare: str = Field(
+        "configurations",
+        description="configurations (every configuration the sweep ran), or a knob's short name "
+        "(activation, dropout, head_width, optimizer, decay_rate): its values, the other knobs "
+        "held at the best configuration's",
+    )
+    family: Literal["reference", "all_pairs", "best"] = Field(
+        "best",
+        description="reference: each against `reference`; all_pairs: every pair; best: each "
+        "against the best (chosen on validation)",
+    )
+    reference: str | None = Field(None, description="the value every other is compared with")
+    metric: Literal["error_rate", "balanced_error_rate", "macro_f1"] = "error_rate"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _reference_when_needed(self) -> Question:
+        if self.compare != "configurations" and self.compare not in KNOBS:
+            raise ValueError(
+                f"question.compare {self.compare!r} is not comparable; choose configurations or "
+                f"one of {', '.join(KNOBS)}"
+            )
+        if (self.family == "reference") != (self.reference is not None):
+            raise ValueError(
+                "question.reference names the value every other is compared with: give it with "
+                f"family reference, and only then (family {self.family!r}, reference "
+                f"{self.reference!r})"
+            )
+        if self.family == "reference" and self.compare == "configurations":
+            raise ValueError(
+                "question.family reference needs a knob to compare (question.compare), not "
+                "configurations: a configuration's label is known only after the search"
+            )
+        return self
+
+
 class StudyConfig(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")
     description: str = ""
@@ -423,6 +477,7 @@ class StudyConfig(Strict):
     tracking: Tracking = Tracking()
     hyperparameters: dict[str, HyperParameter] = Field(default_factory=dict)
     tuner: Tuner = Tuner()
+    question: Question = Question()
     seeds: list[int] | None = Field(None, min_length=1, description="a sweep repeats each config")
 
     @model_validator(mode="after")
@@ -444,7 +499,7 @@ class StudyConfig(Strict):
 
     def flat(self) -> dict[str, Any]:
         """Every resolved value under its dotted key, the sweep sections left out."""
-        body = self.model_dump(exclude={"hyperparameters", "tuner", "seeds"})
+        body = self.model_dump(exclude={"hyperparameters", "tuner", "question", "seeds"})
         return _flatten(body)
 
     def knob_keys(self) -> dict[str, str]:
@@ -521,6 +576,27 @@ def _check_search_space(config: StudyConfig, where: str) -> None:
                     f"{where}hyperparameters.{key}: value {value!r} is invalid: "
                     + _first_problem(error)
                 ) from None
+    _check_question(config, where)
+
+
+def _check_question(config: StudyConfig, where: str) -> None:
+    """A sweep's question compares a knob it varies, against one of that knob's values."""
+    question = config.question
+    if question.compare == "configurations" or not config.hyperparameters:
+        return
+    key = config.knob_keys()[question.compare]
+    spec = config.hyperparameters.get(key)
+    if spec is None:
+        raise ConfigError(
+            f"{where}question.compare: {question.compare!r} ({key}) is not swept; compare "
+            f"configurations or a swept knob ({', '.join(config.hyperparameters)})"
+        )
+    values = [str(value) for value in getattr(spec, "values", [])]
+    if question.reference is not None and values and question.reference not in values:
+        raise ConfigError(
+            f"{where}question.reference: {question.reference!r} is not a value of {key}; "
+            f"choose one of {', '.join(values)}"
+        )
 
 
 def _parse_override(text: str) -> tuple[str, Any]:

@@ -284,6 +284,7 @@ class Sweep:
             params={
                 **self.config.flat(),
                 **{f"tuner.{k}": v for k, v in self.config.tuner.model_dump().items()},
+                **{f"question.{k}": v for k, v in self.config.question.model_dump().items()},
                 "seeds": self.config.sweep_seeds,
                 "hyperparameters": json.dumps(space, sort_keys=True),
                 "planned_trials": self.planned,
