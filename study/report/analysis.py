@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.config import OBJECTIVES
-from study.report import tables, verdicts
+from study.report import question, tables
+from study.report.expected_max import expected_max_table
 from study.report.importance import start_importance
+from study.report.knob_tests import knob_scales, knob_tests
 from study.report.paper import Paper
 from study.report.selection import ReportError, Selection, select
 from study.tracking import outcome
@@ -33,10 +35,14 @@ TABLE_FILES = {
     "interactions": "importance_interactions.csv",
     "partial_dependence": "importance_partial_dependence.csv",
     "runs": "runs.csv",
+    "question": "question.csv",
     "omnibus": "omnibus.csv",
-    "best_set": "best_set.csv",
+    "family": "comparisons.csv",
+    "not_beaten": "not_beaten.csv",
     "power": "power.csv",
     "backbone": "backbone_variance.csv",
+    "knob_tests": "knob_tests.csv",
+    "expected_max": "expected_max.csv",
 }
 
 
@@ -46,6 +52,7 @@ class Analysis:
     selection: Selection
     objective: str
     split: str  # the split that error rates and Table 5's accuracy are reported on
+    compared: question.Compared | None  # the declared question's settings; None without runs
     best: pd.Series | None  # the median-seed run of the best configuration
     best_runs: pd.DataFrame  # every run of the best configuration
     activation_runs: pd.DataFrame  # runs that differ from the best only in activation and seed
@@ -77,10 +84,10 @@ def analyse(
     included = selection.runs
     split = tables.error_split(included)
     bench = tables.benchmarks(runs)
-    found = {"runs": selection.ledger}
+    found = {"runs": tables.run_table(selection.ledger, runs, split)}
     if included.empty:
         return Analysis(
-            experiment, selection, objective, split, None, included, included, bench, found
+            experiment, selection, objective, split, None, None, included, included, bench, found
         )
 
     knobs = tables.report_knobs(included, selection.swept)
@@ -95,9 +102,19 @@ def analyse(
         "hyperparameters": tables.hyperparameter_table(included, paper),
         "inference": tables.inference_table(best_runs, bench, split, best_label, paper),
         "activations": tables.activation_table(activation_runs, split, paper, outcomes),
-        "knobs": tables.knob_table(included, knobs, objective, split),
     }
-    found |= verdicts.verdict_tables(included, ranking, objective, split)
+    asked, declared = question.declared_question(runs, selection.parent_run_id)
+    compared = question.compared_settings(included, asked, declared, selection.swept, best, split)
+    found |= question.answer(compared, objective, outcomes)
+    scales = knob_scales(runs, selection.parent_run_id, knobs)
+    knob_effects, adjusted = knob_tests(
+        included, tables.metric_pct(included, split, asked.metric), scales, asked.alpha
+    )
+    found["knobs"] = tables.knob_table(included, knobs, objective, split, adjusted, asked.metric)
+    if not knob_effects.empty:
+        found["knob_tests"] = knob_effects
+    if _oracle(runs, selection.parent_run_id) == "random" and "activation" in knobs:
+        found["expected_max"] = expected_max_table(included, objective)
     for stage in tables.STAGES:
         scores = tables.scores_table(best_runs, stage, paper, outcomes)
         if not scores.empty:
@@ -112,6 +129,7 @@ def analyse(
         selection,
         objective,
         split,
+        compared,
         best,
         best_runs,
         activation_runs,
@@ -119,6 +137,12 @@ def analyse(
         found,
         same_data=fingerprints == {paper.data_fingerprint},
     )
+
+
+def _oracle(runs: pd.DataFrame, parent_run_id: str | None) -> str | None:
+    """The Keras Tuner oracle of the sweep (`tuner.oracle`), None without a sweep."""
+    logged = column(runs, "params.tuner.oracle")[runs["run_id"] == parent_run_id].dropna()
+    return logged.iloc[0] if len(logged) else None
 
 
 def _sweep_objective(runs: pd.DataFrame, parent_run_id: str | None) -> str:

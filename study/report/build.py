@@ -8,6 +8,7 @@ through `analysis` and `document`, which are pure.
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import re
 import tempfile
@@ -17,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 import pandas as pd
 
 from study.files import atomic_file, atomic_write_text
@@ -30,8 +30,9 @@ from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqli
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"
+OUTCOMES = "outcomes.csv.gz"  # every included run's result on each test image
 ARTIFACT_READERS = 8  # threads that read the runs' artifacts
-OWN_FILES = ("report.md", "report.html", "*.csv", "*.png")  # what a rebuild may replace
+OWN_FILES = ("report.md", "report.html", "*.csv", "*.png", "*.csv.gz")  # what a rebuild may replace
 T = TypeVar("T")
 
 
@@ -56,7 +57,8 @@ def build_report(
     details = fetch_details(store, analysis.best, analysis.best_runs)
     report = document.compose(analysis, details, reference)
     folder = Path(out_dir) / re.sub(r"[^\w.-]+", "_", experiment_name)
-    write(report, folder, f"Report: {experiment_name}")
+    per_image = outcomes.frame(analysis.selection.runs["run_id"])
+    write(report, folder, f"Report: {experiment_name}", {OUTCOMES: _gzip_csv(per_image)})
     if analysis.selection.parent_run_id is not None:
         store.client.log_artifacts(
             analysis.selection.parent_run_id, str(folder), artifact_path="report"
@@ -115,17 +117,16 @@ def fetch_outcomes(store: Store, runs: pd.DataFrame) -> tables.Outcomes:
     return tables.Outcomes.from_runs(per_run)
 
 
-def _test_outcomes(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The test images of a `predictions.csv` and whether each was classified right (0/1),
-    read with the csv module: pandas' set-up per file cost seconds over thousands of runs."""
+def _test_outcomes(path: Path) -> pd.DataFrame:
+    """The test images of a `predictions.csv`: file, class, predicted and correct (0/1), read
+    with the csv module: pandas' set-up per file cost seconds over thousands of runs."""
     with open(path, newline="") as handle:
         rows = [
-            (row["file"], row["correct"])
+            (row["file"], row["class"], row["predicted"], int(row["correct"]))
             for row in csv.DictReader(handle)
             if row["split"] == "test"
         ]
-    files = np.array([file for file, _ in rows], dtype=object)
-    return files, np.array([int(correct) for _, correct in rows], dtype=float)
+    return pd.DataFrame(rows, columns=["file", "class", "predicted", "correct"])
 
 
 def fetch_details(
@@ -150,22 +151,31 @@ def fetch_details(
     return document.BestRunDetails(histories, pooled, len(matrices))
 
 
-def write(report: document.Report, folder: Path, title: str) -> None:
-    """Write every file of the report, and remove report files an earlier build left that this
-    one did not write."""
+def write(
+    report: document.Report, folder: Path, title: str, data: dict[str, bytes] | None = None
+) -> None:
+    """Write every file of the report (and `data`: file name -> bytes), and remove report
+    files an earlier build left that this one did not write."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = {"report.md", "report.html", *report.csv, *report.figures}
+    data = data or {}
+    written = {"report.md", "report.html", *report.csv, *report.figures, *data}
     for name, table in report.csv.items():
         atomic_write_text(folder / name, table.to_csv(index=False, lineterminator="\n"))
-    for name, data in report.figures.items():
+    for name, content in {**report.figures, **data}.items():
         with atomic_file(folder / name) as handle:
-            handle.write(data)
+            handle.write(content)
     atomic_write_text(folder / "report.md", render.markdown(report.blocks))
     atomic_write_text(folder / "report.html", render.page(report.blocks, title, report.figures))
     for pattern in OWN_FILES:
         for path in folder.glob(pattern):
             if path.name not in written:
                 path.unlink()
+
+
+def _gzip_csv(table: pd.DataFrame) -> bytes:
+    """The table as CSV, gzip-compressed with no time stamp: a rebuild writes the same bytes."""
+    text = table.to_csv(index=False, lineterminator="\n").encode()
+    return gzip.compress(text, mtime=0)
 
 
 def _experiment_id(store: Store, name: str) -> str:

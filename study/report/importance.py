@@ -1,6 +1,7 @@
-"""Which knob matters: each knob's importance for the sweep's objective, scaled to the runs'
-variance, tested against a permutation null, with the strongest pairwise interaction and each
-knob's partial dependence.
+"""Which knob matters, described: each knob's fANOVA importance for the sweep's objective, the
+strongest pairwise interaction and each knob's partial dependence. The tests of each knob's
+effect are `knob_tests`' (type-II F tests of the seed-blocked additive model); nothing here is a
+test.
 
 Importance is Optuna's fANOVA (`FanovaImportanceEvaluator`: a random forest fitted to points of
 the search space and their objective values; a knob's importance is the share of the forest's
@@ -15,19 +16,14 @@ Python in Optuna, and with unbounded trees growing with the number of configurat
 most trees of a 40-configuration study, yet on synthetic studies of 40 and 100 configurations
 the importances stayed within 0.005 of those of unbounded trees: fANOVA's main effects, the
 shares reported here, do not need the deep splits. Averaging over seeds and bounding the depth
-both smooth the forest, the same way for the observed runs and for the permutations.
+both smooth the forest.
 
-That is a share of the forest's variance, not of the runs': a seed-blocked ANOVA (objective ~
-configuration + seed, type II sums of squares, see `variance_shares`) gives the share of the
-run-to-run variance that the configurations explain and the seeds' share beside it, and a knob's
-`share_of_runs` is its importance times the configurations' share. The p-value of each knob
-comes from a permutation null: the objective values shuffled among the runs of each seed (no
-configuration effect, the seed effects kept), averaged again over each configuration's runs and
-fitted again with one forest each (noisier than the averaged estimate, so the test errs on the
-conservative side). There are PERMUTATIONS of them whatever the size of the study, so the
-smallest p is always 1 / (PERMUTATIONS + 1) and the same runs give the same p: no rule here
-looks at the time a fit takes (from PARALLEL_POINTS configurations the fits run on every usable
-core at once, each with its own seed, so the number of cores does not move a figure either).
+That is a share of the forest's variance over the search space, not of the runs': the shares
+of the run-to-run variance that the configurations and the seeds explain come from a seed-blocked
+ANOVA (objective ~ configuration + seed, type II sums of squares, see `variance_shares`) and are
+reported beside it, never multiplied into it. From PARALLEL_POINTS configurations the forests
+fit on every usable core at once, each with its own seed, so the number of cores does not move
+a figure.
 Runs are put in a canonical order (knob values, then seed) before anything is fitted, so the
 order in which the store returned them cannot move a figure.
 Interactions are Friedman's H statistic from scikit-learn's `partial_dependence` on a random
@@ -55,9 +51,8 @@ from study.processes import usable_cores
 from study.report.selection import value_order
 from study.tracking.outcome import metric, param
 
-PERMUTATIONS = 39  # null fits: the smallest p-value is 1 / (PERMUTATIONS + 1) = 0.025
 FOREST_SEEDS = 4  # forests averaged for each knob's importance
-SEED = 0  # the permutations' and the forests' first random seed: the report rebuilds identically
+SEED = 0  # the forests' first random seed: the report rebuilds identically
 TREES = 64  # Optuna's fANOVA default, used for the interaction forest too
 MAX_DEPTH = 6  # levels of a fANOVA tree: bounds a fit's cost (Optuna's default, 64, does not)
 PARALLEL_POINTS = 20  # configurations from which the fits run on every usable core
@@ -77,18 +72,17 @@ def start_importance(
     runs: pd.DataFrame,
     knobs: list[str],
     objective: str,
-    permutations: int = PERMUTATIONS,
     seed: int = SEED,
 ) -> Callable[[], dict[str, pd.DataFrame]]:
     """Start the forest fits on worker processes and return the function that waits for them
     and gives the tables, so that the caller's own work in between runs beside the fits.
 
     The tables, for runs (with `seed`, `configuration` and `params.<knob>` columns) that varied
-    two or more knobs: `importance` (one row per knob, most important first: the fANOVA share, the
-    share of the runs' variance, the permutation p-value, and the configurations' and seeds'
-    shares of the runs' variance), `interactions` (one row per pair of knobs, strongest first)
-    and `partial_dependence` (the objective against each value of each knob, the others
-    marginalised). Empty when fewer than two knobs varied or fewer than three runs scored."""
+    two or more knobs: `importance` (one row per knob, most important first: the fANOVA share of
+    the forest's variance, and the configurations' and seeds' shares of the runs' variance),
+    `interactions` (one row per pair of knobs, strongest first) and `partial_dependence` (the
+    objective against each value of each knob, the others marginalised). Empty when fewer than
+    two knobs varied or fewer than three runs scored."""
     scores = metric(runs, objective)
     runs = runs[scores.notna()]
     knobs = [knob for knob in knobs if param(runs, knob).nunique() > 1]
@@ -97,27 +91,15 @@ def start_importance(
     runs = _canonical(runs, knobs)
     features = _features(runs, knobs)
     target = metric(runs, objective).to_numpy()
-    seeds = runs["seed"].to_numpy()
     point_of_run, points = _points(features)
     shares = variance_shares(runs, target)
-
-    rng = np.random.default_rng(seed)
-    shuffles = []
-    for _ in range(permutations if len(runs) > 3 else 0):
-        shuffled = target.copy()
-        for value in np.unique(seeds):
-            within = np.flatnonzero(seeds == value)
-            shuffled[within] = target[rng.permutation(within)]
-        shuffles.append(_point_means(point_of_run, shuffled))
-    observed = [_point_means(point_of_run, target)] * FOREST_SEEDS
     fit_seeds = [seed + offset for offset in range(FOREST_SEEDS)]
-    fit_seeds += [seed + index for index in range(len(shuffles))]
     space = _study_of(points)
     # worker processes only where a fit costs more than starting them (a second each)
     workers = min(usable_cores(), len(fit_seeds)) if len(points) >= PARALLEL_POINTS else 1
+    observed = _point_means(point_of_run, target)
     started = Parallel(n_jobs=workers, return_as="generator")(
-        delayed(_fanova)(space, values, fit_seed)
-        for values, fit_seed in zip(observed + shuffles, fit_seeds, strict=True)
+        delayed(_fanova)(space, observed, fit_seed) for fit_seed in fit_seeds
     )
     return lambda: _tables(runs, features, target, objective, seed, list(started), shares)
 
@@ -131,28 +113,22 @@ def _tables(
     fits: list[dict[str, float]],
     shares: dict[str, float],
 ) -> dict[str, pd.DataFrame]:
-    """The importance, interaction and partial dependence tables from the finished fits (the
-    observed forests first, then one per permutation) of the runs' `features` (a column per
-    knob) and `target` (their objective)."""
+    """The importance, interaction and partial dependence tables from the finished forest fits
+    of the runs' `features` (a column per knob) and `target` (their objective)."""
     knobs = list(features.columns)
     seeds = runs["seed"].to_numpy()
-    estimate = {knob: float(np.mean([fit[knob] for fit in fits[:FOREST_SEEDS]])) for knob in knobs}
-    null = fits[FOREST_SEEDS:]
+    estimate = {knob: float(np.mean([fit[knob] for fit in fits])) for knob in knobs}
     rows = []
     for knob in knobs:
-        above = sum(draw[knob] >= estimate[knob] for draw in null)
         rows.append(
             {
                 "knob": knob,
                 "importance": estimate[knob],
-                "share_of_runs": estimate[knob] * shares["configurations"],
-                "p_permutation": (1 + above) / (1 + len(null)) if null else math.nan,
                 "configurations_share": shares["configurations"],
                 "seed_share": shares["seed"],
                 "values": param(runs, knob).nunique(),
                 "runs": len(runs),
                 "seeds": len(np.unique(seeds)),
-                "permutations": len(null),
                 "forests": FOREST_SEEDS,
                 "objective": objective,
             }
@@ -203,16 +179,8 @@ def variance_shares(runs: pd.DataFrame, target: np.ndarray) -> dict[str, float]:
 
 
 def importance_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """The importance table as MLflow metrics: `importance.<knob>` (the fANOVA share) and, when
-    they could be computed, `.share_of_runs` and `.p_permutation`."""
-    found = {}
-    for row in table.itertuples():
-        found[f"importance.{row.knob}"] = float(row.importance)
-        for name in ("share_of_runs", "p_permutation"):
-            value = float(getattr(row, name))
-            if not np.isnan(value):
-                found[f"importance.{row.knob}.{name}"] = value
-    return found
+    """The importance table as MLflow metrics: `importance.<knob>` (the fANOVA share)."""
+    return {f"importance.{row.knob}": float(row.importance) for row in table.itertuples()}
 
 
 def knob_values(runs: pd.DataFrame, knob: str) -> tuple[pd.Series, list[str] | None]:

@@ -46,7 +46,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
@@ -56,10 +55,11 @@ CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 POWER = 0.80
 # scipy's permutation_test is exact when n_resamples reaches the number of distinct
-# permutations ((k!)^n for k settings over n seeds: 2^n for a pair); up to this many it
-# enumerates them all, beyond it it draws this many at random with PERMUTATION_SEED.
+# permutations ((k!)^n for k settings over n seeds); up to this many it enumerates them all,
+# beyond it it draws this many at random with PERMUTATION_SEED.
 PERMUTATIONS = 2**14
 PERMUTATION_SEED = 0
+EXACT_SIGN_FLIP_PAIRS = 20  # up to this many pairs a sign-flip test enumerates all 2^n patterns
 
 
 @dataclass(frozen=True)
@@ -165,26 +165,40 @@ def pooled_rate_spread(outcomes: np.ndarray) -> Spread:
 
 
 def crossed_variance(table: np.ndarray) -> tuple[float, float]:
-    """Owen's estimate of the variance of the mean of a (seeds x images) table, seeds and
-    images both random, and Satterthwaite's degrees of freedom for its two main parts."""
+    """The variance of the mean of a (seeds x images) table with seeds and images both random,
+    and its Satterthwaite degrees of freedom. With the mean squares of seeds (MS_s), images
+    (MS_i) and the residual (MS_e) of the two-way table, the moment estimate is (MS_s +
+    max(MS_i - MS_e, 0)) / (seeds x images): the seeds-only variance of the mean, MS_s /
+    (seeds x images), plus the images' component, read as 0 when negative. The degrees of
+    freedom take every mean square that enters (Satterthwaite), so with no image component
+    they are the seeds' (seeds - 1)."""
     table = np.asarray(table, dtype=float)
     seeds, images = table.shape
     grand = float(table.mean())
     by_seed, by_image = table.mean(axis=1), table.mean(axis=0)
     residual = table - by_seed[:, None] - by_image[None, :] + grand
+    ms_seeds = images * float(by_seed.var(ddof=1))
+    ms_images = seeds * float(by_image.var(ddof=1))
     ms_error = float((residual**2).sum()) / ((seeds - 1) * (images - 1))
-    seed_part = float(by_seed.var(ddof=1)) / seeds
-    image_part = float(by_image.var(ddof=1)) / images
-    variance = seed_part + image_part - ms_error / (seeds * images)
-    denominator = seed_part**2 / (seeds - 1) + image_part**2 / (images - 1)
-    df = (seed_part + image_part) ** 2 / denominator if denominator > 0 else math.inf
-    return variance, df
+    cells = seeds * images
+    if ms_images <= ms_error:
+        return ms_seeds / cells, float(seeds - 1)
+    combined = ms_seeds + ms_images - ms_error
+    denominator = (
+        ms_seeds**2 / (seeds - 1)
+        + ms_images**2 / (images - 1)
+        + ms_error**2 / ((seeds - 1) * (images - 1))
+    )
+    df = combined**2 / denominator if denominator > 0 else math.inf
+    return combined / cells, df
 
 
 def crossed_interval(table: np.ndarray) -> CrossedInterval:
     """The mean of a (seeds x images) table (e.g. per-image differences of two settings'
-    errors, paired by seed) with its t interval from the crossed variance; NaN with fewer
-    than two seeds or images."""
+    errors, paired by seed) with its t interval from the crossed variance, never narrower than
+    the seeds-only t interval of the same table's seed means (the images can only add
+    uncertainty: where Satterthwaite's larger df would make it narrower, the seeds-only
+    interval stands); NaN with fewer than two seeds or images."""
     table = np.asarray(table, dtype=float)
     seeds, images = table.shape
     mean = float(table.mean()) if table.size else math.nan
@@ -192,6 +206,13 @@ def crossed_interval(table: np.ndarray) -> CrossedInterval:
         return CrossedInterval(mean, math.nan, math.nan, math.nan)
     variance, df = crossed_variance(table)
     half = float(stats.t.ppf(1 - ALPHA / 2, df)) * math.sqrt(max(variance, 0.0))
+    seeds_only = (
+        float(stats.t.ppf(1 - ALPHA / 2, seeds - 1))
+        * float(table.mean(axis=1).std(ddof=1))
+        / math.sqrt(seeds)
+    )
+    if half < seeds_only:
+        half, df = seeds_only, float(seeds - 1)
     return CrossedInterval(mean, mean - half, mean + half, df)
 
 
@@ -218,12 +239,15 @@ def paired_comparison(a, b) -> Comparison:
 
 def sign_flip_test(differences, alternative: str = "two-sided") -> tuple[float, bool]:
     """p-value of the mean of paired differences under the null that each difference's sign
-    is a coin flip (scipy's `permutation_test`, permutation_type "samples" on one sample),
-    and whether it was exact. `alternative` "greater": the mean is above 0."""
+    is a coin flip, and whether it was exact. Up to EXACT_SIGN_FLIP_PAIRS pairs every one of
+    the 2^n sign patterns is enumerated, and a pattern whose mean equals the observed one
+    (within rounding) counts as at least as extreme; beyond, PERMUTATIONS patterns are drawn
+    with PERMUTATION_SEED (scipy's `permutation_test`). `alternative` "greater": the mean is
+    above 0; "two-sided": |mean| at least the observed |mean|."""
     data = _finite(differences)
     if len(data) < 2:
         return math.nan, False
-    if 2 ** len(data) <= PERMUTATIONS:
+    if len(data) <= EXACT_SIGN_FLIP_PAIRS:
         return _exact_sign_flip_p(data, alternative), True
     result = stats.permutation_test(
         (data,),
@@ -234,25 +258,34 @@ def sign_flip_test(differences, alternative: str = "two-sided") -> tuple[float, 
         alternative=alternative,
         rng=PERMUTATION_SEED,
     )
-    return float(result.pvalue), 2 ** len(data) <= PERMUTATIONS
+    return float(result.pvalue), False
 
 
 def _exact_sign_flip_p(data: np.ndarray, alternative: str) -> float:
-    """The p-value scipy's `permutation_test` gives when it enumerates every sign pattern
-    (the same null means, the same tolerance for ties), without its per-call set-up, which
-    cost seconds over the thousands of comparisons of a large sweep."""
-    null = _mean(_sign_patterns(len(data)) * data)
-    observed = _mean(data)
-    tolerance = abs(np.finfo(float).eps * 100 * observed)
-    less = np.count_nonzero(null <= observed + tolerance) / len(null)
-    greater = np.count_nonzero(null >= observed - tolerance) / len(null)
-    found = {"less": less, "greater": greater, "two-sided": 2 * min(less, greater)}
-    return float(np.clip(found[alternative], 0.0, 1.0))
+    """The share of all 2^n sign patterns whose sum is at least as extreme as the observed
+    one. The sums are the outer sum of the sums of the two halves' patterns (2^n values from
+    two short lists, a few MB at n = 20)."""
+    half = len(data) // 2
+    sums = np.add.outer(_pattern_sums(data[:half]), _pattern_sums(data[half:])).ravel()
+    observed = float(data.sum())
+    tolerance = 1e-9 * float(np.abs(data).sum())  # the same sum added in another order
+    if alternative == "greater":
+        extreme = sums >= observed - tolerance
+    elif alternative == "less":
+        extreme = sums <= observed + tolerance
+    else:
+        extreme = np.abs(sums) >= abs(observed) - tolerance
+    return float(np.count_nonzero(extreme) / len(sums))
+
+
+def _pattern_sums(data: np.ndarray) -> np.ndarray:
+    """The sum of `data` under each of its 2^n sign patterns."""
+    return _sign_patterns(len(data)) @ data
 
 
 @functools.cache
 def _sign_patterns(n: int) -> np.ndarray:
-    return np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    return np.array(list(itertools.product((1.0, -1.0), repeat=n))).reshape(2**n, n)
 
 
 def smallest_p_value(pairs: int) -> float:
@@ -330,17 +363,23 @@ class VarianceShare:
     between: float  # the groups' variance component (moment estimate, negative read as 0)
     within: float  # the units' variance within a group (the residual mean square)
     share: float  # between / (between + within)
+    share_low: float  # its 95% interval (exact for equal group sizes, from the F distribution)
+    share_high: float
 
 
 def variance_share(values, groups) -> VarianceShare:
     """The one-way random-effects ANOVA of `values` by `groups` (one label per value): F and
     its p-value from the F distribution, the between-group variance component from the mean
     squares (MSB - MSW) / n0, with n0 the unbalanced design's effective group size, and its
-    share of the total. NaN with fewer than two groups, or no spread within them."""
+    share of the total with a 95% interval: the ratio of the components has the interval
+    ((F / F_hi - 1) / n0, (F / F_lo - 1) / n0), F_lo and F_hi the F distribution's 2.5% and
+    97.5% points (exact when the groups are the same size, an approximation otherwise), each end
+    read as 0 when negative and turned into a share. NaN with fewer than two groups, or no
+    spread within them."""
     values = np.asarray(values, dtype=float)
     labels, index = np.unique(np.asarray(groups), return_inverse=True)
     k, n = len(labels), len(values)
-    nothing = VarianceShare(k, n, math.nan, k - 1, n - k, math.nan, math.nan, math.nan, math.nan)
+    nothing = VarianceShare(k, n, *(math.nan, k - 1, n - k), *(math.nan,) * 6)
     if k < 2 or n - k < 1:
         return nothing
     counts = np.bincount(index)
@@ -352,6 +391,10 @@ def variance_share(values, groups) -> VarianceShare:
     if not within > 0:
         return nothing
     f_statistic = between_square / within
+    bounds = [
+        max((f_statistic / float(stats.f.ppf(q, k - 1, n - k)) - 1) / n0, 0.0)
+        for q in (1 - ALPHA / 2, ALPHA / 2)
+    ]
     return VarianceShare(
         k,
         n,
@@ -362,72 +405,41 @@ def variance_share(values, groups) -> VarianceShare:
         between,
         within,
         between / (between + within),
+        *(ratio / (1 + ratio) for ratio in bounds),
     )
 
 
-def minimum_detectable_difference(std: float, pairs: int, power: float = POWER) -> float:
-    """The smallest mean paired difference that a two-sided paired t-test at ALPHA over
-    `pairs` seeds detects with `power`, for differences of this std (statsmodels
-    `TTestPower`); infinite when the exact sign-flip test cannot reach ALPHA at all."""
+def minimum_detectable_difference(
+    std: float, pairs: int, alpha: float = ALPHA, power: float = POWER
+) -> float:
+    """The smallest mean paired difference that a two-sided paired test at level `alpha` (the
+    level the report's test uses: Holm's first step is alpha / family) over `pairs` seeds
+    detects with `power`, for differences of this std (statsmodels `TTestPower`); infinite when
+    the exact sign-flip test cannot reach `alpha` at all."""
     if pairs < 2 or not std > 0:
         return math.nan
-    if smallest_p_value(pairs) > ALPHA:
+    if smallest_p_value(pairs) > alpha:
         return math.inf
     effect = TTestPower().solve_power(
-        effect_size=None, nobs=pairs, alpha=ALPHA, power=power, alternative="two-sided"
+        effect_size=None, nobs=pairs, alpha=alpha, power=power, alternative="two-sided"
     )
     return float(effect) * std
 
 
-def seeds_needed(difference: float, std: float, power: float = POWER) -> int | None:
-    """The seeds (pairs) a two-sided paired test at ALPHA needs to detect a mean difference
-    with `power` when the differences have this std: the paired t-test's answer, and never
-    fewer than the exact sign-flip test needs to reach ALPHA at all."""
+def seeds_needed(
+    difference: float, std: float, alpha: float = ALPHA, power: float = POWER
+) -> int | None:
+    """The seeds (pairs) a two-sided paired test at level `alpha` needs to detect a mean
+    difference with `power` when the differences have this std: the paired t-test's answer,
+    and never fewer than the exact sign-flip test needs to reach `alpha` at all."""
     if not std > 0 or not difference:
         return None
     effect = abs(difference) / std
-    fewest = next(n for n in range(2, 64) if smallest_p_value(n) <= ALPHA)
-    if TTestPower().power(effect_size=effect, nobs=fewest, alpha=ALPHA) >= power:
+    fewest = next(n for n in range(2, 64) if smallest_p_value(n) <= alpha)
+    if TTestPower().power(effect_size=effect, nobs=fewest, alpha=alpha) >= power:
         return fewest  # (the solver cannot go below the fewest seeds that can reject at all)
-    found = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=ALPHA, power=power)
+    found = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=alpha, power=power)
     return math.ceil(float(found))
-
-
-def adjusted_means(outcome, factors: pd.DataFrame) -> dict[str, dict[object, float]]:
-    """For each factor (column of `factors`), the mean outcome at each of its levels with every
-    other factor as the runs had it: an additive OLS on all the factors (each categorical), its
-    prediction for every run with the factor set to the level, averaged over the runs
-    (marginal standardisation). In a full grid it equals the raw mean; where a search sampled
-    some values only beside others, it removes what the other factors (and the seed, when it is
-    one of them) did. Levels are the factors' values as text.
-
-    The model is statsmodels' `ols("y ~ C(a) + C(b) + ...")` (treatment coding, the
-    minimum-norm least-squares fit), solved once here with numpy: the model being additive, the
-    prediction averaged over the runs with a factor set to a level is the mean fitted value
-    with the factor's mean contribution swapped for that level's (predicting each level through
-    a formula took minutes for a knob of hundreds of values)."""
-    data = factors.reset_index(drop=True).astype(str)
-    y = np.asarray(outcome, dtype=float)
-    data, y = data[np.isfinite(y)], y[np.isfinite(y)]
-    varying = [column for column in data.columns if data[column].nunique() > 1]
-    mean = float(y.mean()) if len(y) else math.nan
-    found = {column: dict.fromkeys(data[column].unique(), mean) for column in data}
-    if data.empty or not varying:
-        return found
-    dummies = {
-        column: pd.get_dummies(data[column], drop_first=True, dtype=float) for column in varying
-    }
-    design = np.column_stack([np.ones(len(y)), *(block.to_numpy() for block in dummies.values())])
-    coefficients = np.linalg.lstsq(design, y, rcond=None)[0]
-    mean_fitted = float((design @ coefficients).mean())
-    start = 1
-    for column, own in dummies.items():
-        effects = coefficients[start : start + own.shape[1]]
-        start += own.shape[1]
-        base = mean_fitted - float(own.to_numpy().mean(axis=0) @ effects)
-        effect_of = dict(zip(own.columns, effects, strict=True))  # the first level's is 0
-        found[column] = {level: base + float(effect_of.get(level, 0.0)) for level in found[column]}
-    return found
 
 
 def _mean(data: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from study.config import KNOBS, PHASE_KNOBS, SPLITS, StudyConfig
 from study.report import stats
+from study.report.knob_tests import level_key
 from study.report.paper import Paper
 from study.report.selection import matching, value_order
 from study.tracking import outcome
@@ -72,6 +73,57 @@ ACTIVATION_COLUMNS = [
     *COMPARISON_COLUMNS,
     *("paper_method", "paper_error_pct"),
 ]
+
+
+# question.metric -> (the logged score, whether it is an error already): each is compared as an
+# error in percent, lower is better.
+QUESTION_SCORES = {
+    "error_rate": ("error_rate", True),
+    "balanced_error_rate": ("recall_macro", False),
+    "macro_f1": ("f1_macro", False),
+}
+
+
+def metric_pct(runs: pd.DataFrame, split: str, name: str = "error_rate") -> pd.Series:
+    """Each run's error in percent on `split` by the question's metric `name`
+    (QUESTION_SCORES): the error rate, 100 - macro recall (the balanced error rate) or
+    100 - macro F1."""
+    score, is_error = QUESTION_SCORES[name]
+    values = metric(runs, f"{split}_{score}")
+    return 100 * (values if is_error else 1 - values)
+
+
+def metric_column(split: str, name: str = "error_rate") -> str:
+    """The runs.csv column of `metric_pct`: test_error_pct, test_balanced_error_pct, ..."""
+    return (
+        f"{split}_{name.removesuffix('_rate')}_pct"
+        if name != "macro_f1"
+        else (f"{split}_macro_f1_error_pct")
+    )
+
+
+def run_table(ledger: pd.DataFrame, runs: pd.DataFrame, split: str) -> pd.DataFrame:
+    """runs.csv: every run in scope (the selection's ledger: included or why not) with what a
+    reader needs to recompute the report: its backbone (`backbone_draw`, the random draw's
+    number, empty for one backbone; `weights`, the backbone's label), its knob values, and its
+    scores: the question's metrics on `split` in percent (`metric_column`), the validation
+    accuracy and error, and the epochs run."""
+    by_id = runs.set_index("run_id")
+    ids = ledger["run_id"]
+    found = ledger.copy()
+    found["backbone_draw"] = column(by_id, "tags.backbone_draw").reindex(ids).to_numpy()
+    found["weights"] = column(by_id, "tags.weights").reindex(ids).to_numpy()
+    for knob in KNOBS:
+        if f"params.{knob}" in by_id.columns:
+            found[knob] = by_id[f"params.{knob}"].reindex(ids).to_numpy()
+    scored = by_id.reindex(ids)
+    for name in QUESTION_SCORES:
+        found[metric_column(split, name)] = metric_pct(scored, split, name).to_numpy()
+    found["val_accuracy"] = metric(scored, "val_accuracy").to_numpy()
+    found["val_error_pct"] = 100 * metric(scored, "val_error_rate").to_numpy()
+    for stage in STAGES:
+        found[f"{stage}_epochs_run"] = metric(scored, f"{stage}_epochs_run").to_numpy()
+    return found
 
 
 def error_split(runs: pd.DataFrame) -> str:
@@ -150,94 +202,139 @@ def compare(
     reference: pd.DataFrame,
     split: str,
     outcomes: Outcomes | None,
+    metric_name: str = "error_rate",
 ) -> pd.DataFrame:
-    """Each setting's runs against the reference runs on `split`'s error rate (percent), over
-    the seeds both have (`stats.paired_comparison`: would it beat the reference if both were
-    trained again on this data?). Every setting given is one planned comparison: Holm's
-    adjustment runs over all of them, those that cannot be tested included. With per-image
-    outcomes on the test split, `new_images_*` is the difference's interval when new test
-    images vary too (`stats.crossed_interval`)."""
-    reference_errors = _errors_by_seed(reference, split)
-    reference_images = {}  # the reference's errors by image, by the seeds compared
-    rows = {}
-    for label, runs in settings.items():
-        errors = _errors_by_seed(runs, split)
-        common = sorted(errors.keys() & reference_errors.keys())
-        test = stats.paired_comparison(
-            np.array([errors[seed] for seed in common]),
-            np.array([reference_errors[seed] for seed in common]),
-        )
-        row = {
-            "pairs": test.n,
-            "difference_pct": test.mean_difference,
-            "difference_std": test.std_difference,
-            "difference_ci_low": test.ci_low,
-            "difference_ci_high": test.ci_high,
-            "difference_df": test.n - 1 if test.n > 1 else math.nan,
-            "hedges_gz": test.effect_size,
-            "p_permutation": test.p_value,
-            "permutation_exact": test.exact,
-        }
-        if split == "test" and common and outcomes is not None:
-            ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes)
-            if tuple(common) not in reference_images:
-                compared = reference[reference["seed"].isin(common)]
-                reference_images[tuple(common)] = _errors_by_image(compared, outcomes)
-            theirs = reference_images[tuple(common)]
-            if ours is not None and theirs is not None:
-                files = ours.columns.intersection(theirs.columns)
-                crossed = stats.crossed_interval(
-                    100
-                    * (ours.loc[common, files].to_numpy() - theirs.loc[common, files].to_numpy())
-                )
-                row |= {
-                    "new_images_ci_low": crossed.ci_low,
-                    "new_images_ci_high": crossed.ci_high,
-                    "new_images_df": crossed.df,
-                }
-        rows[label] = row
+    """Each setting's runs against the reference runs on `split`'s error in percent by
+    `metric_name` (`metric_pct`), over the seeds both have (`stats.paired_comparison`: would it
+    beat the reference if both were trained again?). Every setting given is one planned
+    comparison: Holm's adjustment runs over all of them, those that cannot be tested included.
+    With per-image outcomes on the test split, `new_images_*` is the difference's interval when
+    new test images vary too (`stats.crossed_interval`; the balanced error rate weighs each
+    image by the inverse of its class's count; macro F1 has none)."""
+    rows = {
+        label: pair_row(runs, reference, split, outcomes, metric_name)
+        for label, runs in settings.items()
+    }
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=COMPARISON_COLUMNS)
     table["p_holm"] = stats.holm(table["p_permutation"].to_numpy(dtype=float))
     table["family"] = len(table)
     return table
 
 
-def _errors_by_seed(runs: pd.DataFrame, split: str) -> dict:
-    """Each seed's error rate (percent) on `split`, seeds without one left out."""
-    errors = 100 * metric(runs, f"{split}_error_rate")
-    found = zip(runs["seed"], errors, strict=True)
-    return {seed: error for seed, error in found if not math.isnan(error)}
+def pair_row(
+    runs: pd.DataFrame,
+    reference: pd.DataFrame,
+    split: str,
+    outcomes: Outcomes | None,
+    metric_name: str = "error_rate",
+) -> dict[str, float]:
+    """One comparison of `runs` with `reference` (COMPARISON_COLUMNS but Holm's): the
+    difference runs - reference in points, paired by seed."""
+    errors = _values_by_seed(runs, split, metric_name)
+    reference_errors = _values_by_seed(reference, split, metric_name)
+    common = sorted(errors.keys() & reference_errors.keys())
+    test = stats.paired_comparison(
+        np.array([errors[seed] for seed in common]),
+        np.array([reference_errors[seed] for seed in common]),
+    )
+    row = {
+        "pairs": test.n,
+        "difference_pct": test.mean_difference,
+        "difference_std": test.std_difference,
+        "difference_ci_low": test.ci_low,
+        "difference_ci_high": test.ci_high,
+        "difference_df": test.n - 1 if test.n > 1 else math.nan,
+        "hedges_gz": test.effect_size,
+        "p_permutation": test.p_value,
+        "permutation_exact": test.exact,
+    }
+    if split != "test" or not common or outcomes is None or metric_name == "macro_f1":
+        return row
+    balanced = metric_name == "balanced_error_rate"
+    ours = _errors_by_image(runs[runs["seed"].isin(common)], outcomes, balanced)
+    theirs = _errors_by_image(reference[reference["seed"].isin(common)], outcomes, balanced)
+    if ours is None or theirs is None:
+        return row
+    files = ours.columns.intersection(theirs.columns)
+    crossed = stats.crossed_interval(
+        100 * (ours.loc[common, files].to_numpy() - theirs.loc[common, files].to_numpy())
+    )
+    return row | {
+        "new_images_ci_low": crossed.ci_low,
+        "new_images_ci_high": crossed.ci_high,
+        "new_images_df": crossed.df,
+    }
+
+
+def _values_by_seed(runs: pd.DataFrame, split: str, metric_name: str) -> dict:
+    """Each seed's error in percent on `split` by `metric_name`, seeds without one left out."""
+    found = zip(runs["seed"], metric_pct(runs, split, metric_name), strict=True)
+    return {seed: value for seed, value in found if not math.isnan(value)}
 
 
 @dataclass(frozen=True)
 class Outcomes:
-    """The final models' per-image correctness on the test split: `correct[i, j]` is 1 where
-    run `run_ids[i]` was right on image `files[j]`, 0 where wrong, NaN where it scored no such
-    image."""
+    """The final models' per-image results on the test split: `correct[i, j]` is 1 where run
+    `run_ids[i]` was right on image `files[j]`, 0 where wrong, NaN where it scored no such
+    image; `classes[j]` is the image's class and `predicted[i, j]` the run's answer ("" where
+    it scored none)."""
 
     run_ids: pd.Index
     files: pd.Index
     correct: np.ndarray
+    classes: np.ndarray
+    predicted: np.ndarray
 
     @classmethod
-    def from_runs(cls, per_run: dict[str, tuple[np.ndarray, np.ndarray]]) -> Outcomes:
-        """From each run's test images and their 0/1 correctness: {run_id: (files, correct)}."""
-        found = [np.asarray(files, dtype=object) for files, _ in per_run.values()]
-        files = pd.Index(np.concatenate(found) if found else [], dtype=object).unique()
-        files = files.sort_values()
+    def from_runs(cls, per_run: dict[str, pd.DataFrame]) -> Outcomes:
+        """From each run's test images: {run_id: frame with columns file, class, predicted,
+        correct (0/1)}."""
+        frames = list(per_run.values())
+        every = pd.concat(frames) if frames else pd.DataFrame(columns=["file", "class"])
+        classes = every.drop_duplicates("file").set_index("file")["class"].sort_index()
+        files = pd.Index(classes.index, dtype=object)
         correct = np.full((len(per_run), len(files)), np.nan)
-        for row, (names, flags) in enumerate(per_run.values()):
-            correct[row, files.get_indexer(names)] = flags
-        return cls(pd.Index(list(per_run), dtype=object), files, correct)
+        predicted = np.full((len(per_run), len(files)), "", dtype=object)
+        for row, frame in enumerate(frames):
+            columns = files.get_indexer(frame["file"])
+            correct[row, columns] = frame["correct"].to_numpy(dtype=float)
+            predicted[row, columns] = frame["predicted"].to_numpy(dtype=object)
+        return cls(
+            pd.Index(list(per_run), dtype=object),
+            files,
+            correct,
+            classes.to_numpy(dtype=object),
+            predicted,
+        )
 
     @functools.cached_property
     def row_of(self) -> dict[str, int]:
         return {run_id: row for row, run_id in enumerate(self.run_ids)}
 
+    def frame(self, run_ids) -> pd.DataFrame:
+        """One row per run of `run_ids` (that logged outcomes) and test image it scored:
+        run_id, file, class, predicted, correct."""
+        rows = [self.row_of[run_id] for run_id in run_ids if run_id in self.row_of]
+        scored = ~np.isnan(self.correct[rows])
+        picked, image = np.nonzero(scored)
+        return pd.DataFrame(
+            {
+                "run_id": self.run_ids[np.asarray(rows, dtype=int)[picked]],
+                "file": self.files[image],
+                "class": self.classes[image],
+                "predicted": self.predicted[np.asarray(rows, dtype=int)[picked], image],
+                "correct": self.correct[np.asarray(rows, dtype=int)[picked], image].astype(int),
+            }
+        )
 
-def _errors_by_image(runs: pd.DataFrame, outcomes: Outcomes | None) -> pd.DataFrame | None:
+
+def _errors_by_image(
+    runs: pd.DataFrame, outcomes: Outcomes | None, balanced: bool = False
+) -> pd.DataFrame | None:
     """(seed x test image) 0/1 errors of these runs (a seed's first run) on the images every
-    one of them scored, or None when a run logged no outcomes."""
+    one of them scored, or None when a run logged no outcomes. `balanced`: each image's error
+    weighed by (images / (classes x its class's images)), so that a row's mean is the balanced
+    error rate."""
     if outcomes is None or runs.empty:
         return None
     rows = np.array([outcomes.row_of.get(run_id, -1) for run_id in runs["run_id"]])
@@ -248,8 +345,13 @@ def _errors_by_image(runs: pd.DataFrame, outcomes: Outcomes | None) -> pd.DataFr
     order = np.argsort(seeds[first], kind="stable")
     errors = 1 - outcomes.correct[rows[first][order]]
     scored = ~np.isnan(errors).any(axis=0)
+    errors = errors[:, scored]
+    if balanced:
+        classes = outcomes.classes[scored]
+        names, index, counts = np.unique(classes, return_inverse=True, return_counts=True)
+        errors = errors * (len(classes) / (len(names) * counts[index]))[None, :]
     return pd.DataFrame(
-        errors[:, scored],
+        errors,
         index=pd.Index(seeds[first][order], name="seed"),
         columns=outcomes.files[scored],
     )
@@ -450,26 +552,31 @@ def activation_table(
     return pd.DataFrame(rows).reindex(columns=ACTIVATION_COLUMNS)
 
 
-def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str) -> pd.DataFrame:
+def knob_table(
+    runs: pd.DataFrame,
+    knobs: list[str],
+    objective: str,
+    split: str,
+    adjusted: dict[str, dict[str, tuple[float, float]]] | None = None,
+    metric_name: str = "error_rate",
+) -> pd.DataFrame:
     """Each value of each knob: `objective` and the error rate (percent) on `split`, mean and
-    std over every run with that value, whatever the other knobs were, and the adjusted means
-    (`stats.adjusted_means` over all the knobs and the seed), which a search that sampled some
-    values only beside others cannot confound."""
-    factors = pd.DataFrame({**{knob: param(runs, knob) for knob in knobs}, "seed": runs["seed"]})
+    std over every run with that value, whatever the other knobs were; and where `adjusted`
+    has it (`knob_tests.knob_tests`: knob -> `level_key(value)` -> (mean, standard error)), the
+    question metric's mean predicted by the seed-blocked additive model with the knob at that
+    value, which a search that sampled some values only beside others cannot confound."""
+    adjusted = adjusted or {}
     kept = ["configuration", f"metrics.{objective}", f"metrics.{split}_error_rate"]
+    values_of = {knob: param(runs, knob) for knob in knobs}
     runs = runs[[name for name in kept if name in runs.columns]]
-    scores = metric(runs, objective)
-    errors = 100 * metric(runs, f"{split}_error_rate")
-    adjusted_scores = stats.adjusted_means(scores, factors)
-    adjusted_errors = stats.adjusted_means(errors, factors)
     rows = []
     for knob in knobs:
-        values = factors[knob]
-        adjusted_score, adjusted_error = adjusted_scores[knob], adjusted_errors[knob]
+        values = values_of[knob]
         for value in sorted(values.dropna().unique(), key=value_order):
             group = runs[values == value]
             score = stats.spread(metric(group, objective))
             error = stats.spread(100 * metric(group, f"{split}_error_rate"))
+            mean, se = adjusted.get(knob, {}).get(level_key(value), (math.nan, math.nan))
             rows.append(
                 {
                     "knob": knob,
@@ -479,16 +586,17 @@ def knob_table(runs: pd.DataFrame, knobs: list[str], objective: str, split: str)
                     "objective": objective,
                     "objective_mean": score.mean,
                     "objective_std": score.std,
-                    "objective_adjusted": adjusted_score.get(str(value), math.nan),
                     "error_split": split,
                     "error_pct_mean": error.mean,
                     "error_pct_std": error.std,
-                    "error_pct_adjusted": adjusted_error.get(str(value), math.nan),
+                    "adjusted_metric": metric_column(split, metric_name),
+                    "adjusted_mean": mean,
+                    "adjusted_se": se,
                 }
             )
     columns = ["knob", "value", "n", "configurations", "objective", "objective_mean"]
-    columns += ["objective_std", "objective_adjusted", "error_split", "error_pct_mean"]
-    columns += ["error_pct_std", "error_pct_adjusted"]
+    columns += ["objective_std", "error_split", "error_pct_mean", "error_pct_std"]
+    columns += ["adjusted_metric", "adjusted_mean", "adjusted_se"]
     return pd.DataFrame(rows, columns=columns)
 
 

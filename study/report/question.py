@@ -1,0 +1,519 @@
+"""The study's declared question and the one procedure that answers it. Pure functions of the
+included runs; one DataFrame per table.
+
+A study states its question before it runs (`question:` in its YAML, logged on the sweep's
+parent run as `question.*` params): what is compared (the configurations, or one knob's values
+with the other knobs at the best configuration's), the family of pairwise comparisons (each
+against a named reference, all pairs, or each against the best), the metric (an error in
+percent on the test split) and alpha. A sweep that declared none gets the default question
+(every configuration against the best, on the error rate, at 0.05), and the report says so.
+
+The procedure, and nothing else, gives the verdict:
+1. the gate: a seed-blocked permutation F test of any difference among the compared settings,
+   over the seeds every setting has (`stats.omnibus`);
+2. the declared family of paired comparisons (`tables.pair_row`: exact sign-flip test over
+   seeds, t interval), Holm-adjusted over the family;
+3. each comparison's grade: "detectable" where the gate rejects and its Holm p is below alpha,
+   "weak" where only its own p is below alpha, else "none" (no detectable difference, with the
+   interval saying within how much);
+4. for the families all_pairs and best, the settings "not beaten": those that no comparison of
+   the family shows detectably worse than another;
+5. power for that same test: the smallest difference Holm's first step (alpha / family) detects
+   with 80% power over these seeds, and the seeds a difference of TARGET_POINTS needs.
+
+"Best" means one thing throughout: the setting of the configuration chosen on validation (the
+sweep's objective averaged over seeds), never the lowest test error.
+
+What each comparison covers depends on the backbones the seeds ran on (`backbone_scope`): one
+backbone for every seed answers "on this backbone"; a random backbone per seed answers "on
+another random backbone" (the draw x setting interaction is part of the per-seed differences);
+D random draws shared by several seeds each answer "on these D backbones" only, and for another
+backbone the error term is the draw x setting interaction (`draw_interaction`), which the report
+estimates and uses in a secondary test on the draws' means.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from study.config import KNOBS, QUESTION_METRICS, Question
+from study.report import stats, tables
+from study.report.selection import value_order
+from study.tracking.outcome import column, param
+
+TARGET_POINTS = 0.5  # percentage points the power table asks about
+FEWEST_DRAWS = 5  # below this many random backbones, a claim stays with these backbones
+GRADES = ("detectable", "weak", "none")
+QUESTION_COLUMNS = [
+    *("compare", "family", "reference", "metric", "alpha", "declared", "best", "settings"),
+    *("seeds", "split", "metric_column", "answers", "backbones", "weights_source"),
+]
+OMNIBUS_COLUMNS = [
+    *("role", "quantity", "settings", "seeds", "f_statistic", "df_settings", "df_residual"),
+    *("p_permutation", "permutation_exact", "rejects"),
+]
+FAMILY_COLUMNS = [
+    *("setting", "against"),
+    *tables.COMPARISON_COLUMNS,
+    *("grade", "answers", "backbones"),
+    *("draw_difference_ci_low", "draw_difference_ci_high", "draw_p_value"),
+]
+NOT_BEATEN_COLUMNS = ["setting", "pairs", "metric_mean", "not_beaten", "beaten_by", "p_holm"]
+POWER_COLUMNS = [
+    *("comparisons", "pairs", "difference_std", "alpha", "test_alpha", "power"),
+    *("minimum_detectable_pct", "smallest_p", "target_pct", "seeds_for_target"),
+]
+BACKBONE_COLUMNS = [
+    *("effect", "answers", "weights_source", "backbones", "seeds", "settings"),
+    *("f_statistic", "df_effect", "df_residual", "p_value"),
+    *("between_variance", "within_variance", "share", "share_low", "share_high", "note"),
+]
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The settings the question compares, each with its runs, and the best one."""
+
+    question: Question
+    declared: bool
+    settings: dict[str, pd.DataFrame]  # label -> runs, in a stable order
+    best: str  # the label of the setting of the configuration chosen on validation
+    split: str
+
+    @property
+    def knob(self) -> str | None:
+        return None if self.question.compare == "configurations" else self.question.compare
+
+    def label(self, setting: str) -> str:
+        """`activation=tanh` for a knob's value, the configuration's own label otherwise."""
+        return setting if self.knob is None else f"{self.knob}={setting}"
+
+
+def declared_question(runs: pd.DataFrame, parent_run_id: str | None) -> tuple[Question, bool]:
+    """The question the sweep's parent run logged (`question.*` params), and whether it
+    declared one; the default question otherwise."""
+    if parent_run_id is None:
+        return Question(), False
+    parent = runs[runs["run_id"] == parent_run_id]
+    logged = {
+        name.removeprefix("params.question."): parent[name].iloc[0]
+        for name in parent.columns
+        if name.startswith("params.question.") and parent[name].notna().any()
+    }
+    if not logged:
+        return Question(), False
+    if logged.get("reference") in ("None", ""):
+        logged["reference"] = None
+    return Question.model_validate(logged), True
+
+
+def _setting_order(value: str) -> tuple:
+    """The paper's activations in its order (Table 6's), any other value after them."""
+    known = value in tables.ACTIVATIONS
+    return (not known, tables.ACTIVATIONS.index(value) if known else 0, value_order(value))
+
+
+def compared_settings(
+    included: pd.DataFrame,
+    question: Question,
+    declared: bool,
+    swept: list[str],
+    best_run: pd.Series,
+    split: str,
+) -> Compared:
+    """The runs of each setting the question compares: every configuration, or the values of
+    the question's knob among the runs that match the best configuration in every other swept
+    setting."""
+    if question.compare == "configurations" or question.compare not in swept:
+        groups = dict(tuple(included.groupby("configuration", sort=False)))
+        return Compared(question, declared, groups, best_run["configuration"], split)
+    runs = tables.comparable(included, swept, best_run, vary=question.compare)
+    values = param(runs, question.compare).astype(str)
+    order = sorted(values.unique(), key=_setting_order)
+    if question.reference in order:  # the reference first, as in the paper's Table 6
+        order.remove(question.reference)
+        order.insert(0, question.reference)
+    groups = {value: runs[values == value] for value in order}
+    return Compared(question, declared, groups, str(best_run[f"params.{question.compare}"]), split)
+
+
+def answer(
+    compared: Compared,
+    objective: str,
+    outcomes: tables.Outcomes | None,
+) -> dict[str, pd.DataFrame]:
+    """Every table of the procedure: `question` (what was asked and what the comparisons cover),
+    `omnibus` (the gate on the metric, then the objective as a secondary row), `family` (the
+    declared comparisons, graded), `not_beaten` (families all_pairs and best), `power` and
+    `backbone` (the draws' share and the draw x setting interaction)."""
+    question = compared.question
+    metric = tables.metric_column(compared.split, question.metric)
+    every = pd.concat(compared.settings.values()) if compared.settings else pd.DataFrame()
+    values = _seed_table(
+        compared, lambda runs: tables.metric_pct(runs, compared.split, question.metric)
+    )
+    gate = stats.omnibus(values.dropna(axis=0, how="any").to_numpy())
+    scope = backbone_scope(every)
+    family = _family(compared, outcomes, gate, scope)
+    found = {
+        "question": _question_row(compared, values, metric, scope),
+        "omnibus": _omnibus_rows(compared, values, gate, objective),
+        "family": family,
+        "backbone": _backbone_rows(compared, values, scope),
+    }
+    if question.family in ("all_pairs", "best"):
+        found["not_beaten"] = not_beaten(compared, values, family)
+    detectable = power(family, question.alpha)
+    if not detectable.empty:
+        found["power"] = detectable
+    return found
+
+
+@dataclass(frozen=True)
+class BackboneScope:
+    """Which backbones the seeds ran on, and so what a comparison over seeds covers."""
+
+    answers: str  # "this backbone", "another random backbone" or "these D backbones"
+    draws: pd.Series  # each run's backbone label, by run index
+    count: int
+    source: str
+
+    @property
+    def shared_draws(self) -> bool:
+        return self.answers.startswith("these")
+
+
+def backbone_scope(runs: pd.DataFrame) -> BackboneScope:
+    """One backbone for every seed ("this backbone": ImageNet, a weights file, a pinned random
+    init); a random backbone per seed ("another random backbone"); or D random draws shared by
+    several seeds each ("these D backbones")."""
+    draws = column(runs, "tags.weights").fillna("unknown").astype(str)
+    source = " ".join(sorted(set(column(runs, "tags.weights_source").dropna().astype(str))))
+    count = draws.nunique()
+    seeds = runs["seed"].nunique()
+    if count <= 1:
+        answers = "this backbone"
+    elif count >= seeds:
+        answers = "another random backbone"
+    else:
+        answers = f"these {count} backbones"
+    return BackboneScope(answers, draws, count, source)
+
+
+def _seed_table(compared: Compared, value) -> pd.DataFrame:
+    """(seed x setting) table of `value(runs)` per run, settings in the compared order."""
+    frames = [
+        pd.DataFrame({"seed": runs["seed"], "setting": label, "value": value(runs)})
+        for label, runs in compared.settings.items()
+    ]
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames).pivot_table(index="seed", columns="setting", values="value")
+    return table.reindex(columns=list(compared.settings)).sort_index()
+
+
+def _question_row(
+    compared: Compared, values: pd.DataFrame, metric: str, scope: BackboneScope
+) -> pd.DataFrame:
+    question = compared.question
+    row = {
+        "compare": question.compare,
+        "family": question.family,
+        "reference": question.reference,
+        "metric": question.metric,
+        "alpha": question.alpha,
+        "declared": compared.declared,
+        "best": compared.best,
+        "settings": len(compared.settings),
+        "seeds": len(values.index),
+        "split": compared.split,
+        "metric_column": metric,
+        "answers": scope.answers,
+        "backbones": scope.count,
+        "weights_source": scope.source,
+    }
+    return pd.DataFrame([row], columns=QUESTION_COLUMNS)
+
+
+def _omnibus_rows(
+    compared: Compared, values: pd.DataFrame, gate: stats.Omnibus, objective: str
+) -> pd.DataFrame:
+    """The gate on the question's metric (primary), then the same test on the objective that
+    chose the best (secondary: it is not the question)."""
+    objective_values = _seed_table(compared, lambda runs: tables.metric(runs, objective))
+    secondary = stats.omnibus(objective_values.dropna(axis=0, how="any").to_numpy())
+    rows = []
+    for role, quantity, found in (
+        ("primary", tables.metric_column(compared.split, compared.question.metric), gate),
+        ("secondary", objective, secondary),
+    ):
+        rows.append(
+            {
+                "role": role,
+                "quantity": quantity,
+                "settings": found.settings,
+                "seeds": found.seeds,
+                "f_statistic": found.f_statistic,
+                "df_settings": found.df_settings,
+                "df_residual": found.df_residual,
+                "p_permutation": found.p_value,
+                "permutation_exact": found.exact,
+                "rejects": bool(found.p_value < compared.question.alpha),
+            }
+        )
+    return pd.DataFrame(rows, columns=OMNIBUS_COLUMNS)
+
+
+def family_pairs(compared: Compared) -> list[tuple[str, str]]:
+    """The declared family as (setting, against) pairs: the difference is setting - against."""
+    labels = list(compared.settings)
+    question = compared.question
+    if question.family == "all_pairs":
+        return list(itertools.combinations(labels, 2))
+    against = question.reference if question.family == "reference" else compared.best
+    return [(label, against) for label in labels if label != against]
+
+
+def _family(
+    compared: Compared,
+    outcomes: tables.Outcomes | None,
+    gate: stats.Omnibus,
+    scope: BackboneScope,
+) -> pd.DataFrame:
+    question = compared.question
+    empty = pd.DataFrame().iloc[:0]
+    rows = []
+    for setting, against in family_pairs(compared):
+        runs = compared.settings.get(setting, empty)
+        reference = compared.settings.get(against, empty)
+        row = {"setting": setting, "against": against}
+        row |= tables.pair_row(runs, reference, compared.split, outcomes, question.metric)
+        row |= _draw_level(runs, reference, compared, scope)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=FAMILY_COLUMNS)
+    table["p_holm"] = stats.holm(table["p_permutation"].to_numpy(dtype=float))
+    table["family"] = len(table)
+    gate_rejects = bool(gate.p_value < question.alpha)
+    table["grade"] = [
+        "detectable"
+        if gate_rejects and holm < question.alpha
+        else "weak"
+        if p < question.alpha
+        else "none"
+        for holm, p in zip(table["p_holm"], table["p_permutation"], strict=True)
+    ]
+    table["answers"] = scope.answers
+    table["backbones"] = scope.count
+    return table
+
+
+def _draw_level(
+    runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared, scope: BackboneScope
+) -> dict[str, float]:
+    """With D random draws shared by several seeds each, the comparison on another random
+    backbone: the per-seed differences averaged within each draw, a t interval over the D
+    draws' means (df D - 1) and the exact sign-flip p over them. Empty otherwise (with one
+    draw per seed the seed-level test already is that test)."""
+    nothing = dict.fromkeys(("draw_difference_ci_low", "draw_difference_ci_high"), math.nan)
+    nothing["draw_p_value"] = math.nan
+    if not scope.shared_draws:
+        return nothing
+    differences = _paired_differences(runs, reference, compared)
+    if differences.empty:
+        return nothing
+    means = differences.groupby(scope.draws.loc[differences.index]).mean()
+    test = stats.paired_comparison(means.to_numpy(), np.zeros(len(means)))
+    return {
+        "draw_difference_ci_low": test.ci_low,
+        "draw_difference_ci_high": test.ci_high,
+        "draw_p_value": test.p_value,
+    }
+
+
+def _paired_differences(
+    runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared
+) -> pd.Series:
+    """Per-seed differences runs - reference on the question's metric, indexed by the index
+    of each seed's run in `runs` (so its backbone can be looked up)."""
+    metric = compared.question.metric
+    ours = pd.Series(tables.metric_pct(runs, compared.split, metric).to_numpy(), index=runs.index)
+    theirs = dict(
+        zip(reference["seed"], tables.metric_pct(reference, compared.split, metric), strict=True)
+    )
+    against = runs["seed"].map(theirs)
+    found = (ours - against.to_numpy()).dropna()
+    return found[~runs.loc[found.index, "seed"].duplicated()]
+
+
+def not_beaten(compared: Compared, values: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
+    """Each setting, lowest mean first, and whether any comparison of the declared family shows
+    it detectably worse than another (`grade` detectable, difference above 0 for the setting,
+    below 0 for the one it is compared with): those that none does are "not beaten". Derived
+    from the family's own tests, so a setting outside the set has a Holm p below alpha there."""
+    beaten: dict[str, tuple[str, float]] = {}
+    for row in family[family["grade"] == "detectable"].itertuples():
+        loser, winner = (
+            (row.setting, row.against) if row.difference_pct > 0 else (row.against, row.setting)
+        )
+        if loser not in beaten or row.p_holm < beaten[loser][1]:
+            beaten[loser] = (winner, row.p_holm)
+    means = values.mean().sort_values(kind="stable")
+    rows = [
+        {
+            "setting": label,
+            "pairs": int(values[label].notna().sum()),
+            "metric_mean": mean,
+            "not_beaten": label not in beaten,
+            "beaten_by": beaten.get(label, ("", math.nan))[0],
+            "p_holm": beaten.get(label, ("", math.nan))[1],
+        }
+        for label, mean in means.items()
+    ]
+    return pd.DataFrame(rows, columns=NOT_BEATEN_COLUMNS)
+
+
+def power(family: pd.DataFrame, alpha: float, target: float = TARGET_POINTS) -> pd.DataFrame:
+    """For the test the report uses: Holm's first step over the family (alpha / family), the
+    paired test over the typical number of seeds with the root mean square of the comparisons'
+    per-seed difference stds: the smallest difference it detects with 80% power and the seeds a
+    difference of `target` points needs. Empty when no comparison has a spread."""
+    usable = family[(family["pairs"] >= 2) & (family["difference_std"] > 0)]
+    if usable.empty:
+        return pd.DataFrame(columns=POWER_COLUMNS)
+    std = float(np.sqrt((usable["difference_std"] ** 2).mean()))
+    pairs = int(usable["pairs"].median())
+    level = alpha / max(len(family), 1)
+    row = {
+        "comparisons": len(family),
+        "pairs": pairs,
+        "difference_std": std,
+        "alpha": alpha,
+        "test_alpha": level,
+        "power": stats.POWER,
+        "minimum_detectable_pct": stats.minimum_detectable_difference(std, pairs, level),
+        "smallest_p": stats.smallest_p_value(pairs),
+        "target_pct": target,
+        "seeds_for_target": stats.seeds_needed(target, std, level),
+    }
+    return pd.DataFrame([row], columns=POWER_COLUMNS)
+
+
+def _backbone_rows(compared: Compared, values: pd.DataFrame, scope: BackboneScope) -> pd.DataFrame:
+    """Two rows: the draws' share of the variance of a seed's mean metric over the settings
+    (one-way random-effects ANOVA, seeds nested in draws), and the draw x setting interaction:
+    how much the settings' differences change from backbone to backbone (estimable only when
+    several seeds share a draw)."""
+    complete = values.dropna(axis=0, how="any")
+    every = pd.concat(compared.settings.values())
+    draw_of_seed = (
+        pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
+        .drop_duplicates("seed")
+        .set_index("seed")["draw"]
+    )
+    nested = bool(
+        pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
+        .groupby("seed")["draw"]
+        .nunique()
+        .le(1)
+        .all()
+    )
+    draws = draw_of_seed.reindex(complete.index)
+    base = {
+        "answers": scope.answers,
+        "weights_source": scope.source,
+        "backbones": scope.count,
+        "seeds": len(complete),
+        "settings": complete.shape[1],
+    }
+    main = stats.variance_share(
+        complete.mean(axis=1).to_numpy() if nested else [], draws.to_numpy() if nested else []
+    )
+    rows = [
+        base
+        | {"effect": "backbone draw"}
+        | _share_columns(main)
+        | {"note": "" if nested else "some seed ran on two backbones: not nested, no test"}
+    ]
+    interaction = draw_interaction(complete, draws) if scope.shared_draws and nested else None
+    note = {
+        "this backbone": "one backbone for every seed: no draw x setting interaction to estimate",
+        "another random backbone": "one seed per backbone: the draw x setting interaction is "
+        "part of the per-seed differences the tests use",
+    }.get(scope.answers, "")
+    rows.append(
+        base
+        | {"effect": "backbone draw x setting"}
+        | (_share_columns(interaction) if interaction else {})
+        | {"note": note}
+    )
+    return pd.DataFrame(rows, columns=BACKBONE_COLUMNS)
+
+
+def _share_columns(found: stats.VarianceShare) -> dict[str, float]:
+    return {
+        "f_statistic": found.f_statistic,
+        "df_effect": found.df_groups,
+        "df_residual": found.df_residual,
+        "p_value": found.p_value,
+        "between_variance": found.between,
+        "within_variance": found.within,
+        "share": found.share,
+        "share_low": found.share_low,
+        "share_high": found.share_high,
+    }
+
+
+def draw_interaction(table: pd.DataFrame, draws: pd.Series) -> stats.VarianceShare | None:
+    """The draw x setting interaction of a (seed x setting) table with seeds nested in draws:
+    after each seed's mean is removed, the settings' profile within each draw against the
+    profile over all draws (mean square on (k - 1)(D - 1) df) and the seeds' scatter around
+    their draw's profile (the residual, (k - 1)(S - D) df). F tests the interaction; its
+    component (MS_int - MS_res) / (seeds per draw) and its share of the two, with the F-based
+    interval of `stats.variance_share`. None with fewer than two draws or no seed scatter."""
+    labels = draws.to_numpy()
+    names, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    seeds, settings = table.shape
+    if len(names) < 2 or seeds <= len(names) or settings < 2:
+        return None
+    centred = table.to_numpy() - table.to_numpy().mean(axis=1, keepdims=True)
+    profile = centred.mean(axis=0)
+    by_draw = np.stack([centred[group == g].mean(axis=0) for g in range(len(names))])
+    df_int = (settings - 1) * (len(names) - 1)
+    df_res = (settings - 1) * (seeds - len(names))
+    ms_int = float((counts[:, None] * (by_draw - profile) ** 2).sum()) / df_int
+    ms_res = float(((centred - by_draw[group]) ** 2).sum()) / df_res
+    if not ms_res > 0:
+        return None
+    n0 = (seeds - (counts**2).sum() / seeds) / (len(names) - 1)
+    f_statistic = ms_int / ms_res
+    between = max((ms_int - ms_res) / n0, 0.0)
+    bounds = [
+        max((f_statistic / float(scipy_stats.f.ppf(q, df_int, df_res)) - 1) / n0, 0.0)
+        for q in (1 - stats.ALPHA / 2, stats.ALPHA / 2)
+    ]
+    return stats.VarianceShare(
+        len(names),
+        seeds,
+        f_statistic,
+        df_int,
+        df_res,
+        float(scipy_stats.f.sf(f_statistic, df_int, df_res)),
+        between,
+        ms_res,
+        between / (between + ms_res),
+        *(ratio / (1 + ratio) for ratio in bounds),
+    )
+
+
+def metric_label(question: Question) -> str:
+    return QUESTION_METRICS[question.metric]
+
+
+def knob_name(compare: str) -> str:
+    return compare if compare in KNOBS else "configuration"
