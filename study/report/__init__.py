@@ -2,8 +2,9 @@
 their spread over seeds, beside the paper's figures.
 
 `selection` chooses the runs, `tables` and `stats` compute, `analysis` puts the tables
-together, `document` writes the text and figures, `render` turns it into Markdown and HTML, and
-`build` is the thin layer that reads the store and writes the files.
+together, `sections` write the text and figures (one module per section), `document` puts the
+sections in order, `render` turns it into Markdown and HTML, and `build` is the thin layer that
+reads the store and writes the files.
 """
 
 from study.report.build import build_report

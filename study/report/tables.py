@@ -1,6 +1,6 @@
 """The report's tables, each a pure function: runs in (the DataFrame of `mlflow.search_runs`,
 narrowed by `selection.select`), one DataFrame of numbers and labels out. The CSV files hold
-these frames as they are; `document` formats them for reading.
+these frames as they are; the `sections` package formats them for reading.
 
 Scores are fractions as logged (accuracy 0.98), the paper's percentages converted to match,
 except in the activation table, which is in percent like the paper's Table 6.
