@@ -36,8 +36,10 @@ TABLE_FILES = {
     "partial_dependence": "importance_partial_dependence.csv",
     "runs": "runs.csv",
     "question": "question.csv",
+    "champion": "champion_ties.csv",
     "omnibus": "omnibus.csv",
     "family": "comparisons.csv",
+    "paired": "paired_differences.csv",
     "not_beaten": "not_beaten.csv",
     "power": "power.csv",
     "backbone": "backbone_variance.csv",
@@ -106,6 +108,7 @@ def analyse(
     asked, declared = question.declared_question(runs, selection.parent_run_id)
     compared = question.compared_settings(included, asked, declared, selection.swept, best, split)
     found |= question.answer(compared, objective, outcomes)
+    found["champion"] = question.champion_ties(included, ranking, objective)
     scales = knob_scales(runs, selection.parent_run_id, knobs)
     knob_effects, adjusted = knob_tests(
         included, tables.metric_pct(included, split, asked.metric), scales, asked.alpha

@@ -17,9 +17,9 @@ from study.report.paper import Paper
 from study.report.render import Block, Heading, Paragraph
 from study.report.sections import (
     activations,
+    answer,
     best_run,
     configurations,
-    differences,
     hyperparameters,
     importance,
     inference,
@@ -68,17 +68,17 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
             ),
         ]
     else:
-        blocks += verdict.section(analysis, paper, images)
+        blocks += verdict.section(analysis, images)
         blocks += summary.section(analysis, paper)
         blocks += provenance.section(analysis)
         blocks += balance.section(analysis.best_runs, analysis.split)
         blocks += configurations.section(analysis)
-        blocks += differences.section(analysis)
+        blocks += answer.section(analysis)
         blocks += hyperparameters.section(analysis)
         for stage in tables.STAGES:
             blocks += scores.section(analysis, stage, paper, details, images)
         blocks += inference.section(analysis, paper)
-        blocks += activations.section(analysis, paper)
+        blocks += activations.section(analysis, paper, images)
         blocks += knobs.section(analysis, images)
         blocks += importance.section(analysis, images)
         blocks += best_run.section(analysis, details, images)

@@ -15,6 +15,7 @@ from study.report.selection import value_order
 from study.tracking.outcome import metric, param
 
 DPI = 100
+FAMILY_ROWS = 12  # comparisons the verdict figure draws; the rest are in comparisons.csv
 
 
 def png(figure: Figure) -> bytes:
@@ -55,6 +56,36 @@ def activation_errors(
     axis.set_title(f"{_split_name(split).capitalize()} error rate by activation, same model")
     axis.grid(axis="y", alpha=0.3)
     axis.legend()
+    return figure
+
+
+def paired_differences(paired: pd.DataFrame, family: pd.DataFrame, quantity: str) -> Figure:
+    """The declared family, one row per comparison: each seed's difference (setting - against,
+    points) as a dot, the mean with its 95% t interval over seeds, and 0 as a line. Rows beyond
+    the first `shown` are left to the CSV."""
+    shown = family.head(FAMILY_ROWS).reset_index(drop=True)
+    figure = Figure(figsize=(7, 1.2 + 0.45 * len(shown)), layout="constrained")
+    axis = figure.subplots()
+    for y, row in shown.iterrows():
+        own = paired[(paired["setting"] == row["setting"]) & (paired["against"] == row["against"])]
+        values = own["difference_pct"].to_numpy(dtype=float)
+        offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else 0.0
+        axis.plot(values, y + offsets, "o", color="tab:blue", alpha=0.45, markersize=4)
+        low, high = row["difference_ci_low"], row["difference_ci_high"]
+        mean = row["difference_pct"]
+        bar = None if np.isnan(low) else [[mean - low], [high - mean]]
+        colour = {"detectable": "tab:red", "weak": "tab:orange"}.get(row["grade"], "black")
+        axis.errorbar(mean, y + 0.3, xerr=bar, fmt="s", color=colour, capsize=4)
+    axis.axvline(0, color="grey", linewidth=1)
+    axis.plot([], [], "o", color="tab:blue", alpha=0.45, label="one seed")
+    axis.errorbar([], [], xerr=[], fmt="s", color="black", capsize=4, label="mean, 95% CI (seeds)")
+    labels = [f"{row.setting} − {row.against}" for row in shown.itertuples()]
+    axis.set_yticks(range(len(shown)), labels)
+    axis.set_ylim(len(shown) - 0.4, -0.6)
+    axis.set_xlabel(f"difference in {quantity} (points; > 0: the first is worse)")
+    axis.set_title("The declared comparisons, seed by seed (red: detectable, orange: weak)")
+    axis.grid(axis="x", alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
     return figure
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from study.config import KNOBS, QUESTION_METRICS, Question
+from study.config import OBJECTIVES, Question
 from study.report import stats, tables
 from study.report.selection import value_order
 from study.tracking.outcome import column, param
@@ -165,6 +165,7 @@ def answer(
         "question": _question_row(compared, values, metric, scope),
         "omnibus": _omnibus_rows(compared, values, gate, objective),
         "family": family,
+        "paired": paired_differences(compared),
         "backbone": _backbone_rows(compared, values, scope),
     }
     if question.family in ("all_pairs", "best"):
@@ -342,6 +343,8 @@ def _paired_differences(
     """Per-seed differences runs - reference on the question's metric, indexed by the index
     of each seed's run in `runs` (so its backbone can be looked up)."""
     metric = compared.question.metric
+    if runs.empty or reference.empty:
+        return pd.Series(dtype=float)
     ours = pd.Series(tables.metric_pct(runs, compared.split, metric).to_numpy(), index=runs.index)
     theirs = dict(
         zip(reference["seed"], tables.metric_pct(reference, compared.split, metric), strict=True)
@@ -349,6 +352,30 @@ def _paired_differences(
     against = runs["seed"].map(theirs)
     found = (ours - against.to_numpy()).dropna()
     return found[~runs.loc[found.index, "seed"].duplicated()]
+
+
+def paired_differences(compared: Compared) -> pd.DataFrame:
+    """Every comparison of the family seed by seed: setting, against, seed, backbone and the
+    difference setting - against in points (what the family's tests and the verdict figure
+    use)."""
+    empty = pd.DataFrame().iloc[:0]
+    frames = []
+    for setting, against in family_pairs(compared):
+        runs = compared.settings.get(setting, empty)
+        differences = _paired_differences(runs, compared.settings.get(against, empty), compared)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "setting": setting,
+                    "against": against,
+                    "seed": runs.loc[differences.index, "seed"].to_numpy(),
+                    "weights": column(runs, "tags.weights").loc[differences.index].to_numpy(),
+                    "difference_pct": differences.to_numpy(),
+                }
+            )
+        )
+    columns = ["setting", "against", "seed", "weights", "difference_pct"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def not_beaten(compared: Compared, values: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
@@ -511,9 +538,23 @@ def draw_interaction(table: pd.DataFrame, draws: pd.Series) -> stats.VarianceSha
     )
 
 
-def metric_label(question: Question) -> str:
-    return QUESTION_METRICS[question.metric]
-
-
-def knob_name(compare: str) -> str:
-    return compare if compare in KNOBS else "configuration"
+def champion_ties(included: pd.DataFrame, ranking: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """The best configuration's lead on the objective over each other one, paired by seed: the
+    mean per-seed lead (in the objective's better direction), its standard error, and whether
+    the lead is within one standard error ("tied within noise")."""
+    columns = ["configuration", "rank", "pairs", "lead", "lead_se", "tied"]
+    if len(ranking) < 2:
+        return pd.DataFrame(columns=columns)
+    sign = 1 if OBJECTIVES[objective] == "max" else -1
+    scores = tables.metric(included, objective)
+    by_seed = pd.DataFrame(
+        {"seed": included["seed"], "configuration": included["configuration"], "v": scores}
+    ).pivot_table(index="seed", columns="configuration", values="v")
+    best = by_seed[ranking["configuration"].iloc[0]]
+    rows = []
+    for row in ranking.iloc[1:].itertuples():
+        lead = (sign * (best - by_seed[row.configuration])).dropna()
+        se = float(lead.std(ddof=1) / math.sqrt(len(lead))) if len(lead) > 1 else math.nan
+        mean = float(lead.mean()) if len(lead) else math.nan
+        rows.append([row.configuration, row.rank, len(lead), mean, se, bool(mean <= se)])
+    return pd.DataFrame(rows, columns=columns)

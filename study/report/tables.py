@@ -383,11 +383,13 @@ def scores_table(
     runs: pd.DataFrame, stage: str, paper: Paper, outcomes: Outcomes | None = None
 ) -> pd.DataFrame:
     """Tables 3 (stage frozen) and 4 (fine_tune): each score on each split after the stage,
-    mean, std and 95% interval over the runs (Wilson for scores in [0, 1], Student t for the
-    loss), beside the paper's. The test accuracy of a stage whose model is every run's final
-    one gets the same interval as the error rate in the other tables (`error_spread`, from
-    the per-image outcomes when they were logged). Empty when no run has the stage's scores."""
-    names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "paper"]
+    mean, std and 95% interval over the runs (Wilson for proportions, Student t over seeds for
+    the loss and AUC; `covers` says what each interval lets vary), beside the paper's. The
+    test accuracy of a stage whose model is every run's final one gets the same interval as
+    the error rate in the other tables (`error_spread`, from the per-image outcomes when they
+    were logged). Empty when no run has the stage's scores."""
+    names = ["metric", "label", "split", "n", "mean", "std", "ci_low", "ci_high", "covers"]
+    names += ["paper"]
     if not any(metric(runs, f"{stage}_{split}_accuracy").notna().any() for split in SPLITS):
         return pd.DataFrame(columns=names)
     final = np.isclose(metric(runs, f"{stage}_test_accuracy"), metric(runs, "test_accuracy"))
@@ -396,20 +398,22 @@ def scores_table(
     for key, label, paper_key in SCORES:
         for split in SPLITS:
             values = metric(runs, f"{stage}_{split}_{key}")
-            if key == "loss":
-                spread = stats.spread(values)
+            if key == "loss" or key.startswith("auc"):  # not proportions: no Wilson interval
+                spread, covers = stats.spread(values), "new seeds (t over seeds)"
             elif (key, split) == ("accuracy", "test") and len(runs) and final.all():
                 error = error_spread(runs, split, outcomes)
                 spread = stats.Spread(
                     error.n, 1 - error.mean, error.std, 1 - error.ci_high, 1 - error.ci_low
                 )
+                covers = "new seeds and new test images (Wilson, crossed)"
             else:
                 images = pd.to_numeric(param(runs, f"dataset.{split}_images"), errors="coerce")
                 spread = stats.rate_spread(values, images)
+                covers = "new seeds, one split's images at most (Wilson)"
             published = reference.get(split, {}).get(paper_key, math.nan)
             if paper_key != "loss":
                 published /= 100
-            rows.append([key, label, split, *_spread_values(spread), published])
+            rows.append([key, label, split, *_spread_values(spread), covers, published])
     return pd.DataFrame(rows, columns=names)
 
 

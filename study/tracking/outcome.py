@@ -30,6 +30,7 @@ MODEL_RUN_TYPES = ("trial", "train")
 NOT_CONFIGURATION = ("seed", "data.root")
 DATA_FACTS = "dataset."
 ONE_CONFIGURATION = "one configuration"
+TIE_DECIMALS = 4  # objective means that agree to this many decimals rank as tied
 # A Hyperband trial trains its frozen phase for the epochs the oracle gave it (`tuner/epochs`).
 BUDGET_PARAM = "frozen.epochs"
 
@@ -153,7 +154,9 @@ def ranking(runs: pd.DataFrame, objective: str) -> pd.DataFrame:
 
     A configuration's score is the mean `objective` over the seeds that every configuration
     finished (over its own seeds when they share none), so a seed that failed for one
-    configuration does not make another look better or worse. Ties go to the configuration
+    configuration does not make another look better or worse. Means that agree to TIE_DECIMALS
+    decimals (0.01 points of an accuracy) are tied: closer than that, a difference is the
+    rounding of splits of 360 and 361 images, not of the models. Ties go to the configuration
     with more seeds, whose mean rests on more runs, then to the first canonical label
     (`configuration_labels`): a label is made from logged params alone, so the sweep, the
     registry and the report break a tie the same way, and the same on every rebuild, whatever
@@ -192,7 +195,7 @@ def ranking(runs: pd.DataFrame, objective: str) -> pd.DataFrame:
     def rank(row: tuple) -> tuple:
         label, n, _, mean = row
         missing = math.isnan(mean)
-        return (missing, 0.0 if missing else sign * mean, -n, label)
+        return (missing, 0.0 if missing else sign * round(mean, TIE_DECIMALS), -n, label)
 
     rows = sorted(table.itertuples(index=False, name=None), key=rank)
     return pd.DataFrame(rows, columns=columns)

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 
-from study.report import tables
+from study.report import figures, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
-from study.report.render import Block, Bullets, Heading, Paragraph, Table
+from study.report.render import Block, Bullets, Heading, Image, Table
 from study.report.sections import sentences
 from study.report.sections.text import (
     DASH,
@@ -17,13 +17,14 @@ from study.report.sections.text import (
     difference,
     interval,
     mean_std,
+    new_images,
     number,
     p_value,
 )
 from study.report.stats import CONFIDENCE
 
 
-def section(analysis: Analysis, paper: Paper) -> list[Block]:
+def section(analysis: Analysis, paper: Paper, images: dict[str, bytes]) -> list[Block]:
     table = analysis.tables["activations"]
     split = SPLIT_NAMES[analysis.split]
     fixed = [key for key in analysis.selection.swept if key != "activation"]
@@ -47,7 +48,7 @@ def section(analysis: Analysis, paper: Paper) -> list[Block]:
         ],
         "Holm p": [DASH if math.isnan(p) else p_value(p) for p in table["p_holm"]],
         "Hedges' g_z": [number(v, 2) for v in table["hedges_gz"]],
-        "95% CI, new test images too": [_new_images(row) for row in table.itertuples()],
+        "95% CI, new test images too": [new_images(row) for row in table.itertuples()],
     }
     label = sentences.paper_label(analysis)
     columns[f"{label}: method"] = table["paper_method"].fillna(DASH)
@@ -69,6 +70,7 @@ def section(analysis: Analysis, paper: Paper) -> list[Block]:
         "lets the test images vary too (crossed seeds x images variance)."
     )
     notes = [
+        _role(analysis),
         protocol,
         sentences.split_design(analysis),
         *(f"Paper: {note}" for note in paper.activation_notes),
@@ -93,14 +95,38 @@ def section(analysis: Analysis, paper: Paper) -> list[Block]:
         Bullets(tuple(notes)),
     ]
     if len(measured):
+        figure = figures.activation_errors(
+            analysis.activation_runs,
+            table,
+            analysis.split,
+            f"{paper.short}, not comparable" if analysis.same_data else None,
+        )
+        images["activation_error.png"] = figures.png(figure)
         blocks.append(
-            Paragraph("The error per activation, one dot per seed, opens the report (Verdict).")
+            Image(
+                "activation_error.png",
+                f"{split.capitalize()} error rate per activation, same model and protocol "
+                f"(Table 6): one dot per seed, the mean with its {CONFIDENCE:.0%} Wilson "
+                "interval (seeds and test images)"
+                + (
+                    ", and the paper's figure (other models; its elu value is a loss)."
+                    if analysis.same_data
+                    else "."
+                ),
+            )
         )
     return blocks
 
 
-def _new_images(row) -> str:
-    low = getattr(row, "new_images_ci_low", math.nan)
-    if low is None or math.isnan(low):
-        return DASH
-    return f"[{low:+.2f}, {row.new_images_ci_high:+.2f}]"
+def _role(analysis: Analysis) -> str:
+    """Whether Table 6's comparisons are the study's declared question or a secondary view."""
+    primary = "question" in analysis.tables and sentences.table6_is_the_question(analysis)
+    if primary:
+        return (
+            "**Primary**: these comparisons are the study's declared question (each activation "
+            "against elu on the error rate), the same tests as the verdict's."
+        )
+    return (
+        "**Secondary**: the study's declared question is another (see the verdict); these "
+        "comparisons keep the paper's layout and do not change its answer."
+    )

@@ -4,14 +4,12 @@ and the whole sweep in one figure.
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from study.report import figures
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.render import Block, Heading, Image, Paragraph, Table
-from study.report.sections.text import SPLIT_NAMES, mean_std, number, objective_cell, objective_name
+from study.report.sections.text import SPLIT_NAMES, mean_std, objective_cell, objective_name
 
 
 def section(analysis: Analysis, images: dict[str, bytes]) -> list[Block]:
@@ -34,13 +32,12 @@ def section(analysis: Analysis, images: dict[str, bytes]) -> list[Block]:
             f"{SPLIT_NAMES[analysis.split].capitalize()} error rate (%)": [
                 mean_std(row.error_pct_mean, row.error_pct_std, 2) for row in table.itertuples()
             ],
-            "Adjusted: " + objective_name(objective, unit=True).lower(): [
-                objective_cell(objective, row.objective_adjusted, math.nan)
-                for row in table.itertuples()
+            "Adjusted (± standard error)": [
+                mean_std(row.adjusted_mean, row.adjusted_se, 2) for row in table.itertuples()
             ],
-            "Adjusted: error rate (%)": [number(value, 2) for value in table["error_pct_adjusted"]],
         }
     )
+    adjusted = table["adjusted_metric"].iloc[0] if len(table) else ""
     figure = figures.sweep_overview(
         analysis.selection.runs,
         analysis.selection.swept,
@@ -54,11 +51,13 @@ def section(analysis: Analysis, images: dict[str, bytes]) -> list[Block]:
             "Each value of each setting the sweep varied (of a phase that ran) over every "
             "included run that has it, whatever the other settings were: raw means of what was "
             "sampled, whose spread includes the other settings' effect, and which a search that "
-            "tried some values only beside others confounds. The adjusted columns remove that: "
-            "an additive least-squares model of all the settings and the seed, its prediction "
-            "for every run with the setting at this value, averaged over the runs (equal to "
-            "the raw mean in a full grid). (best) marks the best configuration's value; the "
-            "configurations table compares whole configurations."
+            "tried some values only beside others confounds. The adjusted column removes that, "
+            f"on the question's metric ({adjusted}, %): the seed-blocked additive model of the "
+            "knob tests (a text knob as a factor, a numeric one as a line on its searched "
+            "scale), its prediction for every run with the setting at this value, averaged "
+            "over the runs, with its standard error (equal to the raw mean in a full grid; "
+            "empty where the design cannot separate the knobs). (best) marks the best "
+            "configuration's value; the configurations table compares whole configurations."
         ),
         Table(shown, TABLE_FILES["knobs"]),
     ]

@@ -62,36 +62,25 @@ def section(analysis: Analysis) -> list[Block]:
             f"{objective_name(analysis.objective)} over seeds; the best is reported on the "
             f"{SPLIT_NAMES[analysis.split]} split.",
             f"Statistics: mean ± sample standard deviation (n − 1) over seeds. {CONFIDENCE:.0%} "
-            "intervals of rates (error rate, accuracy, precision, recall, AUC) are Wilson score "
-            "intervals, which stay inside [0, 100] and keep a width when every seed agrees; "
-            "their sample size is the effective number of independent images the mean rests "
-            "on: on the test split, from the variance of the seeds x images table of errors "
-            "(Owen's estimate for a crossed design: new seeds and new images), elsewhere at "
-            "most one split's images. Wherever a seed variance enters, the quantile is Student "
-            "t's at its degrees of freedom (Satterthwaite's for the crossed variance), not 1.96. "
-            "Losses get Student t intervals.",
-            "Comparisons answer one question: trained again on this data, would A beat B? The "
-            "test split is fixed and each seed re-draws everything else, so the per-seed "
-            "differences (paired by seed) are independent draws of that retraining. The test "
-            "is an exact sign-flip permutation test of their mean (every sign pattern when "
-            f"there are at most {stats.PERMUTATIONS} of them, else that many drawn with a fixed "
-            "seed); the difference's interval is the t interval of the same differences (df = "
-            "pairs − 1); the effect size is Hedges' g_z (d_z with the small-sample correction). "
-            "Where per-image outcomes were logged, a second, labelled interval answers '... and "
-            "on new test images too', from the crossed variance of the seeds x images table of "
-            "differences, the same kind of interval as each arm's. The comparisons of one table "
-            "are one fixed family, Holm-adjusted together, a comparison that could not be tested "
-            "still counting in its size. Not used: the Nadeau-Bengio correction (for this "
-            "question the seed differences need no inflation, and for new images it cannot add "
-            "the image variance a single test split leaves out) and McNemar's test on pooled "
-            "images (every discordant image depends on the same trained models, so the images "
-            "are not independent).",
-            "Before a winner: a seed-blocked permutation F test (configurations permuted within "
-            "each seed) of any difference among the configurations, and a confidence set for "
-            "the best (a configuration leaves it only when another beats it by the one-sided "
-            "sign-flip test at 0.05 / (k − 1)). Power: the paired t-test's smallest detectable "
-            "difference at 80% power from the spread of the per-seed differences with the "
-            "champion.",
+            "intervals of error rates and accuracies are Wilson score intervals, which stay "
+            "inside [0, 100] and keep a width when every seed agrees; on the test split with "
+            "per-image outcomes they cover new seeds and new test images (the seeds x images "
+            "table of errors, Owen's crossed variance with every mean square in Satterthwaite's "
+            "degrees of freedom), elsewhere new seeds on at most one split's images. Losses and "
+            "AUC get Student t intervals over seeds. Every interval says what it covers.",
+            "Comparisons: the per-seed differences of two settings (paired by seed: same split, "
+            "head initialisation, augmentation order and backbone) are independent draws of "
+            "'train both again'. The test is an exact sign-flip permutation test of their mean "
+            f"(every sign pattern up to {stats.EXACT_SIGN_FLIP_PAIRS} pairs, a pattern as extreme "
+            "as the observed one counted in; beyond, "
+            f"{stats.PERMUTATIONS} patterns drawn with a fixed seed); the interval is the t "
+            "interval of the same differences (df = pairs − 1), covering new seeds on this test "
+            "split; a second, labelled interval lets the test images vary too. Which backbones "
+            "that covers is said beside each answer. Not used: the Nadeau-Bengio correction and "
+            "McNemar's test on pooled images (docs/statistics.md says why).",
+            "The verdict answers the study's declared question with one procedure (the gate, "
+            "then the declared family, Holm-adjusted); every other test in the report is "
+            "secondary. Power is that of the test used: Holm's first step over the family.",
             f"Logged by study version {listing(column(runs, 'tags.study_version'))}.",
         ]
     blocks: list[Block] = [Heading(2, "How the numbers were obtained"), Bullets(tuple(items))]

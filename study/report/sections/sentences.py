@@ -4,89 +4,208 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
+from study.config import QUESTION_METRICS
 from study.report import stats
 from study.report.analysis import Analysis
 from study.report.paper import Paper
-from study.report.sections.text import PHASES, SPLIT_NAMES, listing, mean_std, names, p_value
+from study.report.question import FEWEST_DRAWS
+from study.report.sections.text import (
+    PHASES,
+    SPLIT_NAMES,
+    difference,
+    listing,
+    mean_std,
+    names,
+    p_value,
+)
+from study.report.stats import CONFIDENCE
 from study.tracking.outcome import param
 
 
 def verdict(analysis: Analysis) -> str:
-    """Whether any configuration differs on the reported split's error rate, and which ones
-    cannot be told from the best: "no configuration differs detectably" when the omnibus test
-    does not reject (or cannot be run)."""
-    split = SPLIT_NAMES[analysis.split]
+    """The answer to the study's declared question, graded: "no detectable difference" (with
+    within how many points, and the smallest difference the test detects), "weak evidence" (a
+    comparison's own p below alpha that the gate or Holm does not confirm), or "A is worse than
+    B" (the gate rejects and the Holm p is below alpha); then the settings not beaten, and what
+    the answer covers."""
     ranking = analysis.tables["configurations"]
-    if len(ranking) < 2:
+    if len(ranking) < 2 or "family" not in analysis.tables or analysis.tables["family"].empty:
         best = ranking.iloc[0]
         return (
-            f"One configuration, nothing to compare: {split} error rate "
+            f"One configuration, nothing to compare: {SPLIT_NAMES[analysis.split]} error rate "
             f"{mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
             f"over {best['n']} seed(s)."
         )
-    test = analysis.tables["omnibus"].iloc[0]
-    candidates = analysis.tables["best_set"]
-    kept = candidates[candidates["in_best_set"]]
-    if len(kept) == len(candidates):
-        indistinguishable = (
-            f"all {len(candidates)} configurations are indistinguishable from the best"
+    asked = analysis.tables["question"].iloc[0]
+    family = analysis.tables["family"]
+    gate = analysis.tables["omnibus"].iloc[0]
+    what = settings_name(asked)
+    quantity = metric_name(asked)
+    alpha = float(asked["alpha"])
+    evidence = omnibus(gate, what)
+    parts = []
+    if not gate["rejects"]:
+        parts.append(
+            f"**No detectable difference** among the {int(asked['settings'])} {what} in "
+            f"{quantity} ({evidence}){_within(family)}{_detectable(analysis)}"
         )
-        if candidates["p_shown_worse"].isna().all():
-            pairs = int(candidates["pairs"].min())
-            indistinguishable += (
-                f" (with {pairs} shared seeds no pairwise test can reach "
-                f"{stats.ALPHA:g} / {len(candidates) - 1}, whatever the differences)"
-            )
     else:
-        indistinguishable = (
-            f"indistinguishable from the best: {len(kept)} of {len(candidates)} "
-            f"({names(kept['configuration'])})"
+        parts.append(f"**The {what} differ** in {quantity} ({evidence})")
+        shown = family[family["grade"] == "detectable"]
+        if len(shown):
+            parts.append(
+                names(
+                    f"{_worse(row)} by {difference(row)} points (Holm p "
+                    f"{p_value(row.p_holm, True)})"
+                    for row in shown.itertuples()
+                )
+            )
+        level = family[family["grade"] == "none"]
+        if len(level):
+            parts.append(
+                f"no detectable difference in the other {len(level)} comparison(s) of the "
+                f"family{_within(level)}"
+            )
+    weak = family[family["grade"] == "weak"]
+    if len(weak):
+        reason = "the test of any difference" if not gate["rejects"] else "Holm's adjustment"
+        parts.append(
+            names(
+                f"weak evidence that {_worse(row)} ({difference(row)} points, p "
+                f"{p_value(row.p_permutation, True)} alone; not confirmed by {reason} at "
+                f"{alpha:g})"
+                for row in weak.itertuples()
+            )
         )
-    evidence = omnibus(test)
-    if not test["rejects"]:
+    if "not_beaten" in analysis.tables:
+        found = analysis.tables["not_beaten"]
+        kept = found[found["not_beaten"]]
+        parts.append(f"not beaten: {len(kept)} of {len(found)} ({names(kept['setting'])})")
+    return "; ".join(parts) + ". " + scope(asked)
+
+
+def table6_is_the_question(analysis: Analysis) -> bool:
+    """Whether Table 6's comparisons (each activation against elu on the error rate) are the
+    study's declared question."""
+    asked = analysis.tables["question"].iloc[0]
+    declared = (asked["compare"], asked["family"], asked["reference"], asked["metric"])
+    return declared == ("activation", "reference", "elu", "error_rate")
+
+
+def settings_name(asked: pd.Series) -> str:
+    """What the question compares, in the plural: "activations", "configurations"."""
+    compare = str(asked["compare"])
+    if compare == "configurations":
+        return "configurations"
+    return {"activation": "activations", "optimizer": "optimizers"}.get(
+        compare, f"values of {compare.replace('_', ' ')}"
+    )
+
+
+def metric_name(asked: pd.Series) -> str:
+    return f"{SPLIT_NAMES[str(asked['split'])]} {QUESTION_METRICS[str(asked['metric'])]}"
+
+
+def scope(asked: pd.Series) -> str:
+    """What the comparisons cover: which backbones, new seeds, and the one test split."""
+    answers = str(asked["answers"])
+    split = SPLIT_NAMES[str(asked["split"])]
+    if answers == "this backbone":
         return (
-            f"**No configuration differs detectably** in {split} error rate ({evidence}); "
-            f"{indistinguishable}."
+            f"It holds for this backbone ({asked['weights_source']}), for new seeds trained "
+            f"again on this data, scored on this {split} split."
         )
-    return f"**The configurations differ** in {split} error rate ({evidence}); {indistinguishable}."
+    if answers == "another random backbone":
+        return (
+            "Each seed ran on its own random backbone, so it holds for another random backbone "
+            f"and new seeds, scored on this {split} split."
+        )
+    count = int(asked["backbones"])
+    if count < FEWEST_DRAWS:
+        return (
+            f"The seeds shared {count} random backbones, so it holds for these {count} "
+            f"backbones only (fewer than {FEWEST_DRAWS} draws: no claim about another "
+            f"backbone), for new seeds, scored on this {split} split."
+        )
+    return (
+        f"The seeds shared {count} random backbones, so it holds for these {count} backbones; "
+        "for another backbone the draw-level test (secondary, error term the draw x setting "
+        f"interaction) answers; scored on this {split} split."
+    )
 
 
-def omnibus(row: pd.Series) -> str:
+def _worse(row) -> str:
+    """ "A is worse than B" from a comparison row (difference = setting - against)."""
+    loser, winner = (
+        (row.setting, row.against) if row.difference_pct > 0 else (row.against, row.setting)
+    )
+    return f"{loser} is worse than {winner}"
+
+
+def _within(family: pd.DataFrame) -> str:
+    """How far the family's 95% intervals over seeds reach from 0."""
+    bounds = family[["difference_ci_low", "difference_ci_high"]].abs().to_numpy(dtype=float)
+    if not np.isfinite(bounds).any():
+        return ""
+    return (
+        f": within ±{np.nanmax(bounds):.2f} points ({CONFIDENCE:.0%} intervals over seeds of "
+        f"the {len(family)} comparisons)"
+    )
+
+
+def _detectable(analysis: Analysis) -> str:
+    if "power" not in analysis.tables:
+        return ""
+    row = analysis.tables["power"].iloc[0]
+    if math.isinf(row["minimum_detectable_pct"]):
+        return "; with these seeds no difference is detectable at all"
+    return (
+        f"; the smallest difference its pairwise test detects with {row['power']:.0%} power is "
+        f"{row['minimum_detectable_pct']:.2f} points"
+    )
+
+
+def omnibus(row: pd.Series, what: str = "configurations") -> str:
     if math.isnan(row["p_permutation"]):
         return (
-            f"no test: {row['settings']} configurations share {row['seeds']} seed(s) with any "
+            f"no test: {row['settings']} {what} share {row['seeds']} seed(s) with any "
             "variation between them"
         )
     kind = "exact" if row["permutation_exact"] else f"{stats.PERMUTATIONS} permutations"
     return (
         f"seed-blocked permutation F = {row['f_statistic']:.3g}, "
-        f"p {p_value(row['p_permutation'], True)} ({kind}), {row['settings']} configurations "
+        f"p {p_value(row['p_permutation'], True)} ({kind}), {row['settings']} {what} "
         f"over the {row['seeds']} seeds they share"
     )
 
 
 def power(analysis: Analysis) -> str | None:
-    """The smallest difference the study could detect, and the seeds 0.5 points would need."""
+    """The smallest difference the declared test could detect, and the seeds 0.5 points
+    would need, for Holm's first step over the family."""
     if "power" not in analysis.tables:
         return None
     row = analysis.tables["power"].iloc[0]
     pairs = int(row["pairs"])
+    level = f"{row['alpha']:g} / {int(row['comparisons'])}"
     if math.isinf(row["minimum_detectable_pct"]):
         detectable = (
             f"with {pairs} seeds no difference is detectable: the exact sign-flip test's "
-            f"smallest p-value is {row['smallest_p']:.3f}, above {stats.ALPHA:g}"
+            f"smallest p-value is {row['smallest_p']:.3g}, above {level}"
         )
     else:
         detectable = (
-            f"the smallest difference in error rate these {pairs} seeds detect with "
-            f"{row['power']:.0%} power is {row['minimum_detectable_pct']:.2f} points"
+            f"the smallest difference the declared test (Holm's first step, {level}) detects "
+            f"over these {pairs} seeds with {row['power']:.0%} power is "
+            f"{row['minimum_detectable_pct']:.2f} points"
         )
+    needed = row["seeds_for_target"]
     return (
-        f"Power: {detectable} (paired two-sided test at {stats.ALPHA:g}, from the std of the "
-        f"per-seed differences with the champion, {row['difference_std']:.2f} points); "
-        f"{row['target_pct']:g} points would need {int(row['seeds_for_target'])} seeds."
+        f"Power: {detectable} (paired two-sided test, from the std of the family's per-seed "
+        f"differences, {row['difference_std']:.2f} points); {row['target_pct']:g} points "
+        + (f"would need {int(needed)} seeds." if needed == needed else "cannot be sized.")
     )
 
 

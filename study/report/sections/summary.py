@@ -16,6 +16,7 @@ from study.report.sections.text import (
     interval,
     listing,
     mean_std,
+    names,
     objective_cell,
     objective_name,
     p_value,
@@ -50,7 +51,10 @@ def section(analysis: Analysis, paper: Paper) -> list[Block]:
             )
             for row in measured.itertuples()
         ]
-        items.append(f"Table 6, {split} error rate by activation, same model: {'; '.join(parts)}.")
+        role = "primary" if sentences.table6_is_the_question(analysis) else "secondary"
+        items.append(
+            f"Table 6 ({role}), {split} error rate by activation, same model: {'; '.join(parts)}."
+        )
     items += balance.summary(analysis.best_runs, analysis.split)
     counts = sentences.exclusions(analysis)
     items.append(f"{len(runs)} runs included; excluded: {counts}.")
@@ -60,57 +64,41 @@ def section(analysis: Analysis, paper: Paper) -> list[Block]:
 
 
 def _champion(analysis: Analysis) -> str:
-    """The registered best configuration, why it was picked, and how it did."""
+    """The registered best configuration, why it was picked, how it did, and whether its lead on
+    the objective is within noise of the next ones."""
     best = analysis.tables["configurations"].iloc[0]
     objective = objective_name(analysis.objective)
     split = SPLIT_NAMES[analysis.split]
     score = objective_cell(analysis.objective, best["objective_mean"], math.nan)
     text = (
-        f"Champion (registered): **{best['configuration']}**, picked for the best mean "
-        f"{objective} over seeds ({score}{'' if raw(analysis.objective) else ' %'}); "
-        f"{split} error rate "
+        f"Best (registered): **{best['configuration']}**, the configuration of the best mean "
+        f"{objective} over seeds ({score}{'' if raw(analysis.objective) else ' %'}); 'best' "
+        f"means this choice on validation throughout the report. Its {split} error rate: "
         f"{mean_std(100 * best['error_rate_mean'], 100 * best['error_rate_std'], 2)} % "
-        f"({CONFIDENCE:.0%} Wilson interval "
+        f"({CONFIDENCE:.0%} Wilson interval over seeds and test images "
         f"{interval(100 * best['error_rate_ci_low'], 100 * best['error_rate_ci_high'])}, "
         f"n = {best['n']} seeds)."
     )
-    omnibus = analysis.tables["omnibus"]
-    on_objective = omnibus[omnibus["quantity"] == analysis.objective]
-    if len(analysis.tables["configurations"]) > 1 and len(on_objective):
-        row = on_objective.iloc[0]
-        verdict = "differ" if row["rejects"] else "do not differ detectably"
-        text += f" On {objective} itself the configurations {verdict} ({sentences.omnibus(row)})."
+    ties = analysis.tables.get("champion")
+    tied = ties[ties["tied"]] if ties is not None else ties
+    if tied is not None and len(tied):
+        unit = 1 if raw(analysis.objective) else 100
+        text += (
+            f" Tied within noise with {names(tied['configuration'])}: its lead on {objective} "
+            "over them is at most one standard error of the paired per-seed leads (largest "
+            f"lead {unit * tied['lead'].max():.2f}, its standard error "
+            f"{unit * tied.loc[tied['lead'].idxmax(), 'lead_se']:.2f}"
+            f"{'' if raw(analysis.objective) else ' points'}); the choice among them rests on "
+            "the ranking's rule, not on a difference (`champion_ties.csv`)."
+        )
     return text
 
 
 def _backbone(analysis: Analysis) -> str:
-    """Which backbones the seeds ran on and, for random backbone draws, how much of the
-    run-to-run variance the draw accounts for (`verdicts.backbone_variance`)."""
-    row = analysis.tables["backbone"].iloc[0]
+    """Which backbones the seeds ran on, and so what the answer covers."""
     weights = listing(column(analysis.selection.runs, "tags.weights"))
-    if row["weights_source"] != "none":
+    if "question" not in analysis.tables:
         return f"Backbone weights: {weights}."
-    if row["backbones"] == 1:
-        return (
-            f"Backbone: one random backbone ({weights}) for every seed: every conclusion here "
-            "is conditional on it, and how much of the run-to-run variance the backbone draw "
-            "accounts for is not estimable from these runs."
-        )
-    design = f"Backbone: {row['backbones']} random backbone draws crossed with the seeds"
-    design += f" ({weights})"
-    quantity = f"{SPLIT_NAMES[analysis.split]} error rate"
-    if not row["nested"]:
-        return f"{design}; some seed ran on two of them, so the draw's share is not estimated."
-    if math.isnan(row["share"]):
-        return (
-            f"{design}. The draw's share of the run-to-run variance is not estimable from the "
-            f"{row['seeds']} seeds every configuration has: it needs some draw with two seeds "
-            "or more that differ (at least twice as many seeds as model.backbone_draws)."
-        )
-    return (
-        f"{design}. The draw accounts for {row['share']:.0%} of the run-to-run variance of a "
-        f"seed's mean {quantity} over the configurations (one-way random-effects ANOVA, "
-        f"{row['seeds']} seeds nested in the draws: F = {row['f_statistic']:.3g}, p "
-        f"{p_value(row['p_value'], True)}; between draws {row['between_variance']:.3g}, within "
-        f"{row['within_variance']:.3g} points²)."
-    )
+    asked = analysis.tables["question"].iloc[0]
+    draws = int(asked["backbones"])
+    return f"Backbone weights: {weights}" + (f" ({draws} random draws)." if draws > 1 else ".")

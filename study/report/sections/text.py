@@ -93,3 +93,11 @@ def difference(row: tuple) -> str:
             return f"{value:+.2f} (one shared seed: no test)"
         return f"{value:+.2f} (the same in all {pairs} shared seeds: no interval)"
     return f"{value:+.2f} [{row.difference_ci_low:+.2f}, {row.difference_ci_high:+.2f}]"
+
+
+def new_images(row: tuple) -> str:
+    """A comparison's interval that lets the test images vary too, from a row of `itertuples`."""
+    low = getattr(row, "new_images_ci_low", math.nan)
+    if low is None or math.isnan(low):
+        return DASH
+    return f"[{low:+.2f}, {row.new_images_ci_high:+.2f}]"
