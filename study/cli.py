@@ -161,13 +161,10 @@ def _log_importance(
 
     table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
     if table is not None:
-        shown = ", ".join(
-            f"{row.knob} {row.importance:.3f}; {row.share_of_runs:.3f}; p {row.p_permutation:.3f}"
-            for row in table.itertuples()
-        )
+        shown = ", ".join(f"{row.knob} {row.importance:.3f}" for row in table.itertuples())
         say(
-            "importance of each knob (fANOVA share; share of the runs' variance; permutation p): "
-            + shown
+            "importance of each knob (fANOVA share of a forest's variance; the knob tests are "
+            f"the report's): {shown}"
         )
 
 
