@@ -13,7 +13,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from study import config
-from study.report import document, paper, stats, tables
+from study.report import document, knob_tests, paper, stats, tables
 from study.report.analysis import analyse
 from study.report.render import markdown
 from study.report.selection import ReportError, select
@@ -116,6 +116,19 @@ def frame(runs: list[dict], parent: str | None = "sweep-1") -> pd.DataFrame:
 
 def activation_sweep(seeds=(0, 1, 2, 3), **settings) -> list[dict]:
     return [run(seed, name, **settings) for name in BASE_ERROR for seed in seeds]
+
+
+def outcome_frame(files, flags) -> pd.DataFrame:
+    """One run's test images as `predictions.csv` gives them: the class is the file's folder."""
+    classes = [name.split("/")[0] for name in files]
+    return pd.DataFrame(
+        {
+            "file": files,
+            "class": classes,
+            "predicted": [c if ok else "other" for c, ok in zip(classes, flags, strict=True)],
+            "correct": np.asarray(flags, dtype=int),
+        }
+    )
 
 
 def values(runs: pd.DataFrame, key: str) -> np.ndarray:
@@ -445,12 +458,10 @@ def test_knob_effects_of_a_sampled_sweep_are_adjusted_for_the_other_knobs_and_th
         spec["metrics"]["test_error_rate"] = error
         specs.append(spec)
     selection = select(frame(specs))
-    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
+    table = knob_table(selection.runs, {"activation": "factor", "dropout": "linear"})
     activation = table[table["knob"] == "activation"].set_index("value")
     raw = activation.loc["relu", "error_pct_mean"] - activation.loc["elu", "error_pct_mean"]
-    adjusted = (
-        activation.loc["relu", "error_pct_adjusted"] - activation.loc["elu", "error_pct_adjusted"]
-    )
+    adjusted = activation.loc["relu", "adjusted_mean"] - activation.loc["elu", "adjusted_mean"]
     assert raw == pytest.approx(2.0 + 4.0 * (3 - 1) / 4)  # the dropout mix leaks into raw means
     assert adjusted == pytest.approx(2.0)
 
@@ -460,13 +471,16 @@ def test_knob_adjusted_means_of_a_full_grid_are_the_raw_means():
         seeds=(0, 1), **{"model.dropout": 0.5}
     )
     selection = select(frame(specs))
-    table = tables.knob_table(selection.runs, ["activation", "dropout"], "val_accuracy", "test")
-    assert table["error_pct_adjusted"].to_numpy() == pytest.approx(
-        table["error_pct_mean"].to_numpy()
-    )
-    assert table["objective_adjusted"].to_numpy() == pytest.approx(
-        table["objective_mean"].to_numpy()
-    )
+    table = knob_table(selection.runs, {"activation": "factor", "dropout": "factor"})
+    assert table["adjusted_mean"].to_numpy() == pytest.approx(table["error_pct_mean"].to_numpy())
+    assert (table["adjusted_se"] > 0).all()
+
+
+def knob_table(runs: pd.DataFrame, scales: dict[str, str]) -> pd.DataFrame:
+    """The knobs table with the adjusted means of the knob tests on the test error rate."""
+    errors = tables.metric_pct(runs, "test")
+    _, adjusted = knob_tests.knob_tests(runs, errors, scales)
+    return tables.knob_table(runs, list(scales), "val_accuracy", "test", adjusted)
 
 
 def test_knobs_of_a_phase_that_never_ran_are_not_listed():
@@ -551,7 +565,7 @@ def test_per_image_outcomes_give_the_pooled_interval_and_the_new_images_interval
         rate = float(runs.loc[row.Index, "metrics.test_error_rate"])
         correct[row.run_id] = (rng.random(360) >= rate).astype(int)
     outcomes = tables.Outcomes.from_runs(
-        {run_id: (files, flags) for run_id, flags in correct.items()}
+        {run_id: outcome_frame(files, flags) for run_id, flags in correct.items()}
     )
     table = tables.activation_table(runs, "test", PAPER, outcomes).set_index("activation")
 
@@ -578,7 +592,7 @@ def test_the_final_models_test_accuracy_has_one_interval_in_every_table():
     trials = table[table["tags.run_type"] == "trial"]
     outcomes = tables.Outcomes.from_runs(
         {
-            run_id: (files, (rng.random(360) >= rate).astype(int))
+            run_id: outcome_frame(files, rng.random(360) >= rate)
             for run_id, rate in zip(
                 trials["run_id"], trials["metrics.test_error_rate"], strict=True
             )
@@ -720,64 +734,71 @@ def without_effect(seeds=(0, 1, 2, 3, 4, 5)) -> list[dict]:
     return specs
 
 
-def test_a_sweep_without_an_effect_reads_as_a_tie_and_still_names_the_champion():
+def test_a_sweep_without_an_effect_reads_no_detectable_difference_and_names_the_best():
     text, analysis = report_text(without_effect())
-    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
-    table = tables.configurations(analysis.selection.runs, ["activation"], "val_accuracy", "test")
+    gate = analysis.tables["omnibus"].set_index("role").loc["primary"]
     errors = 100 * analysis.selection.runs.pivot_table(
         index="seed", columns="configuration", values="metrics.test_error_rate"
     )
-    assert omnibus["f_statistic"] == pytest.approx(stats.omnibus(errors.to_numpy()).f_statistic)
-    assert not omnibus["rejects"] and omnibus["p_permutation"] >= 0.05
+    assert gate["quantity"] == "test_error_pct"
+    assert gate["f_statistic"] == pytest.approx(stats.omnibus(errors.to_numpy()).f_statistic)
+    assert not gate["rejects"] and gate["p_permutation"] >= 0.05
+    family = analysis.tables["family"]
+    assert (family["grade"] != "detectable").all()
+    widest = family[["difference_ci_low", "difference_ci_high"]].abs().to_numpy().max()
     verdict = text[text.index("## Verdict") : text.index("## Summary")]
-    assert "**No configuration differs detectably** in test error rate" in verdict
-    assert "all 4 configurations are indistinguishable from the best" in verdict
-    assert "activation_error.png" in verdict  # the figure opens the report
+    assert "**No detectable difference** among the 4 configurations in test error rate" in verdict
+    assert f"within ±{widest:.2f} points" in verdict
+    assert "not beaten: 4 of 4" in verdict
+    assert "verdict.png" in verdict  # the per-seed differences open the report
     summary = text[text.index("## Summary") : text.index("## How the numbers")]
-    assert summary.index("No configuration differs detectably") < summary.index("Champion")
-    assert (
-        f"Champion (registered): **{table['configuration'].iloc[0]}**, picked for the best "
-        "mean validation accuracy" in summary
-    )
+    best = analysis.tables["configurations"]["configuration"].iloc[0]
+    assert summary.index("No detectable difference") < summary.index("Best (registered)")
+    assert f"Best (registered): **{best}**" in summary
     assert "The configurations differ" not in text
 
 
-def test_a_sweep_with_a_real_effect_names_the_difference_and_the_best_set():
+def test_a_sweep_with_a_real_effect_names_who_is_worse_and_the_not_beaten_set():
     text, analysis = report_text(activation_sweep(seeds=(0, 1, 2, 3, 4, 5)))
-    omnibus = analysis.tables["omnibus"].set_index("quantity").loc["test_error_rate"]
-    assert omnibus["rejects"] and omnibus["p_permutation"] < 0.001
-    best = analysis.tables["best_set"]
-    assert list(best["configuration"][best["in_best_set"]]) == ["activation=elu"]
-    # every seed of the others is worse than elu: the one-sided sign-flip p is 1 / 2^6
-    assert best["p_shown_worse"].iloc[1:].to_numpy() == pytest.approx([1 / 64] * 3)
+    gate = analysis.tables["omnibus"].set_index("role").loc["primary"]
+    assert gate["rejects"] and gate["p_permutation"] < 0.001
+    found = analysis.tables["not_beaten"]
+    assert list(found["setting"][found["not_beaten"]]) == ["activation=elu"]
+    # every seed of the others is worse than elu: the two-sided sign-flip p is 2 / 2^6
+    family = analysis.tables["family"]
+    assert family["p_permutation"].to_numpy() == pytest.approx([2 / 64] * 3)
     verdict = text[text.index("## Verdict") : text.index("## Summary")]
     assert "**The configurations differ** in test error rate" in verdict
-    assert "indistinguishable from the best: 1 of 4 (activation=elu)" in verdict
-    assert "No configuration differs detectably" not in text
-    assert "## Does any configuration differ?" in text and "`omnibus.csv`" in text
+    assert "activation=tanh is worse than activation=elu by +" in verdict
+    assert "not beaten: 1 of 4 (activation=elu)" in verdict
+    assert "No detectable difference" not in text
+    assert "## The question and its answer" in text and "`comparisons.csv`" in text
 
 
-def test_three_seeds_cannot_exclude_anything_from_the_best_set():
-    _, analysis = report_text(activation_sweep(seeds=(0, 1, 2)))
-    best = analysis.tables["best_set"]
-    # 1 / 2^3 is above 0.05 / 3 whatever the data: no configuration can be shown worse
-    assert best["in_best_set"].all() and best["p_shown_worse"].isna().all()
+def test_three_seeds_cannot_detect_anything():
+    text, analysis = report_text(activation_sweep(seeds=(0, 1, 2)))
+    # 2 / 2^3 is above 0.05 whatever the data: nothing is detectable, nothing beaten
+    assert analysis.tables["not_beaten"]["not_beaten"].all()
+    assert (analysis.tables["family"]["grade"] == "none").all()
+    assert math.isinf(analysis.tables["power"]["minimum_detectable_pct"].iloc[0])
+    assert "with these seeds no difference is detectable at all" in text
 
 
-def test_power_is_read_from_the_spread_of_the_seed_differences_and_stated():
+def test_power_is_for_the_declared_test_and_stated():
     text, analysis = report_text(without_effect(seeds=tuple(range(8))))
-    ranking = analysis.tables["configurations"].iloc[1:]
+    family = analysis.tables["family"]
     power = analysis.tables["power"].iloc[0]
-    std = math.sqrt((ranking["difference_std"] ** 2).mean())
+    std = math.sqrt((family["difference_std"] ** 2).mean())
+    level = 0.05 / len(family)
     assert power["difference_std"] == pytest.approx(std)
-    assert power["pairs"] == 8
+    assert power["pairs"] == 8 and power["test_alpha"] == pytest.approx(level)
     assert power["minimum_detectable_pct"] == pytest.approx(
-        stats.minimum_detectable_difference(std, 8)
+        stats.minimum_detectable_difference(std, 8, level)
     )
-    assert power["seeds_for_target"] == stats.seeds_needed(0.5, std)
+    assert power["seeds_for_target"] == stats.seeds_needed(0.5, std, level)
     summary = text[text.index("## Summary") : text.index("## How the numbers")]
     assert (
-        f"the smallest difference in error rate these 8 seeds detect with 80% power is "
+        f"detects over these 8 seeds with 80% power is "
         f"{power['minimum_detectable_pct']:.2f} points" in summary
     )
     assert f"0.5 points would need {int(power['seeds_for_target'])} seeds" in summary

@@ -181,8 +181,8 @@ def crossed_variance(table: np.ndarray) -> tuple[float, float]:
     ms_images = seeds * float(by_image.var(ddof=1))
     ms_error = float((residual**2).sum()) / ((seeds - 1) * (images - 1))
     cells = seeds * images
-    if ms_images <= ms_error:
-        return ms_seeds / cells, float(seeds - 1)
+    if ms_images <= ms_error:  # no image component: the seeds' variance alone, if any
+        return ms_seeds / cells, float(seeds - 1) if ms_seeds > 0 else math.inf
     combined = ms_seeds + ms_images - ms_error
     denominator = (
         ms_seeds**2 / (seeds - 1)
