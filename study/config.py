@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -49,6 +50,7 @@ NOT_SWEEPABLE = (
     "data.class_depth",
     "data.labels",
     "data.label_columns",
+    "data.class_map",
     "data.augmentation",
     "model.weights",
     "model.init_seed",
@@ -134,11 +136,20 @@ class Data(Strict):
         1, ge=1, le=16, description="the folder this many levels below root names the class"
     )
     labels: str | None = Field(
-        None, description="CSV of file and class columns; a relative path is taken from root"
+        None,
+        description="a file of file and class columns (delimiter sniffed, header optional); "
+        "a relative path is taken from root",
     )
-    label_columns: dict[str, Text] = Field(
+    label_columns: dict[str, str | StrictInt] = Field(
         default_factory=lambda: dict(LABEL_COLUMNS),
-        description="the CSV's column names, keys file and class",
+        description="the labels file's columns, keys file and class: a name in its header, or "
+        "a position counted from 0",
+    )
+    class_map: dict[Text, Text] | None = Field(
+        None,
+        min_length=1,
+        description="label value -> class; a number matches a numeric key within half a unit "
+        "of the key's last decimal (an integer key: that number only), other text itself",
     )
 
     @field_validator("include", "exclude", mode="before")
@@ -148,14 +159,35 @@ class Data(Strict):
 
     @field_validator("label_columns")
     @classmethod
-    def _known_label_columns(cls, value: dict[str, str]) -> dict[str, str]:
+    def _known_label_columns(cls, value: dict[str, str | int]) -> dict[str, str | int]:
         unknown = sorted(set(value) - set(LABEL_COLUMNS))
         if unknown:
             raise ValueError(
                 f"unknown key {unknown[0]!r}; valid keys: {', '.join(LABEL_COLUMNS)} (the "
-                "CSV's column names, for example {file: ImageId, class: ClassId})"
+                "CSV's column names, for example {file: ImageId, class: ClassId}, or positions "
+                "from 0, {file: 0, class: 1})"
             )
-        return {**LABEL_COLUMNS, **value}
+        columns = {**LABEL_COLUMNS, **value}
+        for key, column in columns.items():
+            if column == "" or (isinstance(column, int) and column < 0):
+                raise ValueError(
+                    f"{key}: give a column name or a position counted from 0 (got {column!r})"
+                )
+        if columns["file"] == columns["class"]:
+            raise ValueError(f"file and class are the same column ({columns['file']!r})")
+        return columns
+
+    @field_validator("class_map", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        """YAML reads `0.5: defective` with a float key; label values and classes are text."""
+        if not isinstance(value, dict):
+            return value
+        return {_number_as_text(k): _number_as_text(v) for k, v in value.items()}
+
+
+def _number_as_text(item: Any) -> Any:
+    return str(item) if isinstance(item, int | float) and not isinstance(item, bool) else item
 
 
 class Model(Strict):
@@ -634,11 +666,16 @@ def _split_key(raw: dict[str, Any], key: str) -> list[str]:
     return ["hyperparameters", ".".join(parts[1:])]
 
 
+# Mappings keyed by data, not by config keys: each stays one value of `flat()` (a label value
+# may hold characters that an MLflow parameter name may not).
+DATA_MAPPINGS = ("data.class_map",)
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and name not in DATA_MAPPINGS:
             flat.update(_flatten(value, name + "."))
         else:
             flat[name] = value

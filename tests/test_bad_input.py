@@ -53,6 +53,10 @@ CASES = [
     "labels CSV lists a missing file",
     "labels CSV with an empty class",
     "labels CSV gives a file two classes",
+    "labels file without a header, columns by name",
+    "labels value not in class_map",
+    "labels line with too few fields",
+    "labels file not UTF-8",
     "unknown label_columns key",
     "class_depth 0",
     "unknown feature cache runtime",
@@ -69,6 +73,38 @@ CASES = [
     "weights file missing",
     "config file missing",
 ]
+
+
+# Labels as ELPV ships them: whitespace-separated, no header; path, defect probability, module.
+ELPV_LIKE_LINES = (
+    b"crazing/crazing_1.jpg  0.0                 mono\n"
+    b"patches/patches_1.jpg  1.0                 mono\n"
+    b"patches/patches_2.jpg  0.3333333333333333  poly\n"
+)
+BY_POSITION = "{file: 0, class: 1}"
+# case -> (a line after ELPV_LIKE_LINES, data.label_columns, what the error line says)
+ELPV_LIKE = {
+    "labels file without a header, columns by name": (
+        b"",
+        "{file: file, class: class}",
+        "no column 'file' or 'class' (columns: crazing/crazing_1.jpg, 0.0, mono); name the",
+    ),
+    "labels value not in class_map": (
+        b"patches/patches_3.jpg  0.6666666666666666  poly\n",
+        BY_POSITION,
+        "line 4: value '0.6666666666666666' is not in data.class_map (keys: 0, 0.333, 1)",
+    ),
+    "labels line with too few fields": (
+        b"patches/patches_3.jpg\n",
+        BY_POSITION,
+        "line 4: 1 field(s) separated by runs of whitespace (patches/patches_3.jpg), no class",
+    ),
+    "labels file not UTF-8": (
+        b"patches/\xe9.jpg  1.0  mono\n",
+        BY_POSITION,
+        "line 4: byte 0xe9 is not UTF-8 text",
+    ),
+}
 
 
 def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], str | None, list]:
@@ -140,6 +176,12 @@ def make_case(name: str, tmp_path: Path, root: Path) -> tuple[str, list[str], st
                 "labels CSV gives a file two classes": "x/1.jpg is listed with two classes (a, b)",
             }[name]
         )
+    elif name in ELPV_LIKE:
+        line, columns, text = ELPV_LIKE[name]
+        (root / "labels.txt").write_bytes(ELPV_LIKE_LINES + line)
+        sets += ["data.labels=labels.txt", f"data.label_columns={columns}"]
+        sets.append("data.class_map={0: functional, 0.333: functional, 1: defective}")
+        expected = [f"data.labels {root / 'labels.txt'}", text]
     elif name == "unknown label_columns key":
         sets.append("data.label_columns={image: ImageId}")
         expected = ["data.label_columns: unknown key 'image'; valid keys: file, class"]

@@ -65,9 +65,42 @@ def test_flat_params_carry_every_value_and_the_knobs(tmp_path):
     }
 
 
+def test_label_columns_and_class_map_from_yaml_and_from_set(tmp_path):
+    yaml_keys = "name: t\ndata:\n  class_map: {0.0: functional, 0.333: functional, 1: defective}\n"
+    loaded = config.load(write(tmp_path, yaml_keys), ["data.label_columns={file: 0, class: 1}"])
+    assert loaded.data.label_columns == {"file": 0, "class": 1}
+    assert loaded.data.class_map == {"0.0": "functional", "0.333": "functional", "1": "defective"}
+    from_set = config.load(
+        write(tmp_path, "name: t\n"),
+        [
+            "data.class_map={0.0: functional, 0.333: functional, 1: defective}",
+            "data.label_columns.class=2",
+            "data.label_columns.file='0'",  # quoted: a column named 0
+        ],
+    )
+    assert from_set.data.class_map == loaded.data.class_map
+    assert from_set.data.label_columns == {"file": "0", "class": 2}
+    flat = loaded.flat()
+    assert flat["data.class_map"] == loaded.data.class_map  # one value: its keys are data
+    assert flat["data.label_columns.file"] == 0
+    assert config.load(write(tmp_path, "name: t\n")).flat()["data.class_map"] is None
+
+
 @pytest.mark.parametrize(
     ("text", "overrides", "expected"),
     [
+        (
+            "name: t\n",
+            ["data.label_columns={file: -1}"],
+            "data.label_columns: file: give a column name or a position counted from 0 (got -1)",
+        ),
+        (
+            "name: t\n",
+            ["data.label_columns={file: 1, class: 1}"],
+            "data.label_columns: file and class are the same column (1)",
+        ),
+        ("name: t\n", ["data.class_map={}"], "data.class_map: Dictionary should have at least 1"),
+        ("name: t\n", ["data.class_map={a: ''}"], "data.class_map.a: String should have at least"),
         (
             "name: t\ndata: {colour: red}\n",
             [],

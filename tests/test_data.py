@@ -311,3 +311,179 @@ def test_bad_labels_files(neu_slice, rows, header, expected):
 def test_a_missing_labels_file(neu_slice):
     with pytest.raises(DataError, match="data.labels: file .*absent.csv does not exist"):
         data.discover(neu_slice, Data(labels="absent.csv"))
+
+
+ELPV = NEU.parent / "elpv"
+# ELPV's counts from its SOURCE.md: defect probability -> images
+ELPV_GRADES = {"0.0": 1508, "0.3333333333333333": 295, "0.6666666666666666": 106, "1.0": 715}
+# functional below a defect probability of 0.5, defective above it; YAML gives the keys as floats
+ELPV_BINARY = {0.0: "functional", 0.333: "functional", 0.667: "defective", 1.0: "defective"}
+BY_POSITION = {"file": 0, "class": 1}
+
+
+def classes_from(root, text: str | bytes, **rules) -> dict[str, str]:
+    """Write `text` as root/labels.txt and discover: listed path -> class."""
+    path = root / "labels.txt"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    found = data.discover(root, Data.model_validate({"labels": "labels.txt", **rules})).files
+    return {item.path.relative_to(root).as_posix(): item.label for item in found}
+
+
+LISTED = {f"{name}/{name}_{n}.jpg": name for name in CLASSES[:2] for n in (1, 2)}
+
+
+@pytest.mark.parametrize(
+    "separator", [",", ";", "\t", "runs of spaces"], ids=["comma", "semicolon", "tab", "spaces"]
+)
+def test_the_delimiter_is_sniffed(neu_slice, separator):
+    def line(*fields: str) -> str:
+        if separator == "runs of spaces":  # columns padded to a width, as ELPV's
+            return " ".join(field.ljust(30) for field in fields).rstrip() + "\n"
+        return separator.join(fields) + "\n"
+
+    text = line("file", "class", "note")
+    text += "".join(line(path, label, "seen") for path, label in LISTED.items())
+    assert classes_from(neu_slice, text) == LISTED
+
+
+def test_quoted_fields_keep_their_separators(neu_slice):
+    text = 'file,class\n"crazing/crazing_1.jpg","oil, spot"\ncrazing/crazing_2.jpg,dent\n'
+    assert classes_from(neu_slice, text) == {
+        "crazing/crazing_1.jpg": "oil, spot",
+        "crazing/crazing_2.jpg": "dent",
+    }
+
+
+@pytest.mark.parametrize("header", ["", "path class module\n", "ImageId ClassId Module\n"])
+def test_columns_by_position_with_or_without_a_header(neu_slice, header):
+    rows = "".join(f"{path}  {label}  mono\n" for path, label in LISTED.items())
+    assert classes_from(neu_slice, header + rows, label_columns=BY_POSITION) == LISTED
+
+
+def test_columns_by_position_in_any_order_extra_columns_ignored(neu_slice):
+    rows = "".join(
+        f"x;{label};{n % 2};{path};more\n" for n, (path, label) in enumerate(LISTED.items())
+    )
+    assert classes_from(neu_slice, rows, label_columns={"file": 3, "class": 1}) == LISTED
+    by_third = classes_from(neu_slice, rows, label_columns={"file": 3, "class": 2})
+    assert list(by_third.values()).count("1") == 2
+
+
+def test_one_column_by_name_and_one_by_position(neu_slice):
+    text = "image\tgrade\n" + "".join(f"{path}\t{label}\n" for path, label in LISTED.items())
+    columns = {"file": 0, "class": "grade"}
+    assert classes_from(neu_slice, text, label_columns=columns) == LISTED
+    with pytest.raises(DataError, match=re.escape("no column 'class' (columns: image, grade)")):
+        classes_from(neu_slice, text, label_columns={"file": 0})
+
+
+def test_a_header_is_the_first_line_only_when_it_names_the_columns(neu_slice):
+    rows = "".join(f"{path},{label}\n" for path, label in LISTED.items())
+    with pytest.raises(
+        DataError, match="no column 'file' or 'class' \\(columns: crazing/crazing_1"
+    ):
+        classes_from(neu_slice, rows)
+    assert classes_from(neu_slice, "file,class\n" + rows) == LISTED
+
+
+GRADES = {f"crazing/crazing_{n}.jpg": grade for n, grade in enumerate(ELPV_GRADES, 1)}
+
+
+def grades_file() -> str:
+    return "".join(f"{path}  {grade}  poly\n" for path, grade in GRADES.items())
+
+
+@pytest.mark.parametrize(
+    "class_map",
+    [
+        ELPV_BINARY,
+        {0: "functional", 0.33: "functional", 0.67: "defective", 1: "defective"},
+        {"0.0": "functional", "0.3333333333333333": "functional", "0.6666666666666666": "defective"}
+        | {"1.0": "defective"},
+    ],
+    ids=["rounded to 3 decimals", "integers and 2 decimals", "verbatim"],
+)
+def test_class_map_matches_numbers_at_the_keys_precision(neu_slice, class_map):
+    labels = classes_from(neu_slice, grades_file(), label_columns=BY_POSITION, class_map=class_map)
+    assert labels == dict(zip(GRADES, ["functional"] * 2 + ["defective"] * 2, strict=True))
+
+
+def test_class_map_matches_text_exactly_and_keeps_graded_classes(neu_slice):
+    graded = {0: "intact", 0.333: "possibly", 0.667: "likely", 1: "defective"}
+    labels = classes_from(neu_slice, grades_file(), label_columns=BY_POSITION, class_map=graded)
+    assert labels == dict(zip(GRADES, ["intact", "possibly", "likely", "defective"], strict=True))
+    text = "file,class\ncrazing/crazing_1.jpg,Oil\ncrazing/crazing_2.jpg,oil\n"
+    with pytest.raises(DataError, match="line 3: value 'oil' is not in data.class_map"):
+        classes_from(neu_slice, text, class_map={"Oil": "oil spot"})
+
+
+@pytest.mark.parametrize(
+    ("text", "rules", "expected"),
+    [
+        (  # an integer key matches its number only: 1 is not 0.6666666666666666
+            grades_file(),
+            {"label_columns": BY_POSITION, "class_map": {0: "ok", 1: "bad"}},
+            "line 2: value '0.3333333333333333' is not in data.class_map (keys: 0, 1); add it",
+        ),
+        (
+            grades_file(),
+            {"label_columns": BY_POSITION, "class_map": ELPV_BINARY | {0.3: "unsure"}},
+            "line 2: value '0.3333333333333333' matches data.class_map keys of different classes "
+            "(0.333: functional, 0.3: unsure)",
+        ),
+        (  # a line that lost its separators
+            grades_file().replace("crazing_3.jpg  0.6666666666666666  poly", "crazing_3.jpg0.67"),
+            {"label_columns": BY_POSITION},
+            "line 3: 1 field(s) separated by runs of whitespace "
+            "(crazing/crazing_3.jpg0.67), no class column (field 1, counted from 0)",
+        ),
+        (
+            "file;class\ncrazing/crazing_1.jpg;a\ncrazing/crazing_2.jpg\n",
+            {},
+            "line 3: 1 field(s) separated by semicolons (crazing/crazing_2.jpg), no class column",
+        ),
+        (
+            "file,class\ncrazing/crazing_1.jpg,a\ncrazing/crazing_2.jpg," + "x" * 140_000 + "\n",
+            {},
+            "line 3: cannot be read as fields separated by commas (field larger than field limit",
+        ),
+        (
+            b"file,class\ncrazing/crazing_1.jpg,a\ncrazing/caf\xe9.jpg,b\n",
+            {},
+            "line 3: byte 0xe9 is not UTF-8 text; save the file as UTF-8",
+        ),
+        ("\n \n", {}, "is empty; give one line per image: file, class"),
+    ],
+    ids=[
+        "uncovered value",
+        "ambiguous keys",
+        "too few fields",
+        "short row",
+        "csv",
+        "utf-8",
+        "empty",
+    ],
+)
+def test_bad_lines_name_the_file_and_the_line(neu_slice, text, rules, expected):
+    with pytest.raises(DataError) as caught:
+        classes_from(neu_slice, text, **rules)
+    message = str(caught.value)
+    assert message.startswith(f"data.labels {neu_slice / 'labels.txt'}")
+    assert expected in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("rules", "counts"),
+    [
+        ({}, ELPV_GRADES),
+        ({"class_map": ELPV_BINARY}, {"defective": 106 + 715, "functional": 1508 + 295}),
+        ({"label_columns": {"file": 0, "class": 2}}, {"mono": 1074, "poly": 1550}),
+    ],
+    ids=["four grades", "functional or defective", "module type"],
+)
+def test_elpv_labels_as_shipped(rules, counts):
+    rules = {"labels": "labels.csv", "label_columns": BY_POSITION} | rules
+    found = data.discover(ELPV, Data.model_validate(rules))
+    labels = [item.label for item in found.files]
+    assert len(labels) == 2624 and found.notices == []
+    assert {label: labels.count(label) for label in sorted(set(labels))} == counts

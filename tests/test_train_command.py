@@ -2,12 +2,13 @@
 
 import csv
 import json
+import shutil
 
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import CLASSES, REPO, nested_copy, run_study
+from .conftest import CLASSES, NEU, REPO, nested_copy, run_study
 
 SMOKE = str(REPO / "search_spaces" / "smoke.yaml")
 
@@ -125,3 +126,31 @@ def test_train_from_a_labels_file(tmp_path):
     counts = json.loads(run.data.params["dataset.class_counts"])
     assert counts == {"defect_0": 10, "defect_1": 10, "defect_2": 10}
     assert run.data.params["dataset.class_source"].startswith("labels file")
+
+
+def test_train_on_elpv_labels_as_shipped(tmp_path):
+    """ELPV's own labels.csv lines (whitespace-separated, no header), 6 images per defect
+    probability, read with columns by position and the binary class map."""
+    elpv, root = NEU.parent / "elpv", tmp_path / "elpv"
+    (root / "images").mkdir(parents=True)
+    lines = (elpv / "labels.csv").read_text().splitlines()
+    chosen = [
+        line
+        for grade in ("0.0", "0.3333333333333333", "0.6666666666666666", "1.0")
+        for line in [line for line in lines if line.split()[1] == grade][:6]
+    ]
+    for line in chosen:
+        shutil.copy(elpv / line.split()[0], root / "images")
+    (root / "labels.csv").write_text("\n".join(chosen) + "\n")
+    done, run, _ = train_on(
+        root,
+        tmp_path,
+        "data.labels=labels.csv",
+        "data.label_columns={file: 0, class: 1}",
+        "data.class_map={0.0: functional, 0.333: functional, 0.667: defective, 1.0: defective}",
+    )
+    assert "data: 24 images, 2 classes" in done.stdout
+    params = run.data.params
+    assert json.loads(params["dataset.class_counts"]) == {"defective": 12, "functional": 12}
+    assert params["dataset.class_source"].endswith("(columns 0, 1, classes by data.class_map)")
+    assert 0 <= run.data.metrics["test_auc_ovr_macro"] <= 1

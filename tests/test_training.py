@@ -127,6 +127,14 @@ def test_evaluation_metrics_by_hand():
     assert scores.per_class["b"]["support"] == 2
 
 
+def test_two_classes_have_an_auc():
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
+    scores = training.evaluate(probabilities, np.array([0, 0, 1, 1]), ["functional", "defective"])
+    # defective scores 0.3 and 0.8 against 0.1 and 0.6: 3 of the 4 pairs ranked right
+    assert scores.metrics["auc_ovr_macro"] == pytest.approx(3 / 4)
+    assert scores.metrics["accuracy"] == 0.5
+
+
 @pytest.mark.parametrize("keep_frozen", [True, False])
 def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(
     dataset, weights, cache, keep_frozen, no_generator_feeding

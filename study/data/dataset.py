@@ -1,8 +1,9 @@
 """Images to arrays: discovery, loading, the seeded split, and the paper's augmentation.
 
 A data root is a folder of class folders (class = folder name, images at any depth below it),
-one flat folder of files named `<class>_<n>.<ext>` as NEU ships them, or any folder with a CSV
-of file and class columns. Glob patterns choose which image files count. Images are decoded once
+one flat folder of files named `<class>_<n>.<ext>` as NEU ships them, or any folder with a labels
+file of file and class columns (delimiter sniffed, header optional, values optionally mapped to
+classes). Glob patterns choose which image files count. Images are decoded once
 with Pillow, converted to 3 channels, resized, and held in memory as uint8; the model sees
 [-1, 1].
 """
@@ -12,9 +13,12 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
+import io
 import os
 import re
+import textwrap
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from io import BytesIO
 from pathlib import Path, PurePosixPath
@@ -35,6 +39,8 @@ _PATTERNS = (
     "patterns match the path relative to data.root (a pattern without / the file name at any "
     "depth), ignoring case"
 )
+_DELIMITERS = ",\t;"  # a labels file's delimiters, in the sniffer's order of preference
+_SNIFF_CHARS = 64 * 1024
 _FIX = "remove the file, or set data.skip_bad_files: true to leave such files out"
 
 
@@ -429,38 +435,41 @@ def _from_names(root: Path, selected: set[str]) -> list[ImageFile]:
 def _from_labels(
     root: Path, selected: set[str], rules: Data, notices: list[str]
 ) -> tuple[list[ImageFile], str]:
-    """Classes from a CSV of file and class columns, file paths relative to root."""
+    """Classes from a labels file of file and class columns, file paths relative to root."""
     source = root / rules.labels  # an absolute labels path stays as it is
-    file_column, class_column = rules.label_columns["file"], rules.label_columns["class"]
     if not source.is_file():
         raise DataError(
-            f"data.labels: file {source} does not exist; give a CSV with a {file_column} and a "
-            f"{class_column} column (a relative path is taken from data.root)"
+            f"data.labels: file {source} does not exist; give a CSV with a file and a class "
+            "column (a relative path is taken from data.root)"
         )
+    rows, separator = _label_rows(source)
+    if not rows:
+        raise DataError(f"data.labels {source} is empty; give one line per image: file, class")
+    positions, header = _label_positions(source, rules.label_columns, rows[0][1])
     classes: dict[str, str] = {}
-    with open(source, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in (file_column, class_column) if c not in (reader.fieldnames or [])]
-        if missing:
+    for line, fields in rows[header:]:
+        short = [key for key, at in positions.items() if at >= len(fields)]
+        if short:
             raise DataError(
-                f"data.labels {source}: no column {' or '.join(map(repr, missing))} (columns: "
-                f"{', '.join(reader.fieldnames or []) or 'none'}); name the columns with "
-                "data.label_columns: {file: ..., class: ...}"
+                f"data.labels {source} line {line}: {len(fields)} field(s) separated by "
+                f"{separator} ({_shown(fields)}), no {' or '.join(short)} column (field "
+                f"{positions[short[-1]]}, counted from 0); give every line a file and a class"
             )
-        for row in reader:
-            name = PurePosixPath((row[file_column] or "").strip().replace("\\", "/")).as_posix()
-            label = (row[class_column] or "").strip()
-            if name == "." or not label:
-                empty = class_column if name != "." else file_column
-                raise DataError(
-                    f"data.labels {source} line {reader.line_num}: empty {empty}; give every "
-                    "row a file and a class, or remove the row"
-                )
-            if classes.setdefault(name, label) != label:
-                raise DataError(
-                    f"data.labels {source}: {name} is listed with two classes ({classes[name]}, "
-                    f"{label}); give each file one class"
-                )
+        name = PurePosixPath(fields[positions["file"]].strip().replace("\\", "/")).as_posix()
+        label = fields[positions["class"]].strip()
+        if name == "." or not label:
+            empty = "class" if name != "." else "file"
+            raise DataError(
+                f"data.labels {source} line {line}: empty {empty}; give every row a file and a "
+                "class, or remove the row"
+            )
+        if rules.class_map is not None:
+            label = _mapped_class(label, rules.class_map, f"data.labels {source} line {line}")
+        if classes.setdefault(name, label) != label:
+            raise DataError(
+                f"data.labels {source}: {name} is listed with two classes ({classes[name]}, "
+                f"{label}); give each file one class"
+            )
     absent = [name for name in classes if not (root / name).is_file()]
     if absent:
         raise DataError(
@@ -481,7 +490,125 @@ def _from_labels(
             f"({unlisted[0]}{', ...' if len(unlisted) > 1 else ''})"
         )
     found = [ImageFile(root / name, label) for name, label in classes.items() if name in chosen]
-    return found, f"labels file {source} (columns {file_column}, {class_column})"
+    columns = rules.label_columns
+    mapped = ", classes by data.class_map" if rules.class_map is not None else ""
+    return found, f"labels file {source} (columns {columns['file']}, {columns['class']}{mapped})"
+
+
+def _label_rows(source: Path) -> tuple[list[tuple[int, list[str]]], str]:
+    """The non-blank rows of a labels file as (line number, fields), and the separator in words."""
+    raw = source.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"data.labels {source} line {line}: byte {raw[error.start]:#04x} is not UTF-8 "
+            "text; save the file as UTF-8"
+        ) from None
+    delimiter = _delimiter(text)
+    if delimiter is None:
+        rows = [(n, line.split()) for n, line in enumerate(text.split("\n"), 1)]
+        return [(n, fields) for n, fields in rows if fields], "runs of whitespace"
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    separator = {",": "commas", ";": "semicolons", "\t": "tabs"}[delimiter]
+    rows, start = [], 1
+    try:
+        for fields in reader:
+            if any(field.strip() for field in fields):
+                rows.append((start, fields))
+            start = reader.line_num + 1  # a quoted field may span lines
+    except csv.Error as error:
+        raise DataError(
+            f"data.labels {source} line {start}: cannot be read as fields separated by "
+            f"{separator} ({error}); correct the line"
+        ) from None
+    return rows, separator
+
+
+def _delimiter(text: str) -> str | None:
+    """The sniffer's choice among comma, semicolon and tab; when the lines disagree (a broken
+    line in a short file), the one the first line holds most often; None when the first line
+    holds none of them: runs of whitespace separate the fields (ELPV's layout)."""
+    sample = text[:_SNIFF_CHARS]
+    try:
+        return csv.Sniffer().sniff(sample.rpartition("\n")[0] or sample, _DELIMITERS).delimiter
+    except csv.Error:
+        first = next((line for line in text.split("\n") if line.strip()), "")
+        delimiter = max(_DELIMITERS, key=first.count)
+        return delimiter if delimiter in first else None
+
+
+def _label_positions(
+    source: Path, columns: dict[str, str | int], first: list[str]
+) -> tuple[dict[str, int], int]:
+    """Each column's position, and 1 when the first row is a header (0 when it is data).
+
+    A column given by name needs a header: the first row must hold the name. With both columns
+    given by position, the first row is a header when its file field is no image file name."""
+    header = [field.strip() for field in first]
+    names = [column for column in columns.values() if isinstance(column, str)]
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise DataError(
+            f"data.labels {source}: no column {' or '.join(map(repr, missing))} (columns: "
+            f"{_shown(header)}); name the columns with data.label_columns: {{file: ..., "
+            "class: ...}, or give their positions counted from 0 when the file has no header, "
+            "{file: 0, class: 1}"
+        )
+    positions = {
+        key: header.index(column) if isinstance(column, str) else column
+        for key, column in columns.items()
+    }
+    if names:
+        return positions, 1
+    file_field = header[positions["file"]] if positions["file"] < len(header) else ""
+    is_data = PurePosixPath(file_field).suffix.lower() in IMAGE_EXTENSIONS
+    return positions, int(max(positions.values()) < len(header) and not is_data)
+
+
+def _shown(fields: list[str]) -> str:
+    """Fields for an error line: on one line (a quoted field may span lines), and short."""
+    return textwrap.shorten(", ".join(fields), width=160, placeholder=" ...")
+
+
+def _mapped_class(value: str, class_map: dict[str, str], where: str) -> str:
+    """The class data.class_map gives a label value; `where` names the line for errors."""
+    classes = {key: label for key, label in class_map.items() if _key_matches(key, value)}
+    if len(set(classes.values())) > 1:
+        raise DataError(
+            f"{where}: value {value!r} matches data.class_map keys of different classes "
+            f"({', '.join(f'{key}: {label}' for key, label in classes.items())}); give keys "
+            "that tell the values apart"
+        )
+    if not classes:
+        raise DataError(
+            f"{where}: value {value!r} is not in data.class_map (keys: "
+            f"{', '.join(class_map)}); add it to data.class_map (a number matches a numeric key "
+            "within half a unit of the key's last decimal) or correct the line"
+        )
+    return next(iter(classes.values()))
+
+
+def _key_matches(key: str, value: str) -> bool:
+    """data.class_map's rule: a number matches a numeric key within half a unit of the key's
+    last decimal (0.333 matches 0.3333333333333333), an integer key matches that number only
+    (1 matches 1.0, not 0.6666666666666666); other text matches itself."""
+    target, number = _number(key), _number(value)
+    if target is None or number is None:
+        return key == value
+    places = -target.as_tuple().exponent
+    if places <= 0:
+        return number == target
+    return abs(number - target) * 2 <= Decimal(1).scaleb(-places)
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
 
 
 def _files(count: int) -> str:

@@ -554,8 +554,11 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, class_names: list[st
         "auc_keras": keras_scores.auc(one_hot, probabilities),
     }
     if np.all(support > 0):
+        # With two classes scikit-learn scores the second class alone; its one-vs-rest AUC
+        # equals the first's (the columns sum to 1), so that is the macro average too.
+        scores = probabilities[:, 1] if n_classes == 2 else probabilities
         metrics["auc_ovr_macro"] = roc_auc_score(
-            labels, probabilities, multi_class="ovr", average="macro", labels=classes
+            labels, scores, multi_class="ovr", average="macro", labels=classes
         )
     per_class = {
         name: {"precision": p, "recall": r, "f1": f, "support": int(s)}
