@@ -1,6 +1,7 @@
-"""Random backbones vary with the seed: seed s trains on backbone draw s mod
-`model.backbone_draws`, each draw with its own feature cache, and the report says which
-backbones the seeds ran on and how much of the run-to-run variance the draw accounts for."""
+"""Random backbones vary with the seed: by default each seed trains on its own random backbone,
+or on draw s mod `model.backbone_draws`, each draw with its own feature cache, and the report
+says which backbones the seeds ran on, what its comparisons cover, and how much of the
+run-to-run variance the draw accounts for."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from study import config
 from study.caches import features
 from study.errors import ConfigError
 from study.model.nasnet import resolve_weights
-from study.report import stats, verdicts
+from study.report import stats
 from study.tracking import runs
 from study.tracking.store import Store
 
@@ -37,6 +38,8 @@ def study_config(**model) -> config.StudyConfig:
 
 
 def test_the_seed_picks_the_draw_unless_init_seed_pins_one_backbone():
+    own = study_config().model  # the default: each seed its own backbone
+    assert [own.backbone_draw(seed) for seed in (0, 3, 4, 9)] == [0, 3, 4, 9]
     drawn = study_config(backbone_draws=4).model
     assert [drawn.backbone_draw(seed) for seed in (0, 3, 4, 9)] == [0, 3, 0, 1]
     assert [drawn.backbone_init_seed(seed) for seed in (0, 3, 4, 9)] == [0, 3, 0, 1]
@@ -94,36 +97,42 @@ def variance_runs(draws: int, error_by_seed) -> list[dict]:
     return specs
 
 
+def backbone_rows(specs: list[dict]) -> tuple[str, pd.DataFrame]:
+    text, analysis = report_text(specs)
+    return text, analysis.tables["backbone"].set_index("effect")
+
+
 def test_the_report_gives_a_known_draw_effect_most_of_the_variance():
     noise = np.random.default_rng(3).normal(0, 0.002, 8)
-    text, analysis = report_text(variance_runs(2, lambda s: 0.05 + 0.03 * (s % 2) + noise[s]))
-    row = analysis.tables["backbone"].iloc[0]
-    assert row["backbones"] == 2 and row["seeds"] == 8 and row["nested"]
+    text, rows = backbone_rows(variance_runs(2, lambda s: 0.05 + 0.03 * (s % 2) + noise[s]))
+    row = rows.loc["backbone draw"]
+    assert row["backbones"] == 2 and row["seeds"] == 8
     assert row["share"] > 0.9 and row["p_value"] < 0.001
-    assert "2 random backbone draws crossed with the seeds" in text
-    assert f"The draw accounts for {row['share']:.0%} of the run-to-run variance" in text
+    assert row["share_low"] <= row["share"] <= row["share_high"]
+    assert "holds for these 2 backbones only" in text
+    assert f"The draw accounts for {row['share']:.0%} (95% interval" in text
 
 
 def test_draws_with_the_same_seed_values_account_for_none_of_the_variance():
     # Seeds 2i and 2i + 1 score alike and fall on draws 0 and 1: the draws' means are equal.
     noise = np.random.default_rng(3).normal(0, 0.01, 4)
-    specs = variance_runs(2, lambda s: 0.05 + noise[s // 2])
-    row = verdicts.backbone_variance(runs_frame(specs), "test_error_rate").iloc[0]
-    assert row["nested"] and row["backbones"] == 2 and row["seeds"] == 8
-    assert row["between_variance"] == 0 and row["share"] == 0
+    _, rows = backbone_rows(variance_runs(2, lambda s: 0.05 + noise[s // 2]))
+    row = rows.loc["backbone draw"]
+    assert row["backbones"] == 2 and row["seeds"] == 8
+    assert row["between_variance"] == 0 and row["share"] == 0 and row["share_low"] == 0
     assert row["f_statistic"] == pytest.approx(0, abs=1e-9)
     assert row["p_value"] == pytest.approx(1)
 
 
-def test_one_backbone_or_one_seed_per_draw_is_said_to_be_not_estimable():
-    text, analysis = report_text(variance_runs(1, lambda s: 0.05 + 0.001 * s))
-    row = analysis.tables["backbone"].iloc[0]
-    assert row["backbones"] == 1 and np.isnan(row["share"])
-    assert "one random backbone (none (random init, seed 0)) for every seed" in text
-    text, analysis = report_text(variance_runs(8, lambda s: 0.05 + 0.001 * s))
-    assert np.isnan(analysis.tables["backbone"].iloc[0]["share"])
-    assert "8 random backbone draws crossed with the seeds" in text
-    assert "share of the run-to-run variance is not estimable" in text
+def test_one_backbone_or_one_seed_per_draw_says_what_the_answer_covers():
+    text, rows = backbone_rows(variance_runs(1, lambda s: 0.05 + 0.001 * s))
+    assert rows.loc["backbone draw", "backbones"] == 1
+    assert np.isnan(rows.loc["backbone draw", "share"])
+    assert "It holds for this backbone" in text
+    text, rows = backbone_rows(variance_runs(8, lambda s: 0.05 + 0.001 * s))
+    assert np.isnan(rows.loc["backbone draw", "share"])
+    assert "one seed per backbone" in rows.loc["backbone draw x setting", "note"]
+    assert "it holds for another random backbone and new seeds" in text
 
 
 def test_variance_share_is_the_one_way_random_effects_anova():
@@ -142,21 +151,9 @@ def test_variance_share_is_the_one_way_random_effects_anova():
     assert np.isnan(stats.variance_share([1.0, 2.0], [0, 1]).share)  # no group of two
 
 
-def runs_frame(specs: list[dict]) -> pd.DataFrame:
-    """The columns of the report's included runs that `backbone_variance` reads."""
-    return pd.DataFrame(
-        {
-            "seed": [int(spec["tags"]["seed"]) for spec in specs],
-            "configuration": [spec["params"]["model.activation"] for spec in specs],
-            "metrics.test_error_rate": [spec["metrics"]["test_error_rate"] for spec in specs],
-            "tags.weights": [spec["tags"]["weights"] for spec in specs],
-            "tags.weights_source": "none",
-        }
-    )
-
-
 def test_seeds_on_two_backbones_leave_the_draw_share_out():
     specs = variance_runs(2, lambda s: 0.05 + 0.001 * s)
     specs[0]["tags"]["weights"] = resolve_weights("none", 5).label  # seed 0, elu, another draw
-    row = verdicts.backbone_variance(runs_frame(specs), "test_error_rate").iloc[0]
-    assert not row["nested"] and row["backbones"] == 3 and np.isnan(row["share"])
+    _, rows = backbone_rows(specs)
+    row = rows.loc["backbone draw"]
+    assert row["backbones"] == 3 and np.isnan(row["share"]) and "not nested" in row["note"]

@@ -28,15 +28,21 @@ FILES = {
     "table6_activation_error.csv",
     "knobs.csv",
     "runs.csv",
+    "question.csv",
+    "champion_ties.csv",
     "omnibus.csv",
-    "best_set.csv",
+    "comparisons.csv",
+    "paired_differences.csv",
+    "not_beaten.csv",
     "power.csv",
     "backbone_variance.csv",
     "learning_curves_frozen.png",
     "learning_curves_fine_tune.png",
     "confusion_matrix.png",
     "activation_error.png",
+    "verdict.png",
     "sweep.png",
+    "outcomes.csv.gz",
 }
 
 
@@ -140,12 +146,12 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
     report = first["report.md"].decode()
     assert "1 failed, 1 killed" in report
     assert "Permutation p" in report and "Holm" in report and "new test images too" in report
-    assert report.index("## Verdict") < report.index("activation_error.png") < report.index("|")
+    assert report.index("## Verdict") < report.index("verdict.png") < report.index("|")
     assert "0.029" in report and "Other data" in report  # fixture data is not NEU
     assert "added up over its 3 seeds" in report and "median" in report
     assert "Test CPU, 2 cores, 224 px" in report
     html = first["report.html"].decode()
-    assert html.count("data:image/png;base64,") == 5 and '<img src="activation' not in html
+    assert html.count("data:image/png;base64,") == 6 and '<img src="activation' not in html
 
     activations = pd.read_csv(folder / "table6_activation_error.csv").set_index("activation")
     assert list(activations["n"]) == [3, 3, 3, 3]
@@ -153,7 +159,8 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
     assert (activations["error_pct_ci_low"] >= 0).all()
     assert {"p_holm", "p_permutation", "difference_ci_low"} <= set(activations.columns)
     omnibus = pd.read_csv(folder / "omnibus.csv")
-    assert list(omnibus["quantity"]) == ["test_error_rate", "val_accuracy"]
+    assert list(omnibus["quantity"]) == ["test_error_pct", "val_accuracy"]
+    assert list(omnibus["role"]) == ["primary", "secondary"]
     assert (omnibus["seeds"] == 3).all() and omnibus["p_permutation"].between(0, 1).all()
     runs = pd.read_csv(folder / "runs.csv")
     assert len(runs) == 14 and runs["included"].sum() == 12

@@ -14,9 +14,9 @@ from study.report.document import BestRunDetails
 from study.report.render import Heading, markdown
 from study.report.sections import (
     activations,
+    answer,
     best_run,
     configurations,
-    differences,
     fine_tuning_gain,
     hyperparameters,
     importance,
@@ -42,11 +42,11 @@ def analysis():
 
 
 SECTIONS = {
-    "Verdict": (lambda a, images: verdict.section(a, PAPER, images), {"activation_error.png"}),
+    "Verdict": (lambda a, images: verdict.section(a, images), {"verdict.png"}),
     "Summary": (lambda a, images: summary.section(a, PAPER), set()),
     "How the numbers were obtained": (lambda a, images: provenance.section(a), set()),
     "Best configuration": (lambda a, images: configurations.section(a), set()),
-    "Does any configuration differ?": (lambda a, images: differences.section(a), set()),
+    "The question and its answer": (lambda a, images: answer.section(a), set()),
     "Table 2: hyperparameters": (lambda a, images: hyperparameters.section(a), set()),
     "Table 3: before fine-tuning": (
         lambda a, images: scores.section(a, "frozen", PAPER, DETAILS, images),
@@ -56,7 +56,10 @@ SECTIONS = {
         lambda a, images: inference.section(a, PAPER),
         set(),
     ),
-    "Table 6: error rate by activation": (lambda a, images: activations.section(a, PAPER), set()),
+    "Table 6: error rate by activation": (
+        lambda a, images: activations.section(a, PAPER, images),
+        {"activation_error.png"},
+    ),
     "Knobs: the settings the sweep varied": (
         lambda a, images: knobs.section(a, images),
         {"sweep.png"},
@@ -88,7 +91,7 @@ def test_table_4_holds_the_fine_tuning_gain(analysis):
 def test_sections_without_their_tables_say_nothing(analysis):
     assert importance.section(analysis, {}) == []  # one knob varied: no importance
     one = analyse("t", frame(activation_sweep()[:4]), PAPER)  # elu only: one configuration
-    assert differences.section(one) == []
+    assert answer.section(one) == []
 
 
 def test_numbers_are_written_as_the_report_shows_them():

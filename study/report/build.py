@@ -58,7 +58,8 @@ def build_report(
     report = document.compose(analysis, details, reference)
     folder = Path(out_dir) / re.sub(r"[^\w.-]+", "_", experiment_name)
     per_image = outcomes.frame(analysis.selection.runs["run_id"])
-    write(report, folder, f"Report: {experiment_name}", {OUTCOMES: _gzip_csv(per_image)})
+    data = {OUTCOMES: _gzip_csv(per_image)} if len(per_image) else {}
+    write(report, folder, f"Report: {experiment_name}", data)
     if analysis.selection.parent_run_id is not None:
         store.client.log_artifacts(
             analysis.selection.parent_run_id, str(folder), artifact_path="report"
