@@ -190,3 +190,31 @@ def test_random_search_gives_every_activation_enough_draws(tmp_path):
         trial.status = "COMPLETED"
         oracle.end_trial(trial)
     assert drawn == {"elu": 28, "relu": 25, "tanh": 37, "sigmoid": 30}
+
+
+def test_a_random_search_report_shows_the_curve_and_a_bayesian_one_does_not():
+    from study.report import document, paper
+    from study.report.analysis import analyse
+    from study.report.render import markdown
+
+    from .test_report_tables import frame, run
+
+    rng = np.random.default_rng(2)
+    specs = [
+        run(0, name, **{"model.dropout": float(dropout)})
+        for name in ("elu", "relu", "tanh", "sigmoid")
+        for dropout in rng.choice(np.arange(0.0, 0.6, 0.05), 5, replace=False).round(2)
+    ]
+    runs = frame(specs)
+    parent = runs["run_id"] == "sweep-1"
+    runs.loc[parent, "params.tuner.oracle"] = "random"
+    reference = paper.load()
+    analysis = analyse("t", runs, reference)
+    table = analysis.tables["expected_max"]
+    assert set(table["group"]) == {"elu", "relu", "tanh", "sigmoid"}
+    report = document.compose(analysis, document.BestRunDetails({}, None, 0), reference)
+    text = markdown(report.blocks)
+    assert "## Expected best score against the search budget" in text
+    assert "Expected to lead:" in text and "expected_max.png" in report.figures
+    runs.loc[parent, "params.tuner.oracle"] = "bayesian"  # proposals are not i.i.d. draws
+    assert "expected_max" not in analyse("t", runs, reference).tables

@@ -34,6 +34,17 @@ def test_smoke_sweep_then_rerun_adds_no_run(tmp_path):
 
     trials, parents = children(uri, "smoke")
     assert len(parents) == 1 and len(trials) == 4
+    # the study's declared question, on the parent run before any trial (smoke.yaml's default)
+    asked = parents.iloc[0]
+    assert (asked["params.question.compare"], asked["params.question.family"]) == (
+        "configurations",
+        "best",
+    )
+    assert asked["params.question.metric"] == "error_rate"
+    assert (
+        "params.question.compare" not in trials.columns
+        or trials["params.question.compare"].isna().all()
+    )  # the question is the sweep's, not a run's
     assert set(trials["status"]) == {"FINISHED"}
     assert sorted(trials["tags.trial_id"]) == ["0", "1", "2", "3"]
     assert set(trials["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}

@@ -20,6 +20,7 @@ from study.report.sections import (
     answer,
     best_run,
     configurations,
+    expected_max,
     hyperparameters,
     importance,
     inference,
@@ -81,6 +82,7 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
         blocks += activations.section(analysis, paper, images)
         blocks += knobs.section(analysis, images)
         blocks += importance.section(analysis, images)
+        blocks += expected_max.section(analysis, images)
         blocks += best_run.section(analysis, details, images)
     blocks += [
         Heading(2, "Reference"),
