@@ -9,6 +9,7 @@ import math
 
 import pandas as pd
 
+from study.report import balance
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.render import Block, Heading, Paragraph, Table
 from study.report.sections import sentences
@@ -32,7 +33,7 @@ def section(analysis: Analysis) -> list[Block]:
     what = sentences.settings_name(asked)
     blocks: list[Block] = [
         Heading(2, "The question and its answer"),
-        Paragraph(_declaration(asked, len(family))),
+        Paragraph(_declaration(asked, len(family)) + _imbalance(analysis, asked)),
         Table(_gate_table(analysis.tables["omnibus"], what), TABLE_FILES["omnibus"]),
         Table(_family_table(family), TABLE_FILES["family"]),
         Paragraph(
@@ -93,6 +94,18 @@ def _declaration(asked: pd.Series, comparisons: int) -> str:
         "seeds, Holm-adjusted together. A comparison is 'detectable' when the gate rejects and "
         "its Holm p is below alpha, 'weak evidence' when only its own p is, else no difference "
         "is detected. Every other test in this report is secondary and says so."
+    )
+
+
+def _imbalance(analysis: Analysis, asked: pd.Series) -> str:
+    """A warning when the classes are imbalanced and the declared metric is the error rate."""
+    ratio = balance.imbalance(analysis.best_runs)
+    if asked["metric"] != "error_rate" or not ratio > balance.IMBALANCED:
+        return ""
+    return (
+        f" **The classes are imbalanced {ratio:.1f} : 1 and the declared metric is the error "
+        "rate**, which the largest class dominates: a study that cares for every class "
+        "declares `question.metric: balanced_error_rate` (or macro_f1) before it runs."
     )
 
 
