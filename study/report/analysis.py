@@ -109,7 +109,7 @@ def analyse(
     compared = question.compared_settings(included, asked, declared, selection.swept, best, split)
     found |= question.answer(compared, objective, outcomes)
     found["champion"] = question.champion_ties(included, ranking, objective)
-    scales = knob_scales(runs, selection.parent_run_id, knobs)
+    scales = knob_scales(included, runs, selection.parent_run_id, knobs)
     knob_effects, adjusted = knob_tests(
         included, tables.metric_pct(included, split, asked.metric), scales, asked.alpha
     )

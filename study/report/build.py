@@ -99,8 +99,7 @@ def sweep_importance(
 
 
 def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:
-    """The importance table as metrics `importance.<knob>` (and `.share_of_runs`,
-    `.p_permutation`)."""
+    """The importance table as metrics `importance.<knob>` (the fANOVA share)."""
     store.log(run_id, metrics=[(k, v, 0) for k, v in importance_metrics(table).items()])
 
 

@@ -5,6 +5,7 @@ pyplot, so nothing is left open and no backend is chosen."""
 from __future__ import annotations
 
 import io
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from study.tracking.outcome import metric, param
 
 DPI = 100
 FAMILY_ROWS = 12  # comparisons the verdict figure draws; the rest are in comparisons.csv
+LABEL_WIDTH = 40  # characters of a comparison's label per line
 
 
 def png(figure: Figure) -> bytes:
@@ -64,7 +66,11 @@ def paired_differences(paired: pd.DataFrame, family: pd.DataFrame, quantity: str
     points) as a dot, the mean with its 95% t interval over seeds, and 0 as a line. Rows beyond
     the first `shown` are left to the CSV."""
     shown = family.head(FAMILY_ROWS).reset_index(drop=True)
-    figure = Figure(figsize=(7, 1.2 + 0.45 * len(shown)), layout="constrained")
+    labels = [
+        textwrap.fill(f"{row.setting} − {row.against}", LABEL_WIDTH) for row in shown.itertuples()
+    ]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    figure = Figure(figsize=(9, 1.5 + 0.3 * lines + 0.15 * len(shown)), layout="constrained")
     axis = figure.subplots()
     for y, row in shown.iterrows():
         own = paired[(paired["setting"] == row["setting"]) & (paired["against"] == row["against"])]
@@ -79,8 +85,7 @@ def paired_differences(paired: pd.DataFrame, family: pd.DataFrame, quantity: str
     axis.axvline(0, color="grey", linewidth=1)
     axis.plot([], [], "o", color="tab:blue", alpha=0.45, label="one seed")
     axis.errorbar([], [], xerr=[], fmt="s", color="black", capsize=4, label="mean, 95% CI (seeds)")
-    labels = [f"{row.setting} − {row.against}" for row in shown.itertuples()]
-    axis.set_yticks(range(len(shown)), labels)
+    axis.set_yticks(range(len(shown)), labels, fontsize="small")
     axis.set_ylim(len(shown) - 0.4, -0.6)
     axis.set_xlabel(f"difference in {quantity} (points; > 0: the first is worse)")
     axis.set_title("The declared comparisons, seed by seed (red: detectable, orange: weak)")

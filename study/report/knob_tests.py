@@ -41,9 +41,12 @@ COLUMNS = [
 ]
 
 
-def knob_scales(runs: pd.DataFrame, parent_run_id: str | None, knobs: list[str]) -> dict:
-    """How each knob enters the model: "factor" (text values), "log" (numbers searched with
-    `sampling: log`, read from the sweep's logged search space) or "linear"."""
+def knob_scales(
+    included: pd.DataFrame, runs: pd.DataFrame, parent_run_id: str | None, knobs: list[str]
+) -> dict:
+    """How each knob enters the model: "factor" (text values among the `included` runs), "log"
+    (numbers searched with `sampling: log`, read from the search space the sweep's parent run
+    logged among `runs`) or "linear"."""
     searched = {}
     if parent_run_id is not None and "params.hyperparameters" in runs.columns:
         logged = runs.loc[runs["run_id"] == parent_run_id, "params.hyperparameters"].dropna()
@@ -55,7 +58,7 @@ def knob_scales(runs: pd.DataFrame, parent_run_id: str | None, knobs: list[str])
     }
     scales = {}
     for knob in knobs:
-        numbers = pd.to_numeric(param(runs, knob), errors="coerce")
+        numbers = pd.to_numeric(param(included, knob), errors="coerce")
         if numbers.isna().any():
             scales[knob] = "factor"
         elif sampling.get(knob) == "log" and (numbers > 0).all():

@@ -14,26 +14,29 @@ per-seed differences of two settings (paired by seed) are i.i.d. draws of that r
   better or worse overall and images that every seed gets wrong both widen it), which answers
   "on new seeds and new images"; with only per-seed rates, never more than one split's images.
   Wherever a seed variance enters, the quantile is Student t at its degrees of freedom
-  (Satterthwaite's for the crossed variance), not the normal 1.96.
+  (Satterthwaite's over every mean square of the crossed variance), not the normal 1.96.
 - Two settings are compared over the seeds both have: an exact sign-flip permutation test of
-  the mean per-seed difference (every one of the 2^n sign patterns when there are few enough,
-  else a fixed-seed Monte Carlo sample), the difference's t interval from the same seed-level
-  variability (df = pairs - 1), and Hedges' g_z, the small-sample corrected standardised
-  difference. With per-image outcomes, a second interval answers "... and on new images too":
-  the crossed (Owen) variance of the seeds x images table of differences, the same kind of
-  interval as each arm's. The Nadeau-Bengio correction is not used: for the first question the
-  seed differences are i.i.d. and need no inflation; for the second, inflating the seed
-  variance cannot add the image variance that a single test split leaves out of it. McNemar's
-  test on pooled images is not used either: every discordant image depends on the same trained
-  models, so its images are not independent.
+  the mean per-seed difference (every one of the 2^n sign patterns up to
+  EXACT_SIGN_FLIP_PAIRS, ties counted as extreme, else a fixed-seed Monte Carlo sample), the
+  difference's t interval from the same seed-level variability (df = pairs - 1), and Hedges'
+  g_z, the small-sample corrected standardised difference. With per-image outcomes, a second
+  interval answers "... and on new images too": the crossed (Owen) variance of the seeds x
+  images table of differences, never narrower than the seeds-only interval. The Nadeau-Bengio
+  correction is not used: for the first question the seed differences are i.i.d. and need no
+  inflation; for the second, inflating the seed variance cannot add the image variance that a
+  single test split leaves out of it. McNemar's test on pooled images is not used either:
+  every discordant image depends on the same trained models, so its images are not
+  independent.
 - The comparisons of one table form one fixed family, Holm-adjusted together; a comparison
   that cannot be tested still counts in the family's size.
 - Before any winner: a seed-blocked permutation F test of any difference among settings
-  (configuration labels permuted within each seed), and the power of the paired test: the
-  smallest difference 80% power would detect, and the seeds a given difference needs.
-- A random backbone's draw (`model.backbone_draws`: seed s on draw s mod D): the one-way
-  random-effects ANOVA of the per-seed values by draw, seeds nested in draws, and the draw's
-  share of the variance of a seed's value.
+  (configuration labels permuted within each seed), and the power of the paired test at the
+  level the report uses: the smallest difference 80% power would detect, and the seeds a
+  given difference needs.
+- Random backbone draws shared by several seeds (seeds nested in draws): the one-way
+  random-effects ANOVA of the per-seed values by draw and the draw's share of the variance of
+  a seed's value, with its F-based interval (`study.report.question` uses it for the draw and
+  for the draw x setting interaction).
 
 Anything that needs two values or more is NaN with fewer.
 """

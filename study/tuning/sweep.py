@@ -284,7 +284,7 @@ class Sweep:
             params={
                 **self.config.flat(),
                 **{f"tuner.{k}": v for k, v in self.config.tuner.model_dump().items()},
-                **{f"question.{k}": v for k, v in self.config.question.model_dump().items()},
+                **self._declared_question(),
                 "seeds": self.config.sweep_seeds,
                 "hyperparameters": json.dumps(space, sort_keys=True),
                 "planned_trials": self.planned,
@@ -302,6 +302,13 @@ class Sweep:
         atomic_write_text(state_path, json.dumps(state, indent=2))
         self.say(f"new sweep {self.config.name} (parent run {run_id})")
         return run_id
+
+    def _declared_question(self) -> dict[str, object]:
+        """The study's question as `question.*` params, when its YAML declared one: a sweep
+        that declared none logs none, and its report says it answers the default."""
+        if "question" not in self.config.model_fields_set:
+            return {}
+        return {f"question.{k}": v for k, v in self.config.question.model_dump().items()}
 
     def _sweep_note(self) -> str:
         space = "; ".join(

@@ -65,8 +65,9 @@ def verdict(analysis: Analysis) -> str:
             )
         level = family[family["grade"] == "none"]
         if len(level):
+            which = "other " if len(shown) else ""
             parts.append(
-                f"no detectable difference in the other {len(level)} comparison(s) of the "
+                f"no detectable difference in the {which}{len(level)} comparison(s) of the "
                 f"family{_within(level)}"
             )
     weak = family[family["grade"] == "weak"]
@@ -80,10 +81,16 @@ def verdict(analysis: Analysis) -> str:
                 for row in weak.itertuples()
             )
         )
+    if gate["rejects"] and not (family["grade"] == "detectable").any():
+        parts.append(f"the family's tests cannot say which{_detectable(analysis)}")
     if "not_beaten" in analysis.tables:
         found = analysis.tables["not_beaten"]
         kept = found[found["not_beaten"]]
-        parts.append(f"not beaten: {len(kept)} of {len(found)} ({names(kept['setting'])})")
+        parts.append(
+            f"not beaten: all {len(found)}"
+            if len(kept) == len(found)
+            else f"not beaten: {len(kept)} of {len(found)} ({names(kept['setting'])})"
+        )
     return "; ".join(parts) + ". " + scope(asked)
 
 
