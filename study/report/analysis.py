@@ -106,7 +106,9 @@ def analyse(
         "activations": tables.activation_table(activation_runs, split, paper, outcomes),
     }
     asked, declared = question.declared_question(runs, selection.parent_run_id)
-    compared = question.compared_settings(included, asked, declared, selection.swept, best, split)
+    compared = question.compared_settings(
+        included, asked, declared, selection.swept, best, split, list(ranking["configuration"])
+    )
     found |= question.answer(compared, objective, outcomes)
     found["champion"] = question.champion_ties(included, ranking, objective)
     scales = knob_scales(included, runs, selection.parent_run_id, knobs)

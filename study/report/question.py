@@ -126,13 +126,15 @@ def compared_settings(
     swept: list[str],
     best_run: pd.Series,
     split: str,
+    ranking: list[str],
 ) -> Compared:
-    """The runs of each setting the question compares: every configuration, or the values of
-    the question's knob among the runs that match the best configuration in every other swept
-    setting."""
+    """The runs of each setting the question compares: every configuration (in the order of
+    `ranking`, best first), or the values of the question's knob among the runs that match the
+    best configuration in every other swept setting."""
     if question.compare == "configurations" or question.compare not in swept:
         groups = dict(tuple(included.groupby("configuration", sort=False)))
-        return Compared(question, declared, groups, best_run["configuration"], split)
+        ranked = {label: groups[label] for label in ranking if label in groups}
+        return Compared(question, declared, ranked, best_run["configuration"], split)
     runs = tables.comparable(included, swept, best_run, vary=question.compare)
     values = param(runs, question.compare).astype(str)
     order = sorted(values.unique(), key=_setting_order)
