@@ -47,6 +47,13 @@ def verdict(analysis: Analysis) -> str:
     alpha = float(asked["alpha"])
     evidence = omnibus(gate, what)
     parts = []
+    if math.isnan(gate["p_permutation"]):
+        kind = "declared" if asked["declared"] else "default"
+        return (
+            f"**No test of the {kind} question**: the {gate['settings']} {what} share "
+            f"{gate['seeds']} seed(s) with any variation between them, so nothing can be "
+            "compared; what the runs describe is in the tables below. " + scope(asked)
+        )
     if not gate["rejects"]:
         parts.append(
             f"**No detectable difference** among the {int(asked['settings'])} {what} in "
@@ -121,9 +128,14 @@ def scope(asked: pd.Series) -> str:
     answers = str(asked["answers"])
     split = SPLIT_NAMES[str(asked["split"])]
     if answers == "this backbone":
+        backbone = (
+            "this one random backbone"
+            if asked["weights_source"] == "none"
+            else f"this backbone ({asked['weights_source']})"
+        )
         return (
-            f"It holds for this backbone ({asked['weights_source']}), for new seeds trained "
-            f"again on this data, scored on this {split} split."
+            f"It holds for {backbone}, for new seeds trained again on this data, scored on "
+            f"this {split} split."
         )
     if answers == "another random backbone":
         return (
