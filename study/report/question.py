@@ -440,18 +440,9 @@ def _backbone_rows(compared: Compared, values: pd.DataFrame, scope: BackboneScop
     several seeds share a draw)."""
     complete = values.dropna(axis=0, how="any")
     every = pd.concat(compared.settings.values())
-    draw_of_seed = (
-        pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
-        .drop_duplicates("seed")
-        .set_index("seed")["draw"]
-    )
-    nested = bool(
-        pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
-        .groupby("seed")["draw"]
-        .nunique()
-        .le(1)
-        .all()
-    )
+    seed_draws = pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
+    nested = bool(seed_draws.groupby("seed")["draw"].nunique().le(1).all())
+    draw_of_seed = seed_draws.drop_duplicates("seed").set_index("seed")["draw"]
     draws = draw_of_seed.reindex(complete.index)
     base = {
         "answers": scope.answers,

@@ -53,14 +53,16 @@ def section(analysis: Analysis) -> list[Block]:
     if "not_beaten" in analysis.tables:
         found = analysis.tables["not_beaten"]
         kept = found[found["not_beaten"]]
-        blocks.append(
-            Paragraph(
-                f"Not beaten: {len(kept)} of {len(found)} {what} ({names(kept['setting'])}): "
-                "no comparison of the family shows them detectably worse; every other one is "
-                f"shown worse than the one it is compared with, at Holm p < "
-                f"{float(asked['alpha']):g} (`{TABLE_FILES['not_beaten']}`)."
-            )
+        rule = (
+            "no comparison of the family shows them detectably worse; every other one is shown "
+            f"worse than the one it is compared with, at Holm p < {float(asked['alpha']):g}"
         )
+        listed = (
+            f"all {len(found)} {what}"
+            if len(kept) == len(found)
+            else f"{len(kept)} of {len(found)} {what} ({names(kept['setting'])})"
+        )
+        blocks.append(Paragraph(f"Not beaten: {listed}: {rule} (`{TABLE_FILES['not_beaten']}`)."))
     detectable = sentences.power(analysis)
     if detectable:
         blocks.append(Paragraph(detectable + f" (`{TABLE_FILES['power']}`)"))
