@@ -493,8 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser(
         "replicate",
         parents=[study_args],
-        help="run (or resume) the study's sweep on each of several data sets, then report how "
-        "its answer replicates",
+        help="sweep the study on each of several data sets, then pool their answers",
     )
     command.add_argument(
         "--data",

@@ -140,20 +140,26 @@ def _pooled_row(found: list[dict], method: str) -> dict:
     else:
         effect = np.array([row["estimate"] for row in usable])
         variance = np.array([row["se"] for row in usable]) ** 2
-        result = combine_effects(effect, variance, method_re=method)
+        with np.errstate(all="ignore"):  # statsmodels divides by Q, which may be 0
+            result = combine_effects(effect, variance, method_re=method)
         summary = result.summary_frame()
-        random = summary.loc["random effect"]
-        for row, weight in zip(usable, summary["w_re"].iloc[: len(usable)], strict=True):
+        # statsmodels leaves DerSimonian-Laird's moment estimate negative when Q < k - 1;
+        # truncated at 0, as they define it, the random-effects pool is the fixed-effect one
+        heterogeneous = result.tau2 > 0
+        chosen = summary.loc["random effect" if heterogeneous else "fixed effect"]
+        weights = summary["w_re" if heterogeneous else "w_fe"].iloc[: len(usable)]
+        for row, weight in zip(usable, weights, strict=True):
             row["weight"] = float(weight)
+        q, df = float(result.q), len(usable) - 1
         pooled |= {
-            "estimate": float(random["eff"]),
-            "se": float(random["sd_eff"]),
-            "ci_low": float(random["ci_low"]),
-            "ci_high": float(random["ci_upp"]),
+            "estimate": float(chosen["eff"]),
+            "se": float(chosen["sd_eff"]),
+            "ci_low": float(chosen["ci_low"]),
+            "ci_high": float(chosen["ci_upp"]),
             "weight": 1.0,
-            "tau2": float(result.tau2),
-            "i2": float(result.i2),
-            "q": float(result.q),
+            "tau2": max(float(result.tau2), 0.0),
+            "i2": max((q - df) / q, 0.0) if q > 0 else 0.0,
+            "q": q,
         }
         pooled |= prediction_interval(pooled["estimate"], pooled["se"], pooled["tau2"], len(usable))
         if len(usable) < FEWEST_FOR_PREDICTION:
