@@ -20,6 +20,7 @@ from study.processes import sigterm_as_interrupt
 from study.tracking.provenance import set_source
 
 if TYPE_CHECKING:
+    from study.config import StudyConfig
     from study.tracking.store import Store
     from study.tuning.sweep import SweepSummary
 
@@ -105,23 +106,39 @@ def sweep(args: argparse.Namespace) -> int:
     config = study_config.load(args.config, args.set)
     store = Store(args.tracking_uri)
     say = _printer(args.quiet)
-    runner = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet)
     if args.worker:
         if not args.oracle:
             raise StudyError("--worker needs --oracle HOST:PORT, the address of the chief")
         say(f"worker {args.worker} of sweep {config.name}, chief at {args.oracle}")
+        runner = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet)
         runner.work(args.oracle, args.worker)
         return 0
-    say(f"sweep {config.name}: {config.tuner.oracle} search, tracking in {store.display_uri}")
     if args.serve_oracle and not server.is_loopback(args.serve_oracle.rpartition(":")[0]):
         print(
             f"warning: the oracle at {args.serve_oracle} takes requests from the network",
             file=sys.stderr,
         )
+    return _sweep(config, store, args, fresh=args.fresh, oracle_address=args.serve_oracle)
+
+
+def _sweep(
+    config: StudyConfig,
+    store: Store,
+    args: argparse.Namespace,
+    fresh: bool,
+    oracle_address: str | None,
+) -> int:
+    """Run (or resume) the sweep of `config`, then log its knobs' importance and register its
+    best model; 1 when every trial failed."""
+    from study.tuning.sweep import Sweep
+
+    say = _printer(args.quiet)
+    runner = Sweep(config, store, args.state_dir, say=say, progress=not args.quiet)
+    say(f"sweep {config.name}: {config.tuner.oracle} search, tracking in {store.display_uri}")
     summary = runner.run(
-        fresh=args.fresh,
+        fresh=fresh,
         workers=args.workers,
-        oracle_address=args.serve_oracle,
+        oracle_address=oracle_address,
         retry_failed=args.retry_failed,
     )
     if summary.completed:  # the sweep is recorded as ended: its trials are safe to read
@@ -151,6 +168,25 @@ def sweep(args: argparse.Namespace) -> int:
         )
         print(_registered(kept))
     return 1 if summary.statuses and not summary.completed else 0
+
+
+def replicate(args: argparse.Namespace) -> int:
+    from study import config as study_config
+    from study.report.build import build_replication_report
+    from study.tracking.store import Store
+    from study.tuning.replicate import data_set_configs
+
+    configs = data_set_configs(study_config.load(args.config, args.set), args.data)
+    store = Store(args.tracking_uri)
+    say = _printer(args.quiet)
+    for number, config in enumerate(configs, 1):
+        root = config.data.root or "the embedded sample"
+        say(f"data set {number} of {len(configs)}: experiment {config.name} on {root}")
+        if _sweep(config, store, args, fresh=False, oracle_address=None):
+            return 1
+    folder = build_replication_report([c.name for c in configs], store, args.out)
+    print(f"replication report: {folder / 'report.md'} (also report.html, replication.csv)")
+    return 0
 
 
 def _log_importance(
@@ -269,11 +305,21 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from study.report import build_report
+    from study.report.build import build_replication_report
     from study.tracking.store import Store
 
     store = Store(args.tracking_uri)
+    if len(args.experiment) > 1:
+        if args.sweep:
+            raise StudyError(
+                f"--sweep {args.sweep} names one sweep; a report of {len(args.experiment)} "
+                "experiments reads each one's latest sweep (drop --sweep)"
+            )
+        folder = build_replication_report(args.experiment, store, args.out, args.objective)
+        print(f"replication report: {folder / 'report.md'} (also report.html, replication.csv)")
+        return 0
     folder = build_report(
-        args.experiment, store, args.out, sweep_run_id=args.sweep, objective=args.objective
+        args.experiment[0], store, args.out, sweep_run_id=args.sweep, objective=args.objective
     )
     print(f"report: {folder / 'report.md'} (also report.html, one CSV per table, PNG figures)")
     return 0
@@ -423,7 +469,12 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="rebuild the paper's tables from an experiment's runs, beside the paper's figures",
     )
-    command.add_argument("experiment", help="MLflow experiment name (the study's name)")
+    command.add_argument(
+        "experiment",
+        nargs="+",
+        help="MLflow experiment name (the study's name); several: one study on several data "
+        "sets, reported as a replication (docs/replication.md)",
+    )
     command.add_argument(
         "--out",
         type=Path,
@@ -438,6 +489,33 @@ def _parser() -> argparse.ArgumentParser:
         help="metric that ranks configurations, e.g. val_loss (default: the sweep's objective)",
     )
     command.set_defaults(command=report)
+
+    command = commands.add_parser(
+        "replicate",
+        parents=[study_args],
+        help="sweep the study on each of several data sets, then pool their answers",
+    )
+    command.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a data set's image folder, as its own experiment <study>-<folder name> "
+        "(repeatable; default: the study's replicate: list)",
+    )
+    command.add_argument(
+        "--workers", type=int, metavar="N", help="as for sweep: local worker processes"
+    )
+    command.add_argument(
+        "--retry-failed", action="store_true", help="as for sweep: rerun failed trials once"
+    )
+    command.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports"),
+        help="folder for the replication report (default: reports)",
+    )
+    command.set_defaults(command=replicate)
 
     command = commands.add_parser(
         "bench",

@@ -492,6 +492,23 @@ class Question(Strict):
         return self
 
 
+class DataSet(Strict):
+    """One data set of a replication (`study replicate`): the same study on its images, as its
+    own experiment, with the settings only it needs (a labels file, a class map)."""
+
+    root: str | None = Field(description="image folder; null for the embedded sample")
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\w.\- ]+$",
+        description="its experiment's name (default: <study name>-<root's folder name>)",
+    )
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="dotted key -> value, as --set gives them"
+    )
+
+
 class StudyConfig(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[\w.\- ]+$")
     description: str = ""
@@ -511,6 +528,13 @@ class StudyConfig(Strict):
     tuner: Tuner = Tuner()
     question: Question = Question()
     seeds: list[int] | None = Field(None, min_length=1, description="a sweep repeats each config")
+    # Left out of model_dump (so of with_values, to_yaml and a sweep's identity): each data
+    # set's config is an ordinary study, resumed like one.
+    replicate: list[DataSet] = Field(
+        default_factory=list,
+        exclude=True,
+        description="the data sets `study replicate` runs the study on",
+    )
 
     @model_validator(mode="after")
     def _phases_and_seeds(self) -> StudyConfig:

@@ -74,7 +74,8 @@ def cli_commands() -> set[str]:
         check=True,
         timeout=120,
     )
-    return set(re.findall(r"^    ([a-z][a-z-]*) ", done.stdout, flags=re.MULTILINE))
+    # a name longer than argparse's column stands alone on its line, its help below
+    return set(re.findall(r"^    ([a-z][a-z-]*)(?: |$)", done.stdout, flags=re.MULTILINE))
 
 
 def readme_commands() -> set[str]:

@@ -24,6 +24,7 @@ from study.files import atomic_file, atomic_write_text
 from study.report import document, paper, render, tables
 from study.report.analysis import analyse
 from study.report.importance import importance_metrics, start_importance
+from study.report.sections.replication import file_prefix
 from study.report.selection import ReportError, select
 from study.tracking.outcome import fetch_runs
 from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
@@ -67,6 +68,32 @@ def build_report(
         if "importance" in analysis.tables:
             log_importance(store, analysis.selection.parent_run_id, analysis.tables["importance"])
         link_report(store, analysis.selection.parent_run_id, folder, experiment_name)
+    return folder
+
+
+def build_replication_report(
+    experiment_names: list[str], store: Store, out_dir: Path, objective: str | None = None
+) -> Path:
+    """Write the replication report of one study run as several experiments, one per data set
+    (each experiment's latest sweep), under `<out_dir>/<name1>+<name2>...`; returns the folder.
+    Raises ReportError, writing nothing, for an unknown or repeated experiment, one without
+    finished runs, or experiments that declared different questions."""
+    repeated = sorted({name for name in experiment_names if experiment_names.count(name) > 1})
+    if repeated:
+        raise ReportError(f"experiment {repeated[0]!r} is named twice; name each data set once")
+    reference = paper.load()
+    analyses, data = [], {}
+    for name in experiment_names:
+        runs = fetch_runs(store, _experiment_id(store, name))
+        outcomes = fetch_outcomes(store, select(runs).runs)
+        analysis = analyse(name, runs, reference, objective=objective, outcomes=outcomes)
+        analyses.append(analysis)
+        per_image = outcomes.frame(analysis.selection.runs["run_id"])
+        if len(per_image):
+            data[f"{file_prefix(name)}_{OUTCOMES}"] = _gzip_csv(per_image)
+    report = document.compose_replication(analyses, list(data))
+    folder = Path(out_dir) / "+".join(file_prefix(name) for name in experiment_names)
+    write(report, folder, f"Replication: {', '.join(experiment_names)}", data)
     return folder
 
 

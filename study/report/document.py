@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 import study
-from study.report import balance, tables
+from study.report import balance, replication, tables
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.paper import Paper
 from study.report.render import Block, Heading, Paragraph
@@ -30,6 +30,8 @@ from study.report.sections import (
     summary,
     verdict,
 )
+from study.report.sections import replication as replication_section
+from study.report.selection import ReportError
 
 
 @dataclass(frozen=True)
@@ -93,4 +95,36 @@ def compose(analysis: Analysis, details: BestRunDetails, paper: Paper) -> Report
         ),
     ]
     csv = {TABLE_FILES[name]: table for name, table in analysis.tables.items()}
+    return Report(blocks, csv, images)
+
+
+def compose_replication(analyses: list[Analysis], data_files: list[str]) -> Report:
+    """The replication report of one study over several data sets (one `Analysis` each, in the
+    order given): each data set's verdict, the pooled comparisons, and each data set's own
+    tables under its prefix. Raises ReportError when a data set has no finished run or the
+    experiments declared different questions."""
+    for analysis in analyses:
+        if analysis.best is None:
+            raise ReportError(
+                f"experiment {analysis.experiment!r} has no finished runs: nothing to replicate"
+            )
+    replication.check_same_question({a.experiment: a.tables["question"] for a in analyses})
+    table = replication.meta_analysis({a.experiment: a.tables["family"] for a in analyses})
+    names = ", ".join(f"`{a.experiment}`" for a in analyses)
+    images: dict[str, bytes] = {}
+    blocks: list[Block] = [
+        Heading(1, f"Replication: {', '.join(a.experiment for a in analyses)}"),
+        Paragraph(
+            f"Does the answer replicate? The MLflow experiments {names}, one study on "
+            f"{len(analyses)} data sets. Made by study {study.__version__} (`study report` with "
+            "several experiments)."
+        ),
+        *replication_section.section(analyses, table, data_files, images),
+    ]
+    csv = {replication_section.REPLICATION_FILE: table}
+    for analysis in analyses:
+        prefix = replication_section.file_prefix(analysis.experiment)
+        for name in replication_section.PER_DATA_SET:
+            if name in analysis.tables:
+                csv[f"{prefix}_{TABLE_FILES[name]}"] = analysis.tables[name]
     return Report(blocks, csv, images)

@@ -94,6 +94,37 @@ def paired_differences(paired: pd.DataFrame, family: pd.DataFrame, quantity: str
     return figure
 
 
+def forest(rows: pd.DataFrame, quantity: str) -> Figure:
+    """One comparison over the data sets (rows of `replication.meta_analysis`): each data set's
+    difference with its own 95% t interval over seeds (the square's area its random-effects
+    weight), the pooled estimate as a diamond over its 95% interval, the prediction interval for
+    a new data set as a thin line when there is one, and 0 as a line."""
+    sets = rows[rows["role"] == "data set"].reset_index(drop=True)
+    pooled = rows[rows["role"] == "pooled"].iloc[0]
+    figure = Figure(figsize=(7, 1.6 + 0.45 * (len(sets) + 1)), layout="constrained")
+    axis = figure.subplots()
+    for y, row in sets.iterrows():
+        if not np.isnan(row["ci_low"]):
+            axis.hlines(y, row["ci_low"], row["ci_high"], color="tab:blue")
+        size = 4 + 10 * np.sqrt(row["weight"]) if not np.isnan(row["weight"]) else 4
+        colour = {"detectable": "tab:red", "weak": "tab:orange"}.get(row["grade"], "tab:blue")
+        axis.plot(row["estimate"], y, "s", color=colour, markersize=size)
+    y = len(sets)
+    if not np.isnan(pooled["estimate"]):
+        if not np.isnan(pooled["prediction_low"]):
+            axis.hlines(y, pooled["prediction_low"], pooled["prediction_high"], color="grey")
+        middle, low, high = pooled["estimate"], pooled["ci_low"], pooled["ci_high"]
+        axis.fill([low, middle, high, middle], [y, y - 0.25, y, y + 0.25], color="black")
+    axis.axvline(0, color="grey", linewidth=1)
+    labels = [f"{row.data_set}\nn={row.pairs}" for row in sets.itertuples()]
+    axis.set_yticks(range(len(sets) + 1), [*labels, f"pooled (k={pooled['k']})"])
+    axis.set_ylim(len(sets) + 0.6, -0.6)
+    axis.set_xlabel(f"difference in {quantity} (points; > 0: {pooled['setting']} is worse)")
+    axis.set_title(f"{pooled['comparison']}, data set by data set and pooled")
+    axis.grid(axis="x", alpha=0.3)
+    return figure
+
+
 def sweep_overview(
     runs: pd.DataFrame, knobs: list[str], objective: str, split: str, best: str
 ) -> Figure:
