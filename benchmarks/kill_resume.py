@@ -43,6 +43,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -201,7 +203,7 @@ def distributed(sweep, config, uri: str, state: Path, rng, args, results: Result
 
 def _finished_trials(config, uri: str) -> dict[str, int]:
     """Trial id -> how many FINISHED runs it has."""
-    client = Store(uri).client
+    client = MlflowClient(Store(uri).uri)
     experiment = client.get_experiment_by_name(config.name)
     found = client.search_runs(
         [experiment.experiment_id], "tags.run_type = 'trial' and attributes.status = 'FINISHED'"
@@ -213,7 +215,7 @@ def _finished_trials(config, uri: str) -> dict[str, int]:
 
 
 def _trial_of(uri: str, run_id: str) -> str:
-    return Store(uri).client.get_run(run_id).data.tags["trial_id"]
+    return Store(uri).get_run(run_id).tags["trial_id"]
 
 
 def _cache_state(config, state: Path) -> str:

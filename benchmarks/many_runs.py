@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/ holds the PostgreSQL cluster and the browser helpers
@@ -126,10 +127,11 @@ def real_trial(folder: Path) -> Template:
     config = study_config.load(STUDY, TEMPLATE_SETTINGS)
     store = Store(f"sqlite:///{folder.resolve()}/mlflow.db")
     summary = sweep.Sweep(config, store, folder / "state", say=lambda _: None, progress=False).run()
-    parent = store.client.get_run(summary.parent_run_id)
-    runs = outcome.fetch_runs(store, summary.experiment_id)
-    trial = store.client.get_run(runs.loc[runs["tags.run_type"] == "trial", "run_id"].iloc[0])
-    history = store.client.get_metric_history
+    client = MlflowClient(store.uri)
+    parent = client.get_run(summary.parent_run_id)
+    runs = store.runs(summary.experiment_id)
+    trial = client.get_run(runs.loc[runs["tags.run_type"] == "trial", "run_id"].iloc[0])
+    history = client.get_metric_history
     curves = [key for key in trial.data.metrics if len(history(trial.info.run_id, key)) > 1]
     inputs = trial.inputs.dataset_inputs
     digests = {
@@ -139,7 +141,7 @@ def real_trial(folder: Path) -> Template:
         if tag.key == "mlflow.data.context"
     }
     first = inputs[0].dataset
-    artifacts = Path(store.client.download_artifacts(trial.info.run_id, "", str(folder / "files")))
+    artifacts = store.download_artifact(trial.info.run_id, "", folder / "files")
     return Template(
         config=config,
         parent_params=parent.data.params,
@@ -195,16 +197,16 @@ def measure(
 def logged_sweep(store: Store, template: Template, n_runs: int) -> tuple[str, str, str] | None:
     """The experiment id, parent run id and last trial run's name of a finished sweep of
     `n_runs` trial runs that the store already holds, else None."""
-    found = store.client.get_experiment_by_name(template.config.name)
-    if found is None:
+    experiment_id = store.find_experiment(template.config.name)
+    if experiment_id is None:
         return None
-    runs = outcome.fetch_runs(store, found.experiment_id)
+    runs = store.runs(experiment_id)
     parents = runs[(runs["tags.run_type"] == "sweep") & (runs["status"] == "FINISHED")]
     for parent_run_id in parents["run_id"]:
         trials = runs[runs["tags.mlflow.parentRunId"] == parent_run_id]
         if len(trials) == n_runs:
             last = trials.loc[trials["start_time"].idxmax(), "tags.mlflow.runName"]
-            return found.experiment_id, parent_run_id, last
+            return experiment_id, parent_run_id, last
     return None
 
 
@@ -235,7 +237,7 @@ def log_sweep(store: Store, template: Template, n_runs: int, epochs: int) -> tup
             store.log(run_id, params=params, metrics=metrics(template, quality, epochs, rng))
             store.log_datasets(run_id, name, source, digests)
             store.log_artifacts(run_id, template.artifacts)
-    found = outcome.counted_runs(outcome.fetch_runs(store, experiment_id), parent_run_id)
+    found = outcome.counted_runs(store.runs(experiment_id), parent_run_id)
     store.log_table(
         parent_run_id, sweep.configurations_table(found, config.tuner.objective), CONFIGURATIONS
     )

@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from study import config as study_config
-    from study.tracking import runs
+    from study.runs import session, tracked
     from study.tracking.store import Store
 
     with tempfile.TemporaryDirectory() as folder:
@@ -38,14 +38,14 @@ def main() -> None:
             on: study_config.load(SMOKE, [*base, f"tracking.system_metrics={str(on).lower()}"])
             for on in (False, True)
         }
-        prepared = runs.prepare(configs[False], store, Path(folder), progress=False)
+        prepared = session.prepare(configs[False], store, Path(folder), progress=False)
         experiment = store.experiment("system-metrics-cost")
-        runs.execute(configs[False], prepared, store, experiment, "warm-up")
+        tracked.execute(configs[False], prepared, store, experiment, "warm-up")
         times: dict[bool, list[float]] = {False: [], True: []}
         for repeat in range(args.repeats):
             for on in (False, True) if repeat % 2 == 0 else (True, False):
                 started = time.perf_counter()
-                runs.execute(configs[on], prepared, store, experiment, f"{on}-{repeat}")
+                tracked.execute(configs[on], prepared, store, experiment, f"{on}-{repeat}")
                 times[on].append(time.perf_counter() - started)
                 state = "on" if on else "off"
                 results.print(f"repeat {repeat}: system metrics {state}: {times[on][-1]:.2f} s")

@@ -42,7 +42,7 @@ STEPS = (
     ("Keras Precision/Recall/AUC", "study.model.keras_scores", "precision", 3),
     ("Keras Precision/Recall/AUC", "study.model.keras_scores", "recall", 3),
     ("Keras Precision/Recall/AUC", "study.model.keras_scores", "auc", 3),
-    ("artifacts written (CSV, YAML)", "study.tracking.runs", "write_artifacts", 0),
+    ("artifacts written (CSV, YAML)", "study.runs.tracked", "write_artifacts", 0),
     ("PNG encoding", "matplotlib.figure.Figure", "savefig", 1),
     ("MLflow: create run", "study.tracking.store.Store", "create_run", 0),
     ("MLflow: params, metrics, tags", "study.tracking.store.Store", "log", 0),

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from study import config as study_config
-    from study.tracking import runs
+    from study.runs import session, tracked
     from study.tracking.store import Store
 
     config = study_config.load(args.config, args.set)
@@ -59,7 +59,7 @@ def train(args: argparse.Namespace) -> int:
     store = Store(args.tracking_uri)
     say = _printer(args.quiet)
     say(f"study {config.name}: tracking in {store.display_uri}")
-    prepared = runs.prepare(config, store, args.state_dir, progress=not args.quiet)
+    prepared = session.prepare(config, store, args.state_dir, progress=not args.quiet)
     dataset = prepared.dataset
     say(
         f"data: {len(dataset)} images, {len(dataset.class_names)} classes from {dataset.root}"
@@ -69,7 +69,7 @@ def train(args: argparse.Namespace) -> int:
         say(f"note: {notice}")
     say(f"weights: {prepared.weights_for(config).label}")
     experiment_id = store.experiment(config.name, config.description)
-    run_id, result = runs.execute(
+    run_id, result = tracked.execute(
         config,
         prepared,
         store,
@@ -90,9 +90,16 @@ def train(args: argparse.Namespace) -> int:
         objective = config.tuner.objective
         split, _, name = objective.partition("_")
         score = final[split].metrics[name]
-        print(
-            _registered(registry.register(store, run_id, args.register, prepared, objective, score))
+        registered = registry.register(
+            store,
+            run_id,
+            args.register,
+            dataset.class_names,
+            dataset.images.shape[1],
+            objective,
+            score,
         )
+        print(_registered(registered))
     say("browse the runs with: study ui")
     return 0
 
@@ -155,9 +162,9 @@ def _sweep(
             f"best configuration: {values}, mean {config.tuner.objective} "
             f"{summary.best_score:.4f}; rerun it with: study train {summary.best_config_path}"
         )
-        from study.tracking import registry
+        from study.runs import best
 
-        kept = registry.keep_sweep_best(
+        kept = best.keep_sweep_best(
             config,
             runner.prepared,
             store,
@@ -262,15 +269,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve(kind: str, args: argparse.Namespace) -> int:
-    import subprocess
-
     from study.tracking import server
     from study.tracking.store import Store
 
     store = Store(args.tracking_uri)
     store.check()
     server.check_port(args.host, args.port)
-    _ = store.client  # a new store's tables are created here, whole, not by MLflow's server
+    store.initialize()  # a new store's tables are created here, whole, not by MLflow's server
     if not server.is_loopback(args.host):
         print(
             f"warning: serving on {args.host}: the runs become visible to the network",
@@ -278,7 +283,7 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
         )
     artifacts = getattr(args, "artifacts_destination", None)
     process_spec = server.command(
-        kind, store.uri, args.host, args.port, args.allowed_hosts, artifacts
+        kind, store.uri, args.host, args.port, args.allowed_hosts, artifacts, not args.verbose
     )
     what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
     print(f"{what} for {store.display_uri} at http://{args.host}:{args.port} (Ctrl-C stops it)")
@@ -290,17 +295,14 @@ def _serve(kind: str, args: argparse.Namespace) -> int:
             address = address or url
             print(f"{'latest experiment' if n == 0 else '  also'} {experiment.name}: {url}")
     sys.stdout.flush()
-    process = subprocess.Popen(process_spec.line, env=process_spec.env)
-    try:
-        if getattr(args, "open", False):
-            import webbrowser
+    when_up = None
+    if getattr(args, "open", False):
+        import webbrowser
 
-            server.wait_until_up(process_spec, process)
+        def when_up() -> None:
             webbrowser.open(address or process_spec.url)
-        return process.wait()
-    except KeyboardInterrupt:
-        server.stop(process)
-        raise
+
+    return server.run(process_spec, when_up)
 
 
 def report(args: argparse.Namespace) -> int:
@@ -378,7 +380,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--verbose",
         action="store_true",
-        help="let TensorFlow's own log lines (absl, oneDNN, CUDA) through",
+        help="let TensorFlow's own log lines (absl, oneDNN, CUDA) and the MLflow server's "
+        "(uvicorn's INFO lines, its warnings) through",
     )
 
     study_args = argparse.ArgumentParser(add_help=False, parents=[common])

@@ -41,10 +41,17 @@ def restore_mlflow_tracking_uri():
         os.environ[TRACKING_URI_ENV] = before
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop with one line, before any test, when the NEU images the tests read are missing."""
+    if not NEU.is_dir():
+        raise pytest.UsageError(
+            f"the tests read the NEU database from {NEU} (a folder beside the checkout); "
+            "see README.md, Install, for where it comes from"
+        )
+
+
 @pytest.fixture(scope="session")
 def neu() -> Path:
-    if not NEU.is_dir():
-        pytest.fail(f"the NEU database is expected at {NEU}")
     return NEU
 
 

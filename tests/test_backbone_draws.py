@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from mlflow import MlflowClient
 from statsmodels.stats.anova import anova_lm
 
 from study import config
@@ -16,7 +17,7 @@ from study.caches import features
 from study.errors import ConfigError
 from study.model.nasnet import resolve_weights
 from study.report import stats
-from study.tracking import runs
+from study.runs import session, tracked
 from study.tracking.store import Store
 
 from .test_report_tables import activation_sweep, report_text
@@ -48,7 +49,7 @@ def test_the_seed_picks_the_draw_unless_init_seed_pins_one_backbone():
     imagenet = config.validate({"name": "i"}).model
     assert imagenet.init_seed is None and imagenet.backbone_draw(5) is None
 
-    prepared = runs.Prepared(None, resolve_weights("none", 0), None)
+    prepared = session.Prepared(None, resolve_weights("none", 0), None)
     seed_five = study_config(backbone_draws=4).with_values({"seed": 5})
     assert prepared.weights_for(seed_five) == resolve_weights("none", 1)
     pinned_five = study_config(init_seed=0).with_values({"seed": 5})
@@ -65,13 +66,13 @@ def test_a_run_trains_and_logs_its_seeds_backbone_draw_on_that_draws_cache(tmp_p
     study = study_config(backbone_draws=2)
     store = Store(f"sqlite:///{tmp_path}/m.db")
     state = tmp_path / "state"
-    prepared = runs.prepare(study, store, state, progress=False)  # the first seed's draw, 0
+    prepared = session.prepare(study, store, state, progress=False)  # the first seed's draw, 0
     assert prepared.weights == resolve_weights("none", 0)
     experiment = store.experiment(study.name)
     seed_one = study.with_values({"seed": 1})
-    runs.execute(seed_one, prepared, store, experiment, "s1")
+    tracked.execute(seed_one, prepared, store, experiment, "s1")
 
-    (run,) = store.client.search_runs([experiment])
+    (run,) = MlflowClient(store.uri).search_runs([experiment])
     assert run.data.tags["backbone_draw"] == "1"
     assert run.data.tags["weights"] == resolve_weights("none", 1).label
     # Draw 1's cache is the one `model.init_seed: 1` pins, and it holds other features.

@@ -7,6 +7,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from study import config
 from study.errors import StudyError
@@ -55,7 +56,7 @@ def test_bench_measures_both_batch_sizes_and_logs_a_bench_run(tmp_path):
     assert run["metrics.batch4_ms_per_step"] == pytest.approx(timing.median_ms)
     assert run["metrics.batch4_ms_per_image"] == pytest.approx(timing.median_ms / 4)
     assert run["metrics.batch1_ms_per_step_q3"] == pytest.approx(result.timings[1].quartiles_ms[1])
-    steps = store.client.get_metric_history(run_id, "batch1/step_ms")
+    steps = MlflowClient(store.uri).get_metric_history(run_id, "batch1/step_ms")
     assert [m.value for m in sorted(steps, key=lambda m: m.step)] == pytest.approx(
         list(result.timings[1].step_ms)
     )
@@ -73,7 +74,7 @@ def test_bench_on_onnxruntime_names_the_runtime(tmp_path):
     assert result.runtime == "onnxruntime" and "onnxruntime on" in bench.summary(result)
     store = Store(f"sqlite:///{tmp_path}/m.db")
     run_id = bench.log(result, store, "tiny")
-    run = store.client.get_run(run_id)
+    run = MlflowClient(store.uri).get_run(run_id)
     assert run.data.tags["runtime"] == "onnxruntime" and run.data.params["runtime"] == "onnxruntime"
     assert run.data.metrics["batch2_ms_per_step"] > 0
 

@@ -46,7 +46,7 @@ def test_a_store_whose_creation_was_killed_is_created_again(tmp_path):
             os.kill(os.getpid(), signal.SIGKILL)  # the tables exist, the migrations have not run
 
         utils._upgrade_db = die
-        Store("sqlite:///{database}").client
+        Store("sqlite:///{database}").initialize()
         """
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr

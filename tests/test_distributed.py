@@ -121,7 +121,7 @@ def test_a_worker_killed_mid_trial_is_replaced_and_its_trial_runs_again(store_ur
     try:
         held = Path(f"{gate}.held")
         run_id = wait_until(lambda: read_if_there(held), [sweep], "a run held open")
-        client = Store(store_uri).client
+        client = MlflowClient(sqlalchemy_uri(store_uri))
         killed = client.get_run(run_id)
         os.kill(int(killed.data.tags["pid"]), signal.SIGKILL)
         gate.touch()

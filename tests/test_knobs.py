@@ -8,7 +8,7 @@ from study import config
 from study.caches import features
 from study.data import dataset as data
 from study.model import nasnet as model
-from study.tracking import runs
+from study.runs import session
 from study.training import train as training
 from study.tuning import tuner
 
@@ -140,7 +140,7 @@ def test_a_sweep_over_pooling_gives_each_trial_the_feature_cache_of_its_pooling(
     swept = {"model.pooling": {"type": "choice", "values": ["avg", "max"]}}
     cfg = config.validate({"name": "t", "hyperparameters": swept})
     assert tuner.search_space(cfg).get("model.pooling") == "avg"
-    prepared = runs.Prepared(dataset, weights, cache, state_dir=tmp_path, progress=False)
+    prepared = session.Prepared(dataset, weights, cache, state_dir=tmp_path, progress=False)
     assert prepared.features_for(study_config()) is cache
     maxed = prepared.features_for(study_config(**{"model.pooling": "max"}))
     assert maxed.key == features.cache_key(

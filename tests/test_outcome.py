@@ -205,7 +205,7 @@ def test_the_sweep_summary_and_the_report_name_the_same_winner_on_a_tie(tmp_path
     sweep.parent_run_id, sweep.experiment_id = parent, store.experiment("tie")
     summary = sweep._summarise(SimpleNamespace(trials=trials))
 
-    runs = outcome.fetch_runs(store, sweep.experiment_id)
+    runs = store.runs(sweep.experiment_id)
     report = analyse("tie", runs, paper.load())
     assert summary.best_values == {"model.activation": "relu"}
     assert report.configuration == "activation=relu"

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from study.tracking import outcome
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, REPORT_NOTE, Store
@@ -15,11 +16,11 @@ from study.tracking.store import CONFIGURATIONS, NOTE_TAG, REPORT_NOTE, Store
 def parent(smoke_sweep, tmp_path_factory):
     """(store, runs of the smoke experiment, the sweep's parent run, its configurations table)."""
     _, uri, _ = smoke_sweep
-    store = Store(uri)
-    runs = outcome.fetch_runs(store, store.client.get_experiment_by_name("smoke").experiment_id)
-    run = store.client.get_run(runs.loc[runs["tags.run_type"] == "sweep", "run_id"].iloc[0])
+    store, client = Store(uri), MlflowClient(uri)
+    runs = store.runs(client.get_experiment_by_name("smoke").experiment_id)
+    run = client.get_run(runs.loc[runs["tags.run_type"] == "sweep", "run_id"].iloc[0])
     folder = tmp_path_factory.mktemp("table")
-    path = store.client.download_artifacts(run.info.run_id, CONFIGURATIONS, str(folder))
+    path = client.download_artifacts(run.info.run_id, CONFIGURATIONS, str(folder))
     return store, runs, run, pd.read_json(path, orient="split")
 
 

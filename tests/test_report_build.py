@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from study.report import ReportError, build_report
 from study.tracking.store import Store
@@ -71,8 +72,8 @@ def populate(store: Store, name: str, specs: list[dict], sweep: bool = True) -> 
             writer.writerow(["true \\ predicted", *CLASSES])
             for row, label in enumerate(CLASSES):
                 writer.writerow([label, *(10 if row == col else number % 2 for col in range(6))])
-            store.client.log_text(run_id, matrix.getvalue(), "confusion_matrix.csv")
-            store.client.log_text(run_id, predictions(spec, number), "predictions.csv")
+            store.log_text(run_id, matrix.getvalue(), "confusion_matrix.csv")
+            store.log_text(run_id, predictions(spec, number), "predictions.csv")
         store.end_run(run_id, spec["status"], spec["tags"].get("error"))
     if parent:
         store.end_run(parent, "FINISHED")
@@ -140,7 +141,7 @@ def test_report_files_are_written_logged_and_identical_on_a_rebuild(sweep_store,
     again = build_report("study", store, tmp_path / "reports")
     assert files(again) == first
 
-    logged = {a.path for a in store.client.list_artifacts(parent, "report")}
+    logged = {a.path for a in MlflowClient(store.uri).list_artifacts(parent, "report")}
     assert {f"report/{name}" for name in FILES} == logged
 
     report = first["report.md"].decode()

@@ -100,9 +100,7 @@ def test_report_shows_the_section_and_rebuilds_identically(runs, analysis):
 
 def test_metrics_for_the_parent_run(analysis):
     found = importance.importance_metrics(analysis.tables["importance"])
-    assert set(found) == {
-        f"importance.{knob}" for knob in ("activation", "dropout", "head_width")
-    }
+    assert set(found) == {f"importance.{knob}" for knob in ("activation", "dropout", "head_width")}
     assert found["importance.dropout"] > found["importance.head_width"]
 
 
@@ -148,7 +146,7 @@ def dropout_sweep(tmp_path) -> tuple[Store, str]:
 def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     store, parent = dropout_sweep(tmp_path)
     build_report("knobs", store, tmp_path / "reports")
-    logged = store.client.get_run(parent).data.metrics
+    logged = store.get_run(parent).metrics
     table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
     expected = importance.importance_metrics(table)
     assert set(expected) == {k for k in logged if k.startswith("importance.")}
@@ -161,7 +159,7 @@ def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path
     said = []
     summary = SweepSummary(parent, store.experiment("knobs"))
     cli._log_importance(store, summary, "val_accuracy", said.append)
-    logged = store.client.get_run(parent).data.metrics
+    logged = store.get_run(parent).metrics
     table = sweep_importance(store, summary.experiment_id, parent, "val_accuracy")
     assert {k for k in logged if k.startswith("importance.")} == set(
         importance.importance_metrics(table)

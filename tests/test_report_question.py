@@ -205,9 +205,9 @@ def test_seeds_on_shared_draws_answer_for_these_backbones_with_the_interaction_e
     specs = on_draws(
         with_errors(
             activation_sweep(seeds=range(12)),
-            lambda name, seed: 0.04
-            + (swing[seed % 4] if name == "tanh" else 0)
-            + rng.normal(0, 0.002),
+            lambda name, seed: (
+                0.04 + (swing[seed % 4] if name == "tanh" else 0) + rng.normal(0, 0.002)
+            ),
         ),
         draws=4,
     )

@@ -8,7 +8,7 @@ import pytest
 
 from study import config as study_config
 from study.caches import features
-from study.tracking import runs
+from study.runs import tracked
 from study.tracking.store import Store
 from study.training import train as training
 from study.tuning.sweep import Sweep
@@ -117,7 +117,7 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch
             kwargs["time_budget_s"] = 1e-9
         return real_train(config, dataset, split, weights, cache, **kwargs)
 
-    monkeypatch.setattr(runs.training, "train", faulty_train)
+    monkeypatch.setattr(tracked.training, "train", faulty_train)
     config = study_config.load(
         SMOKE,
         [

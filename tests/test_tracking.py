@@ -16,7 +16,7 @@ DIGESTS = {"train": "1f2e3d4c", "validation": "5a6b7c8d", "test": "9e0f1a2b"}
 
 def _log_at_once(uri: str, run_id: str, folder: str, barrier) -> None:
     store = Store(uri)
-    store.client.get_run(run_id)  # connect first, so that the barrier lines up the inserts
+    store.get_run(run_id)  # connect first, so that the barrier lines up the inserts
     barrier.wait()
     store.log_datasets(run_id, "neu", folder, DIGESTS)
 
@@ -48,3 +48,43 @@ def test_runs_logging_the_same_new_dataset_at_once_each_get_it(kind, tmp_path, r
     for run_id in runs:
         inputs = client.get_run(run_id).inputs.dataset_inputs
         assert sorted(item.dataset.digest for item in inputs) == sorted(DIGESTS.values())
+
+
+def test_runs_read_through_the_client_are_the_frame_of_search_runs(tmp_path):
+    # A tracking server's runs are read through MLflow's client, without its global tracking
+    # URI; they must give the frame `mlflow.search_runs` gives, as the database reader does.
+    import math
+
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import Metric, Param
+
+    from study.tracking.store import runs_through_client
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    Store(uri).initialize()
+    client = MlflowClient(uri)
+    shown, empty = client.create_experiment("shown"), client.create_experiment("empty")
+    first = client.create_run(shown, start_time=1_000, tags={"kind": "trial"}).info.run_id
+    client.log_batch(
+        first,
+        metrics=[
+            Metric("loss", 0.5, 1, 0),
+            Metric("loss", 0.25, 2, 1),
+            Metric("odd", math.nan, 3, 0),
+        ],
+        params=[Param("width", "64")],
+    )
+    client.set_terminated(first, "FINISHED", end_time=5_000)
+    other = client.create_run(shown, start_time=1_000).info.run_id
+    client.log_batch(other, params=[Param("width", "128"), Param("dropout", "0.2")])
+    client.create_run(shown, start_time=9_000)  # still running
+    client.delete_run(client.create_run(shown, start_time=2_000).info.run_id)
+
+    mlflow.set_tracking_uri(uri)
+    for experiment_id in (shown, empty):
+        expected = mlflow.search_runs(experiment_ids=[experiment_id])
+        found = runs_through_client(client, experiment_id)
+        pd.testing.assert_frame_equal(
+            found[sorted(found.columns)], expected[sorted(expected.columns)]
+        )

@@ -8,7 +8,7 @@ from study.caches import features
 from study.data import dataset as data
 from study.errors import TrainingFailed
 from study.model import nasnet as model
-from study.tracking import runs
+from study.runs import tracked
 from study.training import frozen_loop
 from study.training import train as training
 
@@ -240,7 +240,7 @@ def test_the_logged_curves_have_one_point_per_epoch_run(dataset, weights, cache)
     phase = result.phases[0]
     assert phase.epochs_run < 40  # stopped early
     curves = {}
-    for name, _, step in runs.run_metrics(result):
+    for name, _, step in tracked.run_metrics(result):
         if name.startswith("frozen/"):
             curves.setdefault(name, []).append(step)
     assert set(curves) == {f"frozen/{key}" for key in frozen_loop.CURVES}

@@ -82,6 +82,30 @@ def test_ui_serves_the_page_and_the_runs_api(tmp_path):
     assert f"at http://127.0.0.1:{port}" in output
 
 
+def test_study_server_is_quiet_unless_verbose(tmp_path):
+    # MLflow's server prints uvicorn's INFO lines, a deprecation warning of its web framework
+    # and a notice about the registry's store: kept off the terminal as the sweep's noise is.
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "server", "--port", str(port), "--tracking-uri"]
+        + [f"sqlite:///{tmp_path}/m.db"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for_health(port, process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert f"at http://127.0.0.1:{port}" in output
+    noise = ["INFO:", "Registry store URI not provided", "StarletteDeprecationWarning"]
+    assert [words for words in noise if words in output] == [], output
+    assert "--uvicorn-opts" not in server.command("ui", "sqlite:///m.db", "127.0.0.1", port).line
+
+
 def test_the_smoke_sweep_prints_no_tensorflow_log_lines(smoke_sweep):
     _, _, result = smoke_sweep
     lines = (result.stdout + result.stderr).replace("\r", "\n").splitlines()

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,7 +22,6 @@ from study.report.analysis import analyse
 from study.report.importance import importance_metrics, start_importance
 from study.report.sections.replication import file_prefix
 from study.report.selection import ReportError, select
-from study.tracking.outcome import fetch_runs
 from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -51,7 +46,7 @@ def build_report(
     val_accuracy). Raises ReportError when the store or the experiment does not exist.
     """
     experiment_id = _experiment_id(store, experiment_name)
-    runs = fetch_runs(store, experiment_id)
+    runs = store.runs(experiment_id)
     reference = paper.load()
     outcomes = fetch_outcomes(store, select(runs, sweep_run_id).runs)
     analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective, outcomes)
@@ -62,9 +57,7 @@ def build_report(
     data = {OUTCOMES: _gzip_csv(per_image)} if len(per_image) else {}
     write(report, folder, f"Report: {experiment_name}", data)
     if analysis.selection.parent_run_id is not None:
-        store.client.log_artifacts(
-            analysis.selection.parent_run_id, str(folder), artifact_path="report"
-        )
+        store.log_artifacts(analysis.selection.parent_run_id, folder, under="report")
         if "importance" in analysis.tables:
             log_importance(store, analysis.selection.parent_run_id, analysis.tables["importance"])
         link_report(store, analysis.selection.parent_run_id, folder, experiment_name)
@@ -84,7 +77,7 @@ def build_replication_report(
     reference = paper.load()
     analyses, data = [], {}
     for name in experiment_names:
-        runs = fetch_runs(store, _experiment_id(store, name))
+        runs = store.runs(_experiment_id(store, name))
         outcomes = fetch_outcomes(store, select(runs).runs)
         analysis = analyse(name, runs, reference, objective=objective, outcomes=outcomes)
         analyses.append(analysis)
@@ -100,7 +93,7 @@ def build_replication_report(
 def link_report(store: Store, run_id: str, folder: Path, experiment_name: str) -> None:
     """Name the report in the sweep run's description: its paragraph that starts with
     `REPORT_NOTE` (the sweep's summary writes how to build it) now says where it was written."""
-    note = store.client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    note = store.get_run(run_id).tags.get(NOTE_TAG, "")
     kept = [part for part in note.split("\n\n") if part and not part.startswith(REPORT_NOTE)]
     where = (
         f"{REPORT_NOTE}{(folder / 'report.html').resolve()} (and report.md beside it), also in "
@@ -116,7 +109,7 @@ def sweep_importance(
     """Each knob's importance over the sweep's included runs (as the report computes it),
     logged on the sweep's run as `importance.*` metrics; None when fewer than two knobs
     varied."""
-    selection = select(fetch_runs(store, experiment_id), sweep_run_id)
+    selection = select(store.runs(experiment_id), sweep_run_id)
     knobs = tables.report_knobs(selection.runs, selection.swept)
     found = start_importance(selection.runs, knobs, objective)()
     if not found:
@@ -212,60 +205,18 @@ def _experiment_id(store: Store, name: str) -> str:
             f"no MLflow store at {database}; pass --tracking-uri to the sweep's store"
         )
     store.check()
-    found = store.client.get_experiment_by_name(name)
-    if found is None or found.lifecycle_stage == "deleted":
-        names = sorted(e.name for e in store.client.search_experiments())
+    found = store.find_experiment(name)
+    if found is None:
+        names = store.experiment_names()
         raise ReportError(
             f"no experiment {name!r} in {store.display_uri} (experiments: {', '.join(names)})"
         )
-    return found.experiment_id
+    return found
 
 
 def _artifact_files(
     store: Store, artifact_uris: Iterable[str], name: str, read: Callable[[Path], T]
 ) -> list[T | None]:
-    """Each run's artifact `name` as `read` reads it (None for a run that has none), in
-    ARTIFACT_READERS threads: a read waits on the disk or the artifact server more than it
-    runs Python."""
-    with _no_progress_bar(), ThreadPoolExecutor(ARTIFACT_READERS) as pool:
-        return list(pool.map(lambda uri: _artifact_file(store, uri, name, read), artifact_uris))
-
-
-def _artifact_file(
-    store: Store, artifact_uri: str, name: str, read: Callable[[Path], T]
-) -> T | None:
-    """The run's artifact `name` as `read` reads it, None when it has none. Read from the
-    run's artifact URI (from the runs as searched) rather than by run id, which would look the
-    run up in the store again for each file: ten times slower over thousands of runs. A local
-    artifact folder is read in place; any other is downloaded to a temporary folder first."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.utils.file_utils import local_file_uri_to_path
-    from mlflow.utils.uri import is_local_uri
-
-    if is_local_uri(artifact_uri, is_tracking_or_registry_uri=False):
-        path = Path(local_file_uri_to_path(artifact_uri)) / name
-        return read(path) if path.is_file() else None
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            repository = get_artifact_repository(artifact_uri, tracking_uri=store.uri)
-            path = repository.download_artifacts(name, folder)
-        except (MlflowException, OSError):
-            return None
-        return read(Path(path))
-
-
-@contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a progress bar for every download unless told otherwise. Set once around
-    all the reads: the environment is shared by their threads."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    previous = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
+    """Each run's artifact `name` as `read` reads it (None for a run that has none), read by
+    ARTIFACT_READERS threads."""
+    return store.read_artifacts(artifact_uris, name, read, ARTIFACT_READERS)

@@ -15,7 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 
 from study.data.dataset import decode, to_model_input
@@ -54,7 +53,7 @@ def export(store: Store, model_uri: str, format: str, tolerance: float | None = 
         raise StudyError(f"--format {format!r} is unknown; choose one of {', '.join(FORMATS)}")
     tolerance = TOLERANCE[format] if tolerance is None else tolerance
     classifier = logged_model.load(store.uri, model_uri)
-    run_id = mlflow.models.get_model_info(model_uri).run_id
+    run_id = logged_model.source_run(store.uri, model_uri)
     images, _ = parity_images(store, run_id, classifier.image_size)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / format
@@ -92,17 +91,16 @@ def export(store: Store, model_uri: str, format: str, tolerance: float | None = 
                 f"{tolerance:.0e}), predicted classes "
                 + ("identical" if result.same_class else "differ")
             )
-        store.client.log_artifacts(run_id, str(folder), result.artifact_path)
+        store.log_artifacts(run_id, folder, under=result.artifact_path)
     return result
 
 
 def parity_images(store: Store, run_id: str, image_size: int) -> tuple[np.ndarray, list[str]]:
     """The run's test-split images (its validation split when it had no test split), decoded
     as in training, and their classes."""
-    client = store.client
-    root = Path(client.get_run(run_id).data.params.get("dataset.root", ""))
+    root = Path(store.get_run(run_id).params.get("dataset.root", ""))
     with tempfile.TemporaryDirectory() as folder:
-        split_file = client.download_artifacts(run_id, "split.csv", folder)
+        split_file = store.download_artifact(run_id, "split.csv", Path(folder))
         with open(split_file, newline="") as handle:
             rows = list(csv.DictReader(handle))
     chosen = [row for row in rows if row["split"] == "test"] or [

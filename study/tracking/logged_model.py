@@ -75,6 +75,13 @@ class LoggedModel:
     version: str | None  # the Model Registry version, when registered
 
 
+def _use_store(tracking_uri: str) -> None:
+    """Point MLflow's global tracking URI at the store: MLflow's model API (`Model.log`,
+    `pyfunc.load_model`, `models.get_model_info`) takes no store of its own. The only place
+    the study sets it; a process works with one store, so it is left set."""
+    mlflow.set_tracking_uri(tracking_uri)
+
+
 def log(
     tracking_uri: str,
     run_id: str,
@@ -92,7 +99,7 @@ def log(
     import PIL
     import tensorflow as tf
 
-    mlflow.set_tracking_uri(tracking_uri)
+    _use_store(tracking_uri)
     with warnings.catch_warnings():  # MLflow asks for the input example left out on purpose
         warnings.filterwarnings("ignore", message=".*An input example was not provided")
         info = Model.log(
@@ -126,7 +133,7 @@ def load(tracking_uri: str, model_uri: str) -> Classifier:
 
     from study.errors import ModelError
 
-    mlflow.set_tracking_uri(tracking_uri)
+    _use_store(tracking_uri)
     try:
         loaded = mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as error:
@@ -140,3 +147,9 @@ def load(tracking_uri: str, model_uri: str) -> Classifier:
     if not isinstance(classifier, Classifier):
         raise ModelError(f"model {model_uri}: not a model this tool logged (no image classifier)")
     return classifier
+
+
+def source_run(tracking_uri: str, model_uri: str) -> str:
+    """The id of the run that logged the model at `model_uri`."""
+    _use_store(tracking_uri)
+    return mlflow.models.get_model_info(model_uri).run_id

@@ -18,11 +18,7 @@ import numpy as np
 import pandas as pd
 
 from study.config import KNOBS, OBJECTIVES, PHASE_KNOBS, without_step_rounding
-from study.tracking.store import (
-    PARENT_TAG,
-    Store,
-    runs_from_database,
-)
+from study.tracking.store import PARENT_TAG
 
 MODEL_RUN_TYPES = ("trial", "train")
 # Params that differ between runs of one configuration: the seed, where the data lay, and the
@@ -42,22 +38,6 @@ class Counted:
     outside: int  # trial and train runs of the experiment that are not in scope
     budget: float | None  # Hyperband's final budget (frozen epochs); None for other oracles
     swept: list[str]  # settings that differ between counted runs, short knob names first
-
-
-def fetch_runs(store: Store, experiment_id: str) -> pd.DataFrame:
-    """Every run of the experiment as `mlflow.search_runs` gives it: read from the database
-    for a SQLite or PostgreSQL store (`runs_from_database`, the same frame in a fraction of
-    the time), through MLflow otherwise (a tracking server)."""
-    if store.is_database:
-        return runs_from_database(store.uri, experiment_id)
-    import mlflow
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(store.uri)
-    try:
-        return mlflow.search_runs(experiment_ids=[experiment_id])
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def column(runs: pd.DataFrame, name: str) -> pd.Series:

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from study.errors import ServerError
-from study.tracking.store import DEFAULT_STORE, is_postgres, sqlite_path
+from study.tracking.store import DEFAULT_STORE, Store, is_postgres, sqlite_path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+QUIET_UVICORN = "--log-level warning"  # uvicorn's INFO lines: start-up, shutdown
+QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated:UserWarning"
 
 
 def is_loopback(host: str) -> bool:
@@ -80,6 +83,7 @@ def command(
     port: int,
     allowed_hosts: str | None = None,
     artifacts: str | Path | None = None,
+    quiet: bool = False,
 ) -> Command:
     """The `mlflow ui` or `mlflow server` process for a store.
 
@@ -87,7 +91,9 @@ def command(
     MLFLOW_BACKEND_STORE_URI. A server stores the artifacts that clients send it under
     `artifacts`, a folder or an object store URI (by default `artifacts/` beside a SQLite
     database, `mlruns/artifacts` under the working directory for PostgreSQL), so workers on
-    other machines need no shared folder."""
+    other machines need no shared folder. A `quiet` process prints no line per request or
+    start-up step (QUIET_UVICORN), no deprecation warning of MLflow's web framework, and no
+    notice that the registry shares the backend store (it is passed explicitly)."""
     line = [sys.executable, "-m", "mlflow", kind]
     line += ["--host", host, "--port", str(port), "--workers", "1"]
     if kind == "server":
@@ -100,11 +106,30 @@ def command(
             line += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     if allowed_hosts:
         line += ["--allowed-hosts", allowed_hosts]
+    if quiet:
+        line += ["--uvicorn-opts", QUIET_UVICORN]
     # MLflow's job runner (GenAI scorers and evaluations, none of which a study uses) keeps
     # eight polling processes busy beside the server: off, unless the environment asks for it.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     env["MLFLOW_BACKEND_STORE_URI"] = store_uri
+    if quiet:
+        env["MLFLOW_REGISTRY_STORE_URI"] = store_uri
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), QUIET_WARNINGS]))
     return Command(line, env, host, port)
+
+
+def run(server: Command, when_up: Callable[[], None] | None = None) -> int:
+    """Run a server in the foreground, its output to this terminal, until it exits (its exit
+    code) or Ctrl-C stops it; `when_up` is called once it answers."""
+    process = subprocess.Popen(server.line, env=server.env)
+    try:
+        if when_up is not None:
+            wait_until_up(server, process)
+            when_up()
+        return process.wait()
+    except KeyboardInterrupt:
+        stop(process)
+        raise
 
 
 def start(server: Command, log: Path | None = None, wait_s: float = 120.0) -> subprocess.Popen:
@@ -156,3 +181,23 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class TrackingServer:
+    """The tracking server through which local workers log to a SQLite store (a file that takes
+    one writer at a time), started before it is needed: the sweep launches it while it loads
+    its data and builds the feature cache, on a store whose database it creates first."""
+
+    def __init__(self, store: Store, log: Path):
+        store.initialize()
+        self.command = command("server", store.uri, "127.0.0.1", free_port())
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.process, self.log = launch(self.command, log), log
+
+    def url(self) -> str:
+        """Its address, once it answers."""
+        wait_until_up(self.command, self.process, self.log)
+        return self.command.url
+
+    def stop(self) -> None:
+        stop(self.process)

@@ -15,10 +15,12 @@ import re
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from study.errors import TrackingError
@@ -28,7 +30,10 @@ from study.tracking.provenance import redact, source_tags
 if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy
+    from mlflow.tracking import MlflowClient
     from sqlalchemy.engine import URL
+
+T = TypeVar("T")
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
@@ -40,6 +45,8 @@ CONFIGURATIONS = "configurations.json"  # a sweep's configurations, best first (
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
+# `mlflow.search_runs`'s page and limit (SEARCH_MAX_RESULTS_PANDAS, NUM_RUNS_PER_PAGE_PANDAS)
+_SEARCH_PAGE, _SEARCH_MAX_RESULTS = 10_000, 100_000
 # How SQLite and PostgreSQL word the loss of a race to insert a dataset (also through a server)
 _DATASET_RACE = (
     "UNIQUE constraint failed: datasets",
@@ -231,6 +238,54 @@ def runs_from_database(uri: str, experiment_id: str) -> pd.DataFrame:
                 connection,
                 params=where,
             )
+    return _runs_frame(info, values)
+
+
+def runs_through_client(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
+    """The experiment's active runs as `mlflow.search_runs` gives them, through MLflow's client
+    (a tracking server), page by page as `mlflow.search_runs` reads them, without its global
+    tracking URI."""
+    import pandas as pd
+
+    found, token = [], None
+    while len(found) < _SEARCH_MAX_RESULTS:
+        page = client.search_runs(
+            [experiment_id],
+            max_results=min(_SEARCH_PAGE, _SEARCH_MAX_RESULTS - len(found)),
+            page_token=token,
+        )
+        found += page
+        token = page.token
+        if not token:
+            break
+    info = pd.DataFrame(
+        [
+            (r.info.run_id, r.info.experiment_id, r.info.status, r.info.artifact_uri)
+            + (r.info.start_time, r.info.end_time)
+            for r in found
+        ],
+        columns=["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"],
+    )
+    columns = ["run_uuid", "key", "value"]
+    values = {
+        kind: pd.DataFrame(
+            [(r.info.run_id, k, v) for r in found for k, v in getattr(r.data, kind).items()],
+            columns=columns,
+        )
+        for kind in ("params", "tags")
+    }
+    values["metrics"] = pd.DataFrame(
+        [(r.info.run_id, k, v, math.isnan(v)) for r in found for k, v in r.data.metrics.items()],
+        columns=[*columns, "is_nan"],
+    )
+    return _runs_frame(info, values)
+
+
+def _runs_frame(info: pd.DataFrame, values: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """`mlflow.search_runs`'s frame from a table of runs and one of their (run_uuid, key,
+    value) per kind: params, tags, and metrics (with `is_nan`)."""
+    import pandas as pd
+
     info = info.sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable")
     order = info["run_id"]
     # Built as mlflow.search_runs builds its frame, from lists with None for a missing value,
@@ -280,8 +335,66 @@ def _timestamps(milliseconds: pd.Series) -> list:
     return [None if pd.isna(value) else value for value in converted]
 
 
+@dataclass(frozen=True)
+class LoggedRun:
+    """A run as the study reads it back."""
+
+    run_id: str
+    status: str  # RUNNING, FINISHED, FAILED or KILLED
+    deleted: bool
+    params: dict[str, str]
+    metrics: dict[str, float]  # each metric's latest value
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A version of a model in the Model Registry."""
+
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+def _logged_run(run) -> LoggedRun:
+    return LoggedRun(
+        run.info.run_id,
+        run.info.status,
+        run.info.lifecycle_stage == "deleted",
+        dict(run.data.params),
+        dict(run.data.metrics),
+        dict(run.data.tags),
+    )
+
+
+def _model_version(found) -> ModelVersion:
+    return ModelVersion(found.name, str(found.version), found.run_id, dict(found.tags))
+
+
+def _tags_filter(tags: dict[str, str]) -> str:
+    """An MLflow filter string matching runs with these tags (values of letters, digits and
+    `-_.`: ids, run types, hashes)."""
+    return " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+
+
 class Store:
-    """One MLflow tracking store. Nothing is written to it before `experiment()` is called."""
+    """One MLflow tracking store: the study's questions to MLflow, as named methods. MLflow's
+    client and its filter strings stay inside this class.
+
+    Experiments: `experiment`, `find_experiment`, `experiment_names`, `recent_experiments`.
+    Runs: `create_run`, `run`, `end_run`, `reopen_run`, `get_run`, `child_runs`,
+    `latest_running_run`, `orphaned_runs`, `runs` (the runs frame), `histories`.
+    Logging: `log`, `log_datasets`, `log_text`, `log_artifact`, `log_artifacts`, `log_table`.
+    Artifacts: `download_artifact`, `artifact_names`, `read_artifacts`.
+    Model Registry: `find_model_version`, `model_version_by_alias`, `set_model_version_tags`,
+    `set_alias`. Nothing is written to the store before `experiment()` is called."""
 
     def __init__(self, uri: str | None = None):
         self.uri = resolve_uri(uri)
@@ -292,15 +405,21 @@ class Store:
         return redact(self.uri)
 
     @property
-    def client(self):
+    def _mlflow(self):
+        """MLflow's client of this store: it never leaves this class."""
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            database = sqlite_path(self.uri)
-            if database is not None and not database.exists():
-                create_sqlite_store(database)
+            self.initialize()
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
+
+    def initialize(self) -> None:
+        """Create a new SQLite store's tables, whole (`create_sqlite_store`), before anything
+        else opens it (MLflow's server would create them step by step)."""
+        database = sqlite_path(self.uri)
+        if database is not None and not database.exists():
+            create_sqlite_store(database)
 
     @property
     def is_database(self) -> bool:
@@ -315,7 +434,7 @@ class Store:
             return histories_from_database(self.uri, run_id, keys)
         found = {}
         for key in keys:
-            points = self.client.get_metric_history(run_id, key)
+            points = self._mlflow.get_metric_history(run_id, key)
             if points:
                 found[key] = [m.value for m in sorted(points, key=lambda m: m.step)]
         return found
@@ -369,7 +488,7 @@ class Store:
         """The id of the named experiment, created if needed, tagged as model training and
         described by `description` (when given)."""
         tags = {**EXPERIMENT_KIND, **({NOTE_TAG: description} if description else {})}
-        found = self.client.get_experiment_by_name(name)
+        found = self._mlflow.get_experiment_by_name(name)
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 raise TrackingError(
@@ -378,24 +497,35 @@ class Store:
                 )
             for key, value in tags.items():
                 if found.tags.get(key) != value:
-                    self.client.set_experiment_tag(found.experiment_id, key, value)
+                    self._mlflow.set_experiment_tag(found.experiment_id, key, value)
             return found.experiment_id
         location = None
         database = sqlite_path(self.uri)
         if database is not None:
             slug = re.sub(r"[^\w.-]+", "_", name)
             location = (database.resolve().parent / "artifacts" / slug).as_uri()
-        return self.client.create_experiment(name, artifact_location=location, tags=tags)
+        return self._mlflow.create_experiment(name, artifact_location=location, tags=tags)
 
-    def recent_experiments(self) -> list:
+    def find_experiment(self, name: str) -> str | None:
+        """The id of the named experiment, None when there is none (or it is deleted)."""
+        found = self._mlflow.get_experiment_by_name(name)
+        if found is None or found.lifecycle_stage == "deleted":
+            return None
+        return found.experiment_id
+
+    def experiment_names(self) -> list[str]:
+        return sorted(e.name for e in self._mlflow.search_experiments())
+
+    def recent_experiments(self) -> list[Experiment]:
         """The experiments that hold runs, the one with the latest run first."""
         latest = []
-        for experiment in self.client.search_experiments():
-            found = self.client.search_runs(
+        for experiment in self._mlflow.search_experiments():
+            found = self._mlflow.search_runs(
                 [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
             )
             if found:
-                latest.append((found[0].info.start_time, experiment))
+                named = Experiment(experiment.experiment_id, experiment.name)
+                latest.append((found[0].info.start_time, named))
         return [experiment for _, experiment in sorted(latest, key=lambda p: p[0], reverse=True)]
 
     def create_run(
@@ -404,12 +534,53 @@ class Store:
         tags = {**source_tags(), **tags}
         if parent_run_id:
             tags[PARENT_TAG] = parent_run_id
-        return self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        return self._mlflow.create_run(experiment_id, run_name=name, tags=tags).info.run_id
 
     def end_run(self, run_id: str, status: str, error: str | None = None) -> None:
         if error:
-            self.client.set_tag(run_id, ERROR_TAG, error[:5000])
-        self.client.set_terminated(run_id, status)
+            self._mlflow.set_tag(run_id, ERROR_TAG, error[:5000])
+        self._mlflow.set_terminated(run_id, status)
+
+    def reopen_run(self, run_id: str) -> None:
+        """Mark an ended run RUNNING again (a resumed sweep's parent run)."""
+        self._mlflow.update_run(run_id, status="RUNNING")
+
+    def get_run(self, run_id: str) -> LoggedRun:
+        return _logged_run(self._mlflow.get_run(run_id))
+
+    def child_runs(self, experiment_id: str, parent_run_id: str, **tags: str) -> list[LoggedRun]:
+        """The runs of `parent_run_id` (a sweep's trials) that carry `tags`."""
+        query = _tags_filter({**tags, PARENT_TAG: parent_run_id})
+        return [_logged_run(run) for run in self._mlflow.search_runs([experiment_id], query)]
+
+    def latest_running_run(self, experiment_id: str, **tags: str) -> str | None:
+        """The RUNNING run with `tags` that started last, None when there is none."""
+        query = f"{_tags_filter(tags)} and attributes.status = 'RUNNING'"
+        found = self._mlflow.search_runs(
+            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+        )
+        return found[0].info.run_id if found else None
+
+    def orphaned_runs(self, experiment_id: str, run_type: str, tags: dict[str, str]) -> list[str]:
+        """The RUNNING runs of `run_type` that carry `tags` (compared here: their values may
+        hold any character) and have no child run."""
+        query = f"{_tags_filter({'run_type': run_type})} and attributes.status = 'RUNNING'"
+        orphans = []
+        for run in self._mlflow.search_runs([experiment_id], query):
+            if any(run.data.tags.get(key) != value for key, value in tags.items()):
+                continue
+            children = _tags_filter({PARENT_TAG: run.info.run_id})
+            if not self._mlflow.search_runs([experiment_id], children, max_results=1):
+                orphans.append(run.info.run_id)
+        return orphans
+
+    def runs(self, experiment_id: str) -> pd.DataFrame:
+        """Every run of the experiment as `mlflow.search_runs` gives it: read from the database
+        for a SQLite or PostgreSQL store (`runs_from_database`, the same frame in a fraction of
+        the time), through MLflow's client otherwise (a tracking server)."""
+        if self.is_database:
+            return runs_from_database(self.uri, experiment_id)
+        return runs_through_client(self._mlflow, experiment_id)
 
     @contextmanager
     def run(
@@ -477,7 +648,7 @@ class Store:
         # One request carries up to MLflow's limit of each kind at once.
         calls = max(-(-len(entries) // _BATCH[kind]) for kind, entries in items.items())
         for call in range(calls):
-            self.client.log_batch(
+            self._mlflow.log_batch(
                 run_id,
                 **{
                     kind: entries[call * _BATCH[kind] : (call + 1) * _BATCH[kind]]
@@ -506,7 +677,7 @@ class Store:
         ]
         for attempt in range(_DATASET_ATTEMPTS):
             try:
-                self.client.log_inputs(run_id, datasets=inputs)
+                self._mlflow.log_inputs(run_id, datasets=inputs)
                 return
             except MlflowException as error:
                 # Two runs logging the same new dataset into one store at once: the later
@@ -516,8 +687,15 @@ class Store:
                 if not lost_race or attempt == _DATASET_ATTEMPTS - 1:
                     raise
 
-    def log_artifacts(self, run_id: str, folder: Path) -> None:
-        self.client.log_artifacts(run_id, str(folder))
+    def log_artifacts(self, run_id: str, folder: Path, under: str | None = None) -> None:
+        """The files of `folder` as the run's artifacts, in its artifact folder `under`."""
+        self._mlflow.log_artifacts(run_id, str(folder), under)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self._mlflow.log_artifact(run_id, str(path))
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self._mlflow.log_text(run_id, text, name)
 
     def log_table(self, run_id: str, table: pd.DataFrame, name: str) -> None:
         """`table` as the run's artifact `name` (JSON), shown as a table in the MLflow UI.
@@ -529,10 +707,92 @@ class Store:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / name
             table.to_json(path, orient="split", index=False, date_format="iso")
-            self.client.log_artifact(run_id, str(path))
+            self._mlflow.log_artifact(run_id, str(path))
         logged = json.loads(
-            self.client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]")
+            self._mlflow.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]")
         )
         entry = {"path": name, "type": "table"}
         if entry not in logged:
-            self.client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+            self._mlflow.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+    def download_artifact(self, run_id: str, name: str, folder: Path) -> Path:
+        """The run's artifact `name`, downloaded into `folder` (read in place when local)."""
+        return Path(self._mlflow.download_artifacts(run_id, name, str(folder)))
+
+    def artifact_names(self, run_id: str) -> list[str]:
+        """The paths of the run's top-level artifacts."""
+        return [item.path for item in self._mlflow.list_artifacts(run_id)]
+
+    def read_artifacts(
+        self,
+        artifact_uris: Iterable[str],
+        name: str,
+        read: Callable[[Path], T],
+        threads: int,
+    ) -> list[T | None]:
+        """Each run's artifact `name` as `read` reads it (None for a run that has none), in
+        `threads` threads: a read waits on the disk or the artifact server more than it runs
+        Python."""
+        with _no_progress_bar(), ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda uri: self._read_artifact(uri, name, read), artifact_uris))
+
+    def _read_artifact(self, artifact_uri: str, name: str, read: Callable[[Path], T]) -> T | None:
+        """The run's artifact `name` as `read` reads it, None when it has none. Read from the
+        run's artifact URI (from the runs as searched) rather than by run id, which would look
+        the run up in the store again for each file: ten times slower over thousands of runs. A
+        local artifact folder is read in place; any other is downloaded to a temporary folder
+        first."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.utils.file_utils import local_file_uri_to_path
+        from mlflow.utils.uri import is_local_uri
+
+        if is_local_uri(artifact_uri, is_tracking_or_registry_uri=False):
+            path = Path(local_file_uri_to_path(artifact_uri)) / name
+            return read(path) if path.is_file() else None
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                repository = get_artifact_repository(artifact_uri, tracking_uri=self.uri)
+                path = repository.download_artifacts(name, folder)
+            except (MlflowException, OSError):
+                return None
+            return read(Path(path))
+
+    # -- the Model Registry ---------------------------------------------------------------------
+
+    def find_model_version(self, name: str, tag: str, value: str) -> ModelVersion | None:
+        """A version of model `name` whose tag `tag` is `value`, None when there is none."""
+        found = self._mlflow.search_model_versions(f"name = '{name}' and tags.{tag} = '{value}'")
+        return _model_version(found[0]) if found else None
+
+    def model_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version of model `name` that `alias` names, None when none does."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _model_version(self._mlflow.get_model_version_by_alias(name, alias))
+        except MlflowException:
+            return None
+
+    def set_model_version_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._mlflow.set_model_version_tag(name, version, key, value)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._mlflow.set_registered_model_alias(name, alias, version)
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar for every download unless told otherwise. Set once around
+    all the reads: the environment is shared by their threads."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous

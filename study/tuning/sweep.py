@@ -35,11 +35,12 @@ from study import processes
 from study.config import StudyConfig
 from study.errors import ConfigError, SweepStateError, TrainingFailed, WorkersLost
 from study.files import atomic_write_text
-from study.tracking import outcome, runs, server
-from study.tracking.store import CONFIGURATIONS, NOTE_TAG, PARENT_TAG, REPORT_NOTE, Store
+from study.runs import session, tracked
+from study.tracking import outcome, server
+from study.tracking.store import CONFIGURATIONS, NOTE_TAG, REPORT_NOTE, LoggedRun, Store
 from study.tuning import keras_tuner_adapter, tuner
 from study.tuning.keras_tuner_adapter import ORACLE_IP, ORACLE_PORT, TUNER_ID
-from study.tuning.workers import Lease, TrackingServer, WorkerPool
+from study.tuning.workers import Lease, WorkerPool
 
 STATE_FILE = "sweep.json"
 STATE_TAG = "sweep_state"  # host:folder of the sweep's state, on its parent run
@@ -101,9 +102,9 @@ class Sweep:
         oracle = tuner.make_oracle(self.config)  # checks the search space before any work
         if workers is None and oracle_address is not None:
             workers = 0  # the chief of remote workers starts local ones only when asked
-        self.tracking: TrackingServer | None = None
+        self.tracking: server.TrackingServer | None = None
         try:
-            self.prepared = runs.prepare(
+            self.prepared = session.prepare(
                 self.config,
                 self.store,
                 self.state_dir,
@@ -166,7 +167,7 @@ class Sweep:
         oracle = tuner.make_oracle(self.config)
         host, _, port = oracle_address.rpartition(":")
         os.environ.update({ORACLE_IP: host, ORACLE_PORT: port, TUNER_ID: worker_id})
-        self.prepared = runs.prepare(self.config, self.store, self.state_dir, self.progress)
+        self.prepared = session.prepare(self.config, self.store, self.state_dir, self.progress)
         self.experiment_id = self.store.experiment(self.config.name)
         self.parent_run_id = self._find_parent(self._identity(self.prepared))
         lease = Lease(self.store, self.parent_run_id, worker_id)
@@ -186,8 +187,7 @@ class Sweep:
         if workers is None:
             workers, _ = default_workers(self.config, images, None, processes.usable_cores())
         if workers and self.store.uri.startswith("sqlite:"):
-            self.store.client  # noqa: B018 - creates the database, before the server opens it
-            self.tracking = TrackingServer(self.store, self.project / "tracking-server.log")
+            self.tracking = server.TrackingServer(self.store, self.project / "tracking-server.log")
 
     def _default_workers(self, retry_failed: bool) -> int:
         """The local workers `default_workers` chooses for what is left of this sweep, said."""
@@ -207,11 +207,12 @@ class Sweep:
         """Planned trials without a FINISHED run (or a FAILED one, unless it is retried)."""
         if self.planned is None:
             return None
-        query = f"tags.run_type = 'trial' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
         ended = {
-            run.data.tags.get("trial_id")
-            for run in self.store.client.search_runs([self.experiment_id], query)
-            if run.info.status == "FINISHED" or (run.info.status == "FAILED" and not retry_failed)
+            run.tags.get("trial_id")
+            for run in self.store.child_runs(
+                self.experiment_id, self.parent_run_id, run_type="trial"
+            )
+            if run.status == "FINISHED" or (run.status == "FAILED" and not retry_failed)
         }
         return max(self.planned - len(ended), 0)
 
@@ -221,8 +222,8 @@ class Sweep:
         failed = [t for t in oracle.end_order if oracle.trials[t].status == "FAILED"]
         for trial_id in failed:
             for run in self.child_runs(trial_id):
-                if run.info.status == "FAILED":
-                    self.store.client.set_tag(run.info.run_id, RETRIED_TAG, "true")
+                if run.status == "FAILED":
+                    self.store.log(run.run_id, tags={RETRIED_TAG: "true"})
         oracle.end_order = [t for t in oracle.end_order if t not in failed]
         keras_tuner_adapter.queue_retries(oracle, failed)
         oracle.save()
@@ -241,7 +242,7 @@ class Sweep:
 
     # -- the parent run and the state beside the Keras Tuner project ------------------------
 
-    def _identity(self, prepared: runs.Prepared) -> str:
+    def _identity(self, prepared: session.Prepared) -> str:
         """What must not change while a sweep resumes: the config, the data, the weights."""
         body = self.config.model_dump()
         body["data"]["root"] = prepared.dataset.fingerprint
@@ -259,9 +260,9 @@ class Sweep:
                     "or use another --state-dir"
                 )
             run_id = state["parent_run_id"]
-            if self.store.client.get_run(run_id).info.lifecycle_stage == "deleted":
+            if self.store.get_run(run_id).deleted:
                 raise SweepStateError(f"the sweep's parent run {run_id} was deleted; use --fresh")
-            self.store.client.update_run(run_id, status="RUNNING")
+            self.store.reopen_run(run_id)
             self.say(f"resuming sweep {self.config.name} (parent run {run_id})")
             return run_id
         if self.project.exists():  # a Keras Tuner project without a parent run: start over
@@ -289,9 +290,9 @@ class Sweep:
                 "hyperparameters": json.dumps(space, sort_keys=True),
                 "planned_trials": self.planned,
             },
-            tags={**runs.describe(self.prepared), NOTE_TAG: self._sweep_note()},
+            tags={**tracked.describe(self.prepared), NOTE_TAG: self._sweep_note()},
         )
-        self.store.client.log_text(run_id, self.config.to_yaml(), "search_space.yaml")
+        self.store.log_text(run_id, self.config.to_yaml(), "search_space.yaml")
         self.project.mkdir(parents=True, exist_ok=True)
         state = {
             "identity": identity,
@@ -328,30 +329,19 @@ class Sweep:
     def _orphan_parents(self) -> list[str]:
         """Parent runs of this state folder that a kill stopped between creating the run and
         saving sweep.json: still RUNNING, never resumable, and without trials."""
-        query = "tags.run_type = 'sweep' and attributes.status = 'RUNNING'"
-        label = self._state_label()
-        orphans = []
-        for run in self.store.client.search_runs([self.experiment_id], query):
-            if run.data.tags.get(STATE_TAG) != label:
-                continue
-            children = f"tags.`{PARENT_TAG}` = '{run.info.run_id}'"
-            if not self.store.client.search_runs([self.experiment_id], children, max_results=1):
-                orphans.append(run.info.run_id)
-        return orphans
+        return self.store.orphaned_runs(
+            self.experiment_id, "sweep", {STATE_TAG: self._state_label()}
+        )
 
     def _find_parent(self, identity: str, wait_s: float = 600.0) -> str:
         """The running parent run of this sweep, created by its chief."""
-        query = (
-            f"tags.run_type = 'sweep' and tags.sweep_identity = '{identity}' "
-            "and attributes.status = 'RUNNING'"
-        )
         deadline = time.monotonic() + wait_s
         while True:
-            found = self.store.client.search_runs(
-                [self.experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1
+            found = self.store.latest_running_run(
+                self.experiment_id, run_type="sweep", sweep_identity=identity
             )
             if found:
-                return found[0].info.run_id
+                return found
             if time.monotonic() > deadline:
                 raise SweepStateError(
                     f"no running sweep of this config in {self.store.display_uri} after "
@@ -364,7 +354,7 @@ class Sweep:
         if state_path.is_file():
             old = json.loads(state_path.read_text())["parent_run_id"]
             try:
-                if self.store.client.get_run(old).info.status == "RUNNING":
+                if self.store.get_run(old).status == "RUNNING":
                     self.store.end_run(old, "KILLED", "abandoned: a fresh sweep was started")
             except Exception:  # noqa: BLE001 - the old run may live in another store
                 pass
@@ -372,23 +362,22 @@ class Sweep:
 
     # -- trials ------------------------------------------------------------------------------
 
-    def child_runs(self, trial_id: str) -> list:
-        query = f"tags.trial_id = '{trial_id}' and tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
-        return self.store.client.search_runs([self.experiment_id], query)
+    def child_runs(self, trial_id: str) -> list[LoggedRun]:
+        return self.store.child_runs(self.experiment_id, self.parent_run_id, trial_id=trial_id)
 
     def _run_trial(self, trial) -> dict[str, float]:
         trial_id = trial.trial_id
         self._started[trial_id] = time.monotonic()
         existing = self.child_runs(trial_id)
         for run in existing:
-            if run.info.status == "FINISHED":
-                self._scores[trial_id] = _scores(run.data.metrics)
+            if run.status == "FINISHED":
+                self._scores[trial_id] = _scores(run.metrics)
                 return self._scores[trial_id]
-            if run.info.status == "FAILED" and RETRIED_TAG not in run.data.tags:
-                raise kt.errors.FailedTrialError(run.data.tags.get("error", "failed earlier"))
+            if run.status == "FAILED" and RETRIED_TAG not in run.tags:
+                raise kt.errors.FailedTrialError(run.tags.get("error", "failed earlier"))
         for run in existing:
-            if run.info.status == "RUNNING":
-                self.store.end_run(run.info.run_id, "KILLED", "interrupted: the sweep stopped")
+            if run.status == "RUNNING":
+                self.store.end_run(run.run_id, "KILLED", "interrupted: the sweep stopped")
         values = tuner.trial_values(trial)
         if "tuner/epochs" in trial.hyperparameters.values:
             values["frozen.epochs"] = trial.hyperparameters.values["tuner/epochs"]
@@ -397,7 +386,7 @@ class Sweep:
         except ConfigError as error:
             raise kt.errors.FailedTrialError(str(error)) from None
         try:
-            _, result = runs.execute(
+            _, result = tracked.execute(
                 trial_config,
                 self.prepared,
                 self.store,
@@ -429,12 +418,12 @@ class Sweep:
         """Give a FAILED trial its one FAILED run with the error: its RUNNING run is closed, or,
         when it failed before its run existed, a run is made for it."""
         reason = _last_line(trial.message)
-        found = [r for r in self.child_runs(trial.trial_id) if RETRIED_TAG not in r.data.tags]
-        if any(run.info.status in ("FINISHED", "FAILED") for run in found):
+        found = [r for r in self.child_runs(trial.trial_id) if RETRIED_TAG not in r.tags]
+        if any(run.status in ("FINISHED", "FAILED") for run in found):
             return
-        running = [run for run in found if run.info.status == "RUNNING"]
+        running = [run for run in found if run.status == "RUNNING"]
         for run in running:
-            self.store.end_run(run.info.run_id, "FAILED", reason)
+            self.store.end_run(run.run_id, "FAILED", reason)
         if running:
             return
         values = tuner.trial_values(trial)
@@ -480,9 +469,7 @@ class Sweep:
             if trial.status == "FAILED":
                 self.close_failed(trial)
         objective = self.config.tuner.objective
-        found = outcome.counted_runs(
-            outcome.fetch_runs(self.store, self.experiment_id), self.parent_run_id
-        )
+        found = outcome.counted_runs(self.store.runs(self.experiment_id), self.parent_run_id)
         counted = found.runs
         table = configurations_table(found, objective)
         self.store.log_table(self.parent_run_id, table, CONFIGURATIONS)
@@ -540,7 +527,7 @@ class Sweep:
         )
         path = self.project / "best_config.yaml"
         atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
-        self.store.client.log_artifact(self.parent_run_id, str(path))
+        self.store.log_artifact(self.parent_run_id, path)
         return path
 
 

@@ -102,12 +102,12 @@ class Lease:
     def _write(self, released: bool) -> None:
         lease = {"host": socket.gethostname(), "pid": os.getpid(), "beat": time.time()}
         lease["released"] = released
-        self.store.client.set_tag(self.parent_run_id, self.tag, json.dumps(lease))
+        self.store.log(self.parent_run_id, tags={self.tag: json.dumps(lease)})
 
 
 def read_leases(store: Store, parent_run_id: str) -> dict[str, dict]:
     """Worker id -> its lease, as the parent run holds them."""
-    tags = store.client.get_run(parent_run_id).data.tags
+    tags = store.get_run(parent_run_id).tags
     return {
         key.removeprefix(LEASE_TAG): json.loads(value)
         for key, value in tags.items()
@@ -125,25 +125,6 @@ def alive(lease: dict) -> bool:
     return time.time() - lease["beat"] < LEASE_EXPIRES_S
 
 
-class TrackingServer:
-    """The tracking server through which local workers log to a SQLite store (a file that takes
-    one writer at a time), started before it is needed: the sweep launches it while it loads
-    its data and builds the feature cache, on a store whose database exists."""
-
-    def __init__(self, store: Store, log: Path):
-        self.command = server.command("server", store.uri, "127.0.0.1", server.free_port())
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self.process, self.log = server.launch(self.command, log), log
-
-    def url(self) -> str:
-        """Its address, once it answers."""
-        server.wait_until_up(self.command, self.process, self.log)
-        return self.command.url
-
-    def stop(self) -> None:
-        server.stop(self.process)
-
-
 class WorkerPool:
     """The chief's watch over its workers: local worker processes (none with `count` 0), each
     running `run` once set up, started again when they die, and the leases of remote
@@ -157,7 +138,7 @@ class WorkerPool:
         host: str,
         port: str,
         run: WorkerRun,
-        tracking: TrackingServer | None = None,
+        tracking: server.TrackingServer | None = None,
     ):
         self.sweep, self.count, self.address, self.run = sweep, count, f"{host}:{port}", run
         self.threads = max(1, processes.usable_cores() // max(count, 1))

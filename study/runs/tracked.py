@@ -1,9 +1,8 @@
 """One tracked training run: a validated config in, a finished MLflow run out.
 
-`prepare` does everything that can fail on bad input (data, weights, store) before anything is
-written, then builds the feature cache of the study's first seed. `execute` splits the data by
-the run's seed, trains on the run's backbone (with random weights, the seed's backbone draw,
-whose caches are built on the first run that needs them), and logs the whole story of the run.
+`execute` splits the data by the run's seed, trains on the run's backbone (with random
+weights, the seed's backbone draw, whose caches are built on the first run that needs them;
+see `session`), and logs the whole story of the run.
 """
 
 from __future__ import annotations
@@ -12,126 +11,21 @@ import csv
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 import study
-from study.caches import activations, features
 from study.config import StudyConfig
 from study.data import dataset as data
-from study.model.nasnet import Weights, build_backbone, build_classifier, resolve_weights
+from study.model.nasnet import build_backbone, build_classifier
+from study.runs.session import Prepared
 from study.tracking import provenance
 from study.tracking.store import NOTE_TAG, PREDICTIONS, Store
 from study.training import train as training
 
 CONTEXTS = {"val": "validation"}  # split name -> MLflow's dataset context, where they differ
 BACKBONE_DRAW_TAG = "backbone_draw"  # a run's random backbone draw (seed mod backbone_draws)
-
-
-@dataclass
-class Prepared:
-    """What every run of a study shares, and the caches of the runs that differ from the
-    prepared one in their backbone draw or pooling."""
-
-    dataset: data.Dataset
-    weights: Weights  # the first seed's backbone
-    features: features.FeatureCache | None
-    activations: activations.ActivationCache | None = None
-    state_dir: Path | None = None
-    progress: bool = True
-    other_features: dict[str, features.FeatureCache] = field(default_factory=dict)  # by key
-    other_activations: dict[str, activations.ActivationCache] = field(default_factory=dict)
-
-    def weights_for(self, config: StudyConfig) -> Weights:
-        """The backbone of this run: with random weights its seed's draw (or the pinned
-        `model.init_seed`), else the prepared weights."""
-        return replace(self.weights, init_seed=config.model.backbone_init_seed(config.seed))
-
-    def features_for(self, config: StudyConfig) -> features.FeatureCache | None:
-        """The feature cache of this run: the prepared one, or the cache of a run whose
-        backbone draw or swept setting (`model.pooling`) changes what the cache holds, built
-        on its first run and read from disk by the others (once per process)."""
-        if self.features is None:
-            return None
-        weights = self.weights_for(config)
-        settings = features.settings(config)
-        # The runtime is the one the prepared cache was computed on (it may have fallen back
-        # to TensorFlow); it is not sweepable.
-        computed = {**settings, "runtime": self.features.runtime}
-        key = features.cache_key(self.dataset, weights, **computed)
-        if key == self.features.key:
-            return self.features
-        if key not in self.other_features:
-            self.other_features[key] = features.load_or_build(
-                self.dataset,
-                weights,
-                **settings,
-                directory=Path(self.state_dir) / "features",
-                progress=self.progress,
-            )
-        return self.other_features[key]
-
-    def activations_for(self, config: StudyConfig) -> activations.ActivationCache | None:
-        """The activation cache of this run's backbone, like `features_for`."""
-        if self.activations is None:
-            return None
-        weights = self.weights_for(config)
-        if weights == self.weights:
-            return self.activations
-        if weights.identity not in self.other_activations:
-            self.other_activations[weights.identity] = activations.load_or_build(
-                self.dataset,
-                weights,
-                **activations.settings(config),
-                directory=Path(self.state_dir) / "activations",
-                progress=self.progress,
-            )
-        return self.other_activations[weights.identity]
-
-
-def prepare(
-    config: StudyConfig,
-    store: Store,
-    state_dir: Path,
-    progress: bool = True,
-    cache: bool = True,
-    loaded: Callable[[data.Dataset], None] | None = None,
-) -> Prepared:
-    """Load and check every input, then build or load the feature cache and, for a fine-tuning
-    cut, the activation cache of the first seed's backbone (unless `cache` is false: a process
-    that runs no trial needs none). `loaded` is called with the data before the caches are
-    built."""
-    store.check()  # first: it takes a moment, where loading the data can take minutes
-    first_seed = config.sweep_seeds[0]
-    weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(first_seed))
-    dataset = data.load(
-        config.data.root, config.data.image_size, config.data.skip_bad_files, config.data
-    )
-    if loaded:
-        loaded(dataset)
-    features_cache = None
-    if cache and config.features.cache and config.frozen.epochs:
-        features_cache = features.load_or_build(
-            dataset,
-            weights,
-            **features.settings(config),
-            directory=Path(state_dir) / "features",
-            progress=progress,
-        )
-    activation_cache = None
-    cut = config.fine_tune.first_trainable
-    if cache and config.features.cache and config.fine_tune.epochs and cut is not None:
-        activation_cache = activations.load_or_build(
-            dataset,
-            weights,
-            **activations.settings(config),
-            directory=Path(state_dir) / "activations",
-            progress=progress,
-        )
-    return Prepared(dataset, weights, features_cache, activation_cache, state_dir, progress)
 
 
 def execute(
