@@ -111,6 +111,12 @@ def test_the_activation_report_ships_its_per_run_data():
     included = runs[runs["included"]]
     assert len(included) == 80
     assert {"configuration", "seed", "backbone_draw", "test_error_pct"} <= set(runs.columns)
+    errors = included.pivot_table(index="seed", columns="activation", values="test_error_pct")
+    table6 = pd.read_csv(folder / "table6_activation_error.csv").set_index("activation")
+    for name in ("relu", "tanh", "sigmoid"):  # Table 6's sign-flip p from runs.csv alone
+        differences = (errors[name] - errors["elu"]).to_numpy()
+        expected = every_sign_pattern_p(differences)
+        assert expected == pytest.approx(table6.loc[name, "p_permutation"], abs=1e-9)
     outcomes = pd.read_csv(folder / "outcomes.csv.gz")
     assert set(outcomes["run_id"]) == set(included["run_id"])
     # each run's test error rate is its per-image errors' mean

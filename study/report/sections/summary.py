@@ -101,4 +101,7 @@ def _backbone(analysis: Analysis) -> str:
         return f"Backbone weights: {weights}."
     asked = analysis.tables["question"].iloc[0]
     draws = int(asked["backbones"])
-    return f"Backbone weights: {weights}" + (f" ({draws} random draws)." if draws > 1 else ".")
+    if draws <= 1:
+        return f"Backbone weights: {weights}."
+    shared = "one per seed" if asked["answers"] == "another random backbone" else "shared"
+    return f"Backbone weights: {draws} random backbones, {shared} (each run's in `runs.csv`)."
