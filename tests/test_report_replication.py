@@ -263,11 +263,7 @@ def test_the_report_command_takes_several_experiments_and_refuses_other_question
     two_data_sets, tmp_path
 ):
     uri = two_data_sets.uri
-    populate(two_data_sets, "act-other", activation_sweep(seeds=(0, 1)))
-    parent = two_data_sets.client.search_runs(
-        [two_data_sets.client.get_experiment_by_name("act-other").experiment_id],
-        "tags.run_type = 'sweep'",
-    )[0].info.run_id
+    parent = populate(two_data_sets, "act-other", activation_sweep(seeds=(0, 1)))
     two_data_sets.log(
         parent,
         params={

@@ -749,7 +749,7 @@ def test_a_sweep_without_an_effect_reads_no_detectable_difference_and_names_the_
     verdict = text[text.index("## Verdict") : text.index("## Summary")]
     assert "**No detectable difference** among the 4 configurations in test error rate" in verdict
     assert f"within ±{widest:.2f} points" in verdict
-    assert "not beaten: 4 of 4" in verdict
+    assert "not beaten: all 4" in verdict
     assert "verdict.png" in verdict  # the per-seed differences open the report
     summary = text[text.index("## Summary") : text.index("## How the numbers")]
     best = analysis.tables["configurations"]["configuration"].iloc[0]
