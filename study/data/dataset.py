@@ -28,8 +28,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from study.config import SPLITS, Augmentation, Data, Split
 from study.errors import DataError
+from study.schema.data import Augmentation, Data, Split
+from study.vocabulary import SPLITS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MIN_SOURCE_SIZE = 32

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from study.config import OBJECTIVES
+from study.objective import OBJECTIVES
 from study.report import question, tables
 from study.report.expected_max import expected_max_table
 from study.report.importance import start_importance

@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from study.config import OBJECTIVES, Question
+from study.objective import Objective
 from study.report import stats, tables
 from study.report.selection import value_order
+from study.schema.search import Question
 from study.tracking.outcome import column, param
 
 TARGET_POINTS = 0.5  # percentage points the power table asks about
@@ -538,7 +539,7 @@ def champion_ties(included: pd.DataFrame, ranking: pd.DataFrame, objective: str)
     columns = ["configuration", "rank", "pairs", "lead", "lead_se", "tied"]
     if len(ranking) < 2:
         return pd.DataFrame(columns=columns)
-    sign = 1 if OBJECTIVES[objective] == "max" else -1
+    sign = Objective.named(objective).sign
     scores = tables.metric(included, objective)
     by_seed = pd.DataFrame(
         {"seed": included["seed"], "configuration": included["configuration"], "v": scores}

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, PHASE_KNOBS, SPLITS, StudyConfig
+from study.config import StudyConfig
 from study.report import stats
 from study.report.knob_tests import level_key
 from study.report.paper import Paper
 from study.report.selection import matching, value_order
 from study.tracking import outcome
 from study.tracking.outcome import column, metric, param
+from study.vocabulary import KNOBS, PHASE_KNOBS, SPLITS
 
 STAGES = {"frozen": "before fine-tuning", "fine_tune": "after fine-tuning"}
 # (our metric, label, the paper's name for it in Tables 3 and 4). The paper's precision,

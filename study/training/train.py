@@ -29,7 +29,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from study.caches.activations import ActivationCache, TrainingViews
 from study.caches.features import FeatureCache
-from study.config import Phase, StudyConfig
+from study.config import StudyConfig
 from study.data.dataset import AugmentedBatches, Dataset, to_model_input
 from study.errors import TrainingFailed
 from study.model import keras_scores
@@ -43,6 +43,8 @@ from study.model.nasnet import (
     set_trainable,
     split_backbone,
 )
+from study.objective import Objective
+from study.schema.training import Phase
 from study.training import frozen_loop
 
 STAGES = ("frozen", "fine_tune")
@@ -74,7 +76,7 @@ class PhaseResult:
     def improved(self) -> bool:
         """Whether the kept epoch beats the model the phase started from on its monitor."""
         best, start = self.history[self.monitor][self.best_epoch], self.initial[self.monitor]
-        return best > start if "accuracy" in self.monitor else best < start
+        return Objective.named(self.monitor).better(best, start)
 
     @property
     def epochs_run(self) -> int:
@@ -425,7 +427,8 @@ def _phase_result(
     were restored, else the last."""
     stopping = phase.early_stopping
     monitored = np.array(history[stopping.monitor])
-    best = np.nanargmax(monitored) if "accuracy" in stopping.monitor else np.nanargmin(monitored)
+    maximize = Objective.named(stopping.monitor).direction == "max"
+    best = np.nanargmax(monitored) if maximize else np.nanargmin(monitored)
     return PhaseResult(
         name=name,
         history=history,

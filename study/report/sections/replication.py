@@ -10,13 +10,13 @@ import re
 
 import pandas as pd
 
-from study.config import QUESTION_METRICS
 from study.report import balance, figures
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 from study.report.replication import FEWEST_FOR_PREDICTION
 from study.report.sections import sentences
 from study.report.sections.text import DASH, interval, number, signed
+from study.vocabulary import QUESTION_METRICS
 
 REPLICATION_FILE = "replication.csv"
 PER_DATA_SET = ("runs", "question", "omnibus", "family", "paired")  # tables shipped per data set
