@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from study.errors import TrackingError
-from study.files import remove_stale_partials
+from study.files import remove_stale_partials, slug
 from study.tracking.provenance import redact, source_tags
 
 if TYPE_CHECKING:
@@ -502,8 +502,7 @@ class Store:
         location = None
         database = sqlite_path(self.uri)
         if database is not None:
-            slug = re.sub(r"[^\w.-]+", "_", name)
-            location = (database.resolve().parent / "artifacts" / slug).as_uri()
+            location = (database.resolve().parent / "artifacts" / slug(name)).as_uri()
         return self._mlflow.create_experiment(name, artifact_location=location, tags=tags)
 
     def find_experiment(self, name: str) -> str | None:

@@ -6,10 +6,10 @@ the verdict figure of this report).
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
+from study.files import slug
 from study.report import balance, figures
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
@@ -24,7 +24,7 @@ PER_DATA_SET = ("runs", "question", "omnibus", "family", "paired")  # tables shi
 
 def file_prefix(experiment: str) -> str:
     """What each data set's files start with in the replication report's folder."""
-    return re.sub(r"[^\w.-]+", "_", experiment)
+    return slug(experiment)
 
 
 def section(
