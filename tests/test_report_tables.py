@@ -27,7 +27,7 @@ from study.report.analysis import analyse
 from study.report.render import markdown
 from study.report.selection import ReportError, select
 from study.tracking.outcome import ONE_CONFIGURATION
-from study.training.train import SPLIT_METRICS
+from study.training.evaluation import SPLIT_METRICS
 
 PAPER = paper.load()
 SPLITS = ("train", "val", "test")

@@ -298,7 +298,7 @@ def augment(images: np.ndarray, settings: Augmentation, rng: np.random.Generator
 
 class AugmentedBatches:
     """Shuffled, freshly augmented batches of images for training end to end (`settings` None:
-    the clean images), a batch source for `training.batch_pipeline`. An epoch's order and each
+    the clean images), a batch source for `feeding.batch_pipeline`. An epoch's order and each
     batch's augmentation are drawn from the seed, the epoch and the batch's index, so a batch
     does not depend on which batches were asked for before it."""
 

@@ -47,7 +47,7 @@ CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 class EpochOrders(Protocol):
-    """Cached views and the batch order of each epoch (`train.CachedViews`)."""
+    """Cached views and the batch order of each epoch (`feeding.CachedViews`)."""
 
     views: np.ndarray  # (images, views, features)
     labels: np.ndarray  # (images,)
