@@ -9,8 +9,8 @@ import pandas as pd
 
 from study.report import stats
 from study.report.analysis import Analysis
+from study.report.backbones import FEWEST_DRAWS
 from study.report.paper import Paper
-from study.report.question import FEWEST_DRAWS
 from study.report.sections.text import (
     PHASES,
     SPLIT_NAMES,
