@@ -1,6 +1,6 @@
 """What feeding Keras through a PyDataset costs: the same training epochs of the whole
 NASNet-Mobile classifier (every layer trainable, no augmentation), fed by
-`training.batch_pipeline` and by a Keras PyDataset over the same batches, each in a fresh
+`feeding.batch_pipeline` and by a Keras PyDataset over the same batches, each in a fresh
 process.
 
     python benchmarks/feeding_speed.py [--data ../shared/data/neu] [--image-size 128]
@@ -55,7 +55,7 @@ def main() -> None:
 
     from study.data import dataset as data
     from study.model import nasnet as model
-    from study.training import train as training
+    from study.training import feeding
 
     dataset = data.load(args.data, args.image_size)
     chosen = np.random.default_rng(0).permutation(len(dataset))[: args.images]
@@ -98,7 +98,7 @@ def main() -> None:
 
     batches = data.AugmentedBatches(images, labels, 32, None, seed=0)
     if args.feeding == "pipeline":
-        name, fed = "batch_pipeline", training.batch_pipeline(batches, args.epochs)
+        name, fed = "batch_pipeline", feeding.batch_pipeline(batches, args.epochs)
     else:
         name, fed = "Keras PyDataset", AsPyDataset(batches)
     timer = Epochs()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,3 +40,9 @@ def remove_stale_partials(path: str | Path) -> None:
         pid = partial.name.removeprefix(f".{path.name}.").removesuffix(".partial")
         if pid.isdigit() and not alive(int(pid)):
             partial.unlink(missing_ok=True)
+
+
+def slug(name: str) -> str:
+    """`name` as a file or folder name: each run of other characters than word characters,
+    dots and dashes becomes one underscore."""
+    return re.sub(r"[^\w.-]+", "_", name)

@@ -71,7 +71,7 @@ def no_generator_feeding(monkeypatch):
     """Fails the test if anything feeds TensorFlow through `tf.data.Dataset.from_generator`
     (as Keras does with a PyDataset): its kernel changes glibc's allocator settings for the
     whole process, which made every training step after it up to twice as slow
-    (`training.batch_pipeline`)."""
+    (`feeding.batch_pipeline`)."""
     import tensorflow as tf
 
     def refuse(*args, **kwargs):

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from study.processes import alive
-from study.tracking.store import database_connection, sqlalchemy_uri, sqlite_path
+from study.tracking.backends import sqlalchemy_uri, sqlite_path
+from study.tracking.run_tables import database_connection
 
 MOMENTS = ("cache", "store", "trial", "logging", "between")
 POLL_S = 0.1

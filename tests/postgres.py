@@ -96,7 +96,7 @@ def fresh_database(uri: str, name: str) -> str:
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
 
-    from study.tracking.store import sqlalchemy_uri
+    from study.tracking.backends import sqlalchemy_uri
 
     with psycopg.connect(uri, autocommit=True) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE])

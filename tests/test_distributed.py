@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from study.errors import WorkerIdError
 from study.report import selection
 from study.tracking import server
-from study.tracking.store import Store, sqlalchemy_uri
+from study.tracking.backends import sqlalchemy_uri
+from study.tracking.store import Store
 from study.tuning import workers
 
 from . import postgres

@@ -8,8 +8,7 @@ import tensorflow as tf
 
 from study import config
 from study.model.nasnet import FEATURE_WIDTH, build_head
-from study.training import frozen_loop
-from study.training import train as training
+from study.training import feeding, frozen_loop
 
 CLASSES, BATCH = 6, 32
 
@@ -48,7 +47,7 @@ def float32_betas(name: str) -> keras.optimizers.Optimizer:
 
 
 def loop_fit(head, train, validation, epochs, stopping, sample_weights=None):
-    orders = training.CachedViews(train[0][:, None], train[1], BATCH, seed=7)
+    orders = feeding.CachedViews(train[0][:, None], train[1], BATCH, seed=7)
     return frozen_loop.fit(
         head, head.loss, orders, validation, epochs, stopping, "frozen", None, sample_weights
     )
@@ -83,7 +82,7 @@ def test_curves_and_weights_equal_model_fit_on_the_same_batches(dropout, optimiz
     history = loop_fit(ours, train, validation, epochs, watch, weights)
 
     theirs = compiled()
-    picks = training.CachedViews(train[0][:, None], train[1], BATCH, seed=7).picks(epochs)
+    picks = feeding.CachedViews(train[0][:, None], train[1], BATCH, seed=7).picks(epochs)
     batches = None
     for order in picks[:, :, 0]:  # each epoch's examples in order, batched within the epoch
         epoch = tf.data.Dataset.from_tensor_slices(

@@ -9,7 +9,7 @@ import pytest
 
 from study.model import keras_scores
 from study.model.nasnet import build_head
-from study.training import train as training
+from study.training import phases
 
 
 def keras_value(metric: keras.metrics.Metric, targets: np.ndarray, scores: np.ndarray) -> float:
@@ -58,5 +58,5 @@ def test_eager_validation_scores_equal_keras_evaluate():
     features = rng.normal(size=(120, head.input_shape[-1])).astype(np.float32)
     labels = rng.integers(0, 6, 120)
     keras_scores_ = head.evaluate(features, labels, batch_size=120, verbose=0, return_dict=True)
-    eager = training.EagerValidation(features, labels).scores(head)
+    eager = phases.EagerValidation(features, labels).scores(head)
     assert eager == pytest.approx({k: keras_scores_[k] for k in eager}, abs=1e-6)

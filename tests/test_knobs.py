@@ -9,6 +9,7 @@ from study.caches import features
 from study.data import dataset as data
 from study.model import nasnet as model
 from study.runs import session
+from study.training import phases
 from study.training import train as training
 from study.tuning import tuner
 
@@ -77,7 +78,7 @@ def test_the_loss_of_a_phase_smooths_its_labels():
     )
     for smoothing in (0.0, 0.1):
         phase = config.Phase(label_smoothing=smoothing)
-        loss = float(training.phase_loss(phase)(labels, probabilities))
+        loss = float(phases.phase_loss(phase)(labels, probabilities))
         assert loss == pytest.approx(cross_entropy(labels, probabilities, smoothing), rel=1e-5)
     plain = cross_entropy(labels, probabilities, 0.0)
     assert cross_entropy(labels, probabilities, 0.1) != pytest.approx(plain, rel=1e-3)
@@ -166,8 +167,8 @@ def test_balanced_class_weights_are_n_over_classes_times_count_on_the_training_s
     balanced = config.Phase(class_weight="balanced")
     counts = np.bincount(labels)
     expected = {c: len(labels) / (len(counts) * counts[c]) for c in range(len(counts))}
-    assert training.phase_class_weight(balanced, labels) == pytest.approx(expected)
-    assert training.phase_class_weight(config.Phase(), labels) is None
+    assert phases.phase_class_weight(balanced, labels) == pytest.approx(expected)
+    assert phases.phase_class_weight(config.Phase(), labels) is None
     swept = {"fine_tune.class_weight": {"type": "choice", "values": ["none", "balanced"]}}
     cfg = config.validate({"name": "t", "fine_tune": {"epochs": 1}, "hyperparameters": swept})
     assert tuner.search_space(cfg).get("fine_tune.class_weight") == "none"
@@ -190,7 +191,7 @@ def test_class_weights_reach_the_training_loss(dataset, weights, cache, class_we
     head = model.build_head(len(dataset.class_names), "elu", 0.0, 100, cfg.seed)
     start = head.predict(cache.clean[parts["train"]], verbose=0)
     per_image = -np.log(np.clip(start[np.arange(len(labels)), labels], 1e-7, 1))
-    weights_of = training.phase_class_weight(cfg.frozen, labels) or {}
+    weights_of = phases.phase_class_weight(cfg.frozen, labels) or {}
     expected = np.mean([weights_of.get(label, 1.0) for label in labels] * per_image)
 
     result = training.train(cfg, dataset, parts, weights, cache if cached else None)

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from study import cli
 from study.tracking import server
-from study.tracking.store import sqlalchemy_uri
+from study.tracking.backends import sqlalchemy_uri
 
 from .conftest import REPO, run_study, wait_for_health
 

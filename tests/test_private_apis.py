@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from study import config as study_config
-from study.tracking.store import create_sqlite_store, histories_from_database, runs_from_database
+from study.tracking.backends import create_sqlite_store
+from study.tracking.run_tables import histories_from_database, runs_from_database
 from study.tuning import keras_tuner_adapter as adapter
 from study.tuning import tuner
 

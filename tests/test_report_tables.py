@@ -13,12 +13,21 @@ import pytest
 from scipy import stats as scipy_stats
 
 from study import config
-from study.report import document, knob_tests, paper, stats, tables
+from study.report import (
+    document,
+    hyperparameters,
+    inference,
+    knob_tests,
+    paper,
+    phase_scores,
+    stats,
+    tables,
+)
 from study.report.analysis import analyse
 from study.report.render import markdown
 from study.report.selection import ReportError, select
 from study.tracking.outcome import ONE_CONFIGURATION
-from study.training.train import SPLIT_METRICS
+from study.training.evaluation import SPLIT_METRICS
 
 PAPER = paper.load()
 SPLITS = ("train", "val", "test")
@@ -284,8 +293,8 @@ def test_minimised_objective_ranks_lowest_first():
 
 def test_scores_table_is_mean_std_and_interval_beside_the_paper():
     runs = select(frame([run(seed) for seed in range(3)])).runs
-    table = tables.scores_table(runs, "fine_tune", PAPER)
-    assert len(table) == len(tables.SCORES) * 3
+    table = phase_scores.scores_table(runs, "fine_tune", PAPER)
+    assert len(table) == len(phase_scores.SCORES) * 3
     row = table[(table["metric"] == "precision_keras") & (table["split"] == "val")].iloc[0]
     data = values(runs, "fine_tune_val_precision_keras")
     assert (row["n"], row["mean"], row["std"]) == (
@@ -315,9 +324,9 @@ def test_a_missing_phase_gives_an_empty_scores_table():
     runs = select(
         frame([run(seed, stages=("frozen",), **{"fine_tune.epochs": 0}) for seed in (0, 1)])
     ).runs
-    assert tables.scores_table(runs, "fine_tune", PAPER).empty
-    assert not tables.scores_table(runs, "frozen", PAPER).empty
-    hyper = tables.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
+    assert phase_scores.scores_table(runs, "fine_tune", PAPER).empty
+    assert not phase_scores.scores_table(runs, "frozen", PAPER).empty
+    hyper = hyperparameters.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
     assert hyper.loc["optimizer", "ours_after"] == "phase off"
     assert hyper.loc["epochs", "ours_after"] == "0 (phase off)"
     assert hyper.loc["optimizer", "ours_before"] == "adam"
@@ -329,7 +338,7 @@ def test_hyperparameter_table_lists_what_the_runs_used():
         for name in ("adam", "adamax")
     ]
     runs = select(frame(specs)).runs
-    table = tables.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
+    table = hyperparameters.hyperparameter_table(runs, PAPER).set_index("hyperparameter")
     assert list(table.index) == [key.replace("_", " ") for key in PAPER.hyperparameters]
     assert table.loc["optimizer", "ours_after"] == "varies: adam, adamax"
     assert table.loc["optimizer", "paper_after"] == "Adamax"
@@ -351,7 +360,7 @@ def test_hyperparameter_table_shows_settings_it_has_no_rule_for_by_their_dotted_
     extended = dataclasses.replace(
         PAPER, hyperparameters={**PAPER.hyperparameters, "model.init_seed": unknown}
     )
-    table = tables.hyperparameter_table(runs, extended).set_index("hyperparameter")
+    table = hyperparameters.hyperparameter_table(runs, extended).set_index("hyperparameter")
     added = ["model.init_seed", "model.normalize_features", "frozen.augment"]
     assert list(table.index) == [key.replace("_", " ") for key in PAPER.hyperparameters] + added
     assert table.loc["model.init_seed", ["ours_before", "ours_after"]].tolist() == ["0", "0"]
@@ -515,7 +524,7 @@ def test_inference_table_puts_our_timings_beside_the_paper():
             for number in range(3)  # newest first, as MLflow lists them
         ]
     )
-    table = tables.inference_table(runs, tables.benchmarks(bench), "test", "elu", PAPER)
+    table = inference.inference_table(runs, inference.benchmarks(bench), "test", "elu", PAPER)
     assert list(table["source"]) == [PAPER.short] * 4 + ["ours"]
     assert table["bench_run_id"].iloc[4] == "bench-0"  # the latest of one machine and size
     nasnet = table.iloc[3]
@@ -526,7 +535,9 @@ def test_inference_table_puts_our_timings_beside_the_paper():
     assert ours["parameters"] == 4_376_022 and ours["data_size"] == 1800
     assert (ours["batch32_ms_per_step"], ours["batch1_ms_per_step"]) == (640.0, 45.0)
     assert ours["machine"] == "Test CPU, 2 cores, no GPU"
-    without = tables.inference_table(runs, tables.benchmarks(bench.iloc[0:0]), "test", "elu", PAPER)
+    without = inference.inference_table(
+        runs, inference.benchmarks(bench.iloc[0:0]), "test", "elu", PAPER
+    )
     assert math.isnan(without.iloc[4].get("batch32_ms_per_step", math.nan))
 
 
@@ -634,7 +645,9 @@ def test_inference_table_has_a_row_per_runtime_with_the_runtime_named():
             for runtime, ms in (("onnxruntime", 15.0), (None, 36.0), ("openvino", 14.0))
         ]
     )
-    ours = tables.inference_table(runs, tables.benchmarks(bench), "test", "elu", PAPER).iloc[4:]
+    ours = inference.inference_table(runs, inference.benchmarks(bench), "test", "elu", PAPER).iloc[
+        4:
+    ]
     assert list(ours["runtime"]) == ["openvino", "onnxruntime", "tensorflow"]  # oldest first
     assert list(ours["batch1_ms_per_step"]) == [14.0, 15.0, 36.0]
     assert all(
@@ -690,7 +703,7 @@ def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
         scores["fine_tune_test_accuracy"] = scores["frozen_test_accuracy"] + shifts[seed]
     runs = select(frame(specs)).runs
     elu = runs[runs["params.model.activation"] == "elu"]
-    gain = tables.fine_tuning_gain(elu, "test").set_index("split")
+    gain = phase_scores.fine_tuning_gain(elu, "test").set_index("split")
 
     differences = 100 * np.array([shifts[seed] for seed in elu["seed"]])
     exact = scipy_stats.permutation_test(
@@ -707,7 +720,7 @@ def test_fine_tuning_gain_pairs_each_run_with_its_own_frozen_phase():
     assert test["frozen_mean"] == pytest.approx(100 * values(elu, "frozen_test_accuracy").mean())
     val = gain.loc["val"]  # fine-tuning gains the same in every seed here, and val is not tested
     assert (val["higher"], val["lower"]) == (4, 0) and math.isnan(val["p_permutation"])
-    assert tables.fine_tuning_gain(
+    assert phase_scores.fine_tuning_gain(
         select(frame(activation_sweep(stages=("frozen",)))).runs, "test"
     ).empty
 

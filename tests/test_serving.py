@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from study.data.dataset import discover, sample_root
+from study.data.dataset import sample_root
+from study.data.discovery import discover
 from study.serving.export import TOLERANCE
 from study.tracking import server
 

@@ -59,7 +59,7 @@ def test_runs_read_through_the_client_are_the_frame_of_search_runs(tmp_path):
     import pandas as pd
     from mlflow.entities import Metric, Param
 
-    from study.tracking.store import runs_through_client
+    from study.tracking.run_tables import runs_through_client
 
     uri = f"sqlite:///{tmp_path}/m.db"
     Store(uri).initialize()

@@ -9,7 +9,7 @@ from study.data import dataset as data
 from study.errors import TrainingFailed
 from study.model import nasnet as model
 from study.runs import tracked
-from study.training import frozen_loop
+from study.training import evaluation, feeding, frozen_loop
 from study.training import train as training
 
 from .conftest import copy_slice
@@ -65,7 +65,7 @@ def test_cached_head_on_the_backbone_matches_the_cached_evaluation(dataset, weig
     np.testing.assert_allclose(
         through_backbone, result.head.predict(cache.clean[test], verbose=0), atol=1e-5
     )
-    rescored = training.evaluate(through_backbone, dataset.labels[test], dataset.class_names)
+    rescored = evaluation.evaluate(through_backbone, dataset.labels[test], dataset.class_names)
     for key, value in result.evaluations["frozen"]["test"].metrics.items():
         assert rescored.metrics[key] == pytest.approx(value, abs=1e-4), key
 
@@ -113,7 +113,7 @@ def test_time_budget_fails_the_training(dataset, weights, cache):
 def test_evaluation_metrics_by_hand():
     probabilities = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
     labels = np.array([0, 1, 1, 2])
-    scores = training.evaluate(probabilities, labels, ["a", "b", "c"])
+    scores = evaluation.evaluate(probabilities, labels, ["a", "b", "c"])
     assert scores.metrics["accuracy"] == 0.75
     assert scores.metrics["error_rate"] == 0.25
     assert scores.metrics["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.7, 0.3, 0.8])))
@@ -129,7 +129,7 @@ def test_evaluation_metrics_by_hand():
 
 def test_two_classes_have_an_auc():
     probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.2, 0.8]])
-    scores = training.evaluate(probabilities, np.array([0, 0, 1, 1]), ["functional", "defective"])
+    scores = evaluation.evaluate(probabilities, np.array([0, 0, 1, 1]), ["functional", "defective"])
     # defective scores 0.3 and 0.8 against 0.1 and 0.6: 3 of the 4 pairs ranked right
     assert scores.metrics["auc_ovr_macro"] == pytest.approx(3 / 4)
     assert scores.metrics["accuracy"] == 0.5
@@ -163,7 +163,7 @@ def test_fine_tuning_that_only_hurts_keeps_the_frozen_model(
     assert fine_tune.initial["val_loss"] == pytest.approx(frozen_val, rel=1e-3)
     assert result.final_stage == ("frozen" if keep_frozen else "fine_tune")
     kept = result.evaluations[result.final_stage]["test"].metrics
-    rescored = training.evaluate(
+    rescored = evaluation.evaluate(
         result.model.predict(data.to_model_input(dataset.images[parts["test"]]), verbose=0),
         dataset.labels[parts["test"]],
         dataset.class_names,
@@ -176,7 +176,7 @@ def test_each_seed_goes_through_the_cached_views_in_an_order_of_its_own():
     labels = np.zeros(10, dtype=np.int64)
 
     def views_seen(seed: int, epochs: int) -> np.ndarray:
-        batches = training.CachedViews(views, labels, batch_size=3, seed=seed)
+        batches = feeding.CachedViews(views, labels, batch_size=3, seed=seed)
         seen = []
         for _ in range(epochs):
             epoch = np.concatenate([batches[i][0][:, 0] for i in range(len(batches))])
@@ -223,12 +223,12 @@ def test_feature_normalization_is_adapted_on_the_training_split(dataset, weights
 def test_cached_views_picks_are_the_batches_in_their_order():
     views = np.arange(10 * 4 * 2, dtype=np.float32).reshape(10, 4, 2)
     labels = np.arange(10)
-    iterated = training.CachedViews(views, labels, batch_size=3, seed=5)
+    iterated = feeding.CachedViews(views, labels, batch_size=3, seed=5)
     expected = []
     for _ in range(6):  # more epochs than views: a second round of view orders
         expected.append(np.concatenate([iterated[i][0] for i in range(len(iterated))]))
         iterated.on_epoch_end()
-    picks = training.CachedViews(views, labels, batch_size=3, seed=5).picks(6)
+    picks = feeding.CachedViews(views, labels, batch_size=3, seed=5).picks(6)
     assert picks.shape == (6, 10, 2)
     for epoch, epoch_picks in zip(expected, picks, strict=True):
         np.testing.assert_array_equal(views[epoch_picks[:, 0], epoch_picks[:, 1]], epoch)
@@ -265,7 +265,7 @@ def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, kind):
 
     def source():
         if kind == "two-input views":
-            return training.CachedViews(TwoInputs(), np.arange(10), batch_size=4, seed=5)
+            return feeding.CachedViews(TwoInputs(), np.arange(10), batch_size=4, seed=5)
         settings = config.Augmentation() if kind == "augmented images" else None
         return data.AugmentedBatches(dataset.images, dataset.labels, 16, settings, seed=3)
 
@@ -273,11 +273,11 @@ def test_batch_pipeline_gives_the_batches_of_its_source_in_order(dataset, kind):
     for _ in range(4):
         expected += [iterated[i] for i in range(len(iterated))]
         iterated.on_epoch_end()
-    found = list(training.batch_pipeline(source(), 4).as_numpy_iterator())
+    found = list(feeding.batch_pipeline(source(), 4).as_numpy_iterator())
     assert len(found) == len(expected) == 4 * len(iterated)
     for want, got in zip(expected, found, strict=True):
         for want_part, got_part in zip(
-            training.batch_arrays(want), training.batch_arrays(got), strict=True
+            feeding.batch_arrays(want), feeding.batch_arrays(got), strict=True
         ):
             np.testing.assert_array_equal(got_part, want_part)
 

@@ -45,7 +45,7 @@ class ActivationCache:
 
 
 class TrainingViews:
-    """Some images' cached views as `training.CachedViews` draws them: `[images, views]` gives
+    """Some images' cached views as `feeding.CachedViews` draws them: `[images, views]` gives
     the model inputs of those images (positions in `images`) and views (0 to shape[1] - 1). With
     `augmented` false every image has one view, the clean one."""
 

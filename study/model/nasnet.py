@@ -15,8 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from study.config import CELLS
 from study.errors import WeightsError
+from study.vocabulary import CELLS
 
 IMAGENET_FILE = "nasnet_mobile_no_top.h5"
 IMAGENET_MD5 = "1ed92395b5b598bdda52abe5c0dbfd63"

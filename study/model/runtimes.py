@@ -18,8 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from study.config import RUNTIMES
 from study.errors import StudyError
+from study.vocabulary import RUNTIMES
 
 _OPENVINO_CONFIG = {
     "openvino": {"INFERENCE_PRECISION_HINT": "f32"},  # else AMX CPUs default to bf16

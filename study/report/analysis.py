@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from study.config import OBJECTIVES
-from study.report import question, tables
+from study.objective import OBJECTIVES
+from study.report import hyperparameters, inference, phase_scores, question, tables
 from study.report.expected_max import expected_max_table
 from study.report.importance import start_importance
 from study.report.knob_tests import knob_scales, knob_tests
@@ -85,7 +85,7 @@ def analyse(
         )
     included = selection.runs
     split = tables.error_split(included)
-    bench = tables.benchmarks(runs)
+    bench = inference.benchmarks(runs)
     found = {"runs": tables.run_table(selection.ledger, runs, split)}
     if included.empty:
         return Analysis(
@@ -101,8 +101,8 @@ def analyse(
     activation_runs = tables.comparable(included, selection.swept, best, vary="activation")
     found |= {
         "configurations": ranking,
-        "hyperparameters": tables.hyperparameter_table(included, paper),
-        "inference": tables.inference_table(best_runs, bench, split, best_label, paper),
+        "hyperparameters": hyperparameters.hyperparameter_table(included, paper),
+        "inference": inference.inference_table(best_runs, bench, split, best_label, paper),
         "activations": tables.activation_table(activation_runs, split, paper, outcomes),
     }
     asked, declared = question.declared_question(runs, selection.parent_run_id)
@@ -121,10 +121,10 @@ def analyse(
     if _oracle(runs, selection.parent_run_id) == "random" and "activation" in knobs:
         found["expected_max"] = expected_max_table(included, objective)
     for stage in tables.STAGES:
-        scores = tables.scores_table(best_runs, stage, paper, outcomes)
+        scores = phase_scores.scores_table(best_runs, stage, paper, outcomes)
         if not scores.empty:
             found[stage] = scores
-    gain = tables.fine_tuning_gain(best_runs, split)
+    gain = phase_scores.fine_tuning_gain(best_runs, split)
     if not gain.empty:
         found["fine_tuning_gain"] = gain
     found |= importance()

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from study.config import SPLITS
 from study.report import stats
 from study.report.render import Block, Bullets, Heading, Paragraph, Table
 from study.tracking.outcome import metric, param
+from study.vocabulary import SPLITS
 
 IMBALANCED = 2.0  # largest class / smallest class above which the summary adds macro scores
 MACRO = {"precision_macro": "precision", "recall_macro": "recall", "f1_macro": "F1"}

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import gzip
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
 
-from study.files import atomic_file, atomic_write_text
+from study.files import atomic_file, atomic_write_text, slug
 from study.report import document, paper, render, tables
 from study.report.analysis import analyse
 from study.report.importance import importance_metrics, start_importance
@@ -52,7 +51,7 @@ def build_report(
     analysis = analyse(experiment_name, runs, reference, sweep_run_id, objective, outcomes)
     details = fetch_details(store, analysis.best, analysis.best_runs)
     report = document.compose(analysis, details, reference)
-    folder = Path(out_dir) / re.sub(r"[^\w.-]+", "_", experiment_name)
+    folder = Path(out_dir) / slug(experiment_name)
     per_image = outcomes.frame(analysis.selection.runs["run_id"])
     data = {OUTCOMES: _gzip_csv(per_image)} if len(per_image) else {}
     write(report, folder, f"Report: {experiment_name}", data)

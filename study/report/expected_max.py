@@ -44,7 +44,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from study.config import OBJECTIVES
+from study.objective import OBJECTIVES, Objective
 from study.report.figures import png
 from study.report.selection import value_order
 from study.tracking.outcome import metric, param
@@ -94,7 +94,7 @@ def expected_max_table(
     draws to reach, since the estimate there only approaches that group's best score."""
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
-    sign = 1.0 if OBJECTIVES[objective] == "max" else -1.0
+    sign = float(Objective.named(objective).sign)
     scores = pd.DataFrame(
         {
             "group": param(runs, group),

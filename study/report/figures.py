@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from study.objective import Objective
 from study.report.importance import knob_values
 from study.report.selection import value_order
 from study.tracking.outcome import metric, param
@@ -132,9 +133,8 @@ def sweep_overview(
     setting the sweep varied, one dot per run (the best configuration's in orange) and a bar
     at the mean per value."""
     knobs = knobs or ["seed"]
-    stage, _, name = objective.partition("_")
     rows = (
-        (metric(runs, objective), f"{_split_name(stage)} {name.replace('_', ' ')}"),
+        (metric(runs, objective), _objective_label(objective)),
         (100 * metric(runs, f"{split}_error_rate"), f"{_split_name(split)} error rate (%)"),
     )
     colours = np.where(runs["configuration"] == best, "tab:orange", "tab:blue")
@@ -248,8 +248,8 @@ def knob_pair(runs: pd.DataFrame, first: str, second: str, objective: str, best:
 
 
 def _objective_label(objective: str) -> str:
-    stage, _, name = objective.partition("_")
-    return f"{_split_name(stage)} {name.replace('_', ' ')}"
+    named = Objective.named(objective)
+    return f"{_split_name(named.split)} {named.metric.replace('_', ' ')}"
 
 
 def _split_name(split: str) -> str:

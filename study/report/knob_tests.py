@@ -30,10 +30,10 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 
-from study.config import KNOBS
 from study.report import stats
 from study.report.selection import value_order
 from study.tracking.outcome import param
+from study.vocabulary import KNOBS
 
 COLUMNS = [
     *("role", "knob", "entered_as", "df", "sum_sq", "f_statistic", "df_residual", "p_value"),

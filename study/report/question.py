@@ -24,12 +24,12 @@ The procedure, and nothing else, gives the verdict:
 "Best" means one thing throughout: the setting of the configuration chosen on validation (the
 sweep's objective averaged over seeds), never the lowest test error.
 
-What each comparison covers depends on the backbones the seeds ran on (`backbone_scope`): one
+What each comparison covers depends on the backbones the seeds ran on (see `backbones`): one
 backbone for every seed answers "on this backbone"; a random backbone per seed answers "on
 another random backbone" (the draw x setting interaction is part of the per-seed differences);
 D random draws shared by several seeds each answer "on these D backbones" only, and for another
-backbone the error term is the draw x setting interaction (`draw_interaction`), which the report
-estimates and uses in a secondary test on the draws' means.
+backbone the error term is the draw x setting interaction (`backbones.draw_interaction`), which
+the report estimates and uses in a secondary test on the draws' means.
 """
 
 from __future__ import annotations
@@ -40,15 +40,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
-from study.config import OBJECTIVES, Question
-from study.report import stats, tables
+from study.objective import Objective
+from study.report import backbones, stats, tables
 from study.report.selection import value_order
+from study.schema.search import Question
 from study.tracking.outcome import column, param
 
 TARGET_POINTS = 0.5  # percentage points the power table asks about
-FEWEST_DRAWS = 5  # below this many random backbones, a claim stays with these backbones
 GRADES = ("detectable", "weak", "none")
 QUESTION_COLUMNS = [
     *("compare", "family", "reference", "metric", "alpha", "declared", "best", "settings"),
@@ -68,11 +67,6 @@ NOT_BEATEN_COLUMNS = ["setting", "pairs", "metric_mean", "not_beaten", "beaten_b
 POWER_COLUMNS = [
     *("comparisons", "pairs", "difference_std", "alpha", "test_alpha", "power"),
     *("minimum_detectable_pct", "smallest_p", "target_pct", "seeds_for_target"),
-]
-BACKBONE_COLUMNS = [
-    *("effect", "answers", "weights_source", "backbones", "seeds", "settings"),
-    *("f_statistic", "df_effect", "df_residual", "p_value"),
-    *("between_variance", "within_variance", "share", "share_low", "share_high", "note"),
 ]
 
 
@@ -161,14 +155,14 @@ def answer(
         compared, lambda runs: tables.metric_pct(runs, compared.split, question.metric)
     )
     gate = stats.omnibus(values.dropna(axis=0, how="any").to_numpy())
-    scope = backbone_scope(every)
+    scope = backbones.backbone_scope(every)
     family = _family(compared, outcomes, gate, scope)
     found = {
         "question": _question_row(compared, values, metric, scope),
         "omnibus": _omnibus_rows(compared, values, gate, objective),
         "family": family,
         "paired": paired_differences(compared),
-        "backbone": _backbone_rows(compared, values, scope),
+        "backbone": backbones.backbone_rows(every, values, scope),
     }
     if question.family in ("all_pairs", "best"):
         found["not_beaten"] = not_beaten(compared, values, family)
@@ -176,37 +170,6 @@ def answer(
     if not detectable.empty:
         found["power"] = detectable
     return found
-
-
-@dataclass(frozen=True)
-class BackboneScope:
-    """Which backbones the seeds ran on, and so what a comparison over seeds covers."""
-
-    answers: str  # "this backbone", "another random backbone" or "these D backbones"
-    draws: pd.Series  # each run's backbone label, by run index
-    count: int
-    source: str
-
-    @property
-    def shared_draws(self) -> bool:
-        return self.answers.startswith("these")
-
-
-def backbone_scope(runs: pd.DataFrame) -> BackboneScope:
-    """One backbone for every seed ("this backbone": ImageNet, a weights file, a pinned random
-    init); a random backbone per seed ("another random backbone"); or D random draws shared by
-    several seeds each ("these D backbones")."""
-    draws = column(runs, "tags.weights").fillna("unknown").astype(str)
-    source = " ".join(sorted(set(column(runs, "tags.weights_source").dropna().astype(str))))
-    count = draws.nunique()
-    seeds = runs["seed"].nunique()
-    if count <= 1:
-        answers = "this backbone"
-    elif count >= seeds:
-        answers = "another random backbone"
-    else:
-        answers = f"these {count} backbones"
-    return BackboneScope(answers, draws, count, source)
 
 
 def _seed_table(compared: Compared, value) -> pd.DataFrame:
@@ -222,7 +185,7 @@ def _seed_table(compared: Compared, value) -> pd.DataFrame:
 
 
 def _question_row(
-    compared: Compared, values: pd.DataFrame, metric: str, scope: BackboneScope
+    compared: Compared, values: pd.DataFrame, metric: str, scope: backbones.BackboneScope
 ) -> pd.DataFrame:
     question = compared.question
     row = {
@@ -287,7 +250,7 @@ def _family(
     compared: Compared,
     outcomes: tables.Outcomes | None,
     gate: stats.Omnibus,
-    scope: BackboneScope,
+    scope: backbones.BackboneScope,
 ) -> pd.DataFrame:
     question = compared.question
     empty = pd.DataFrame().iloc[:0]
@@ -317,7 +280,7 @@ def _family(
 
 
 def _draw_level(
-    runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared, scope: BackboneScope
+    runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared, scope: backbones.BackboneScope
 ) -> dict[str, float]:
     """With D random draws shared by several seeds each, the comparison on another random
     backbone: the per-seed differences averaged within each draw, a t interval over the D
@@ -433,104 +396,6 @@ def power(family: pd.DataFrame, alpha: float, target: float = TARGET_POINTS) -> 
     return pd.DataFrame([row], columns=POWER_COLUMNS)
 
 
-def _backbone_rows(compared: Compared, values: pd.DataFrame, scope: BackboneScope) -> pd.DataFrame:
-    """Two rows: the draws' share of the variance of a seed's mean metric over the settings
-    (one-way random-effects ANOVA, seeds nested in draws), and the draw x setting interaction:
-    how much the settings' differences change from backbone to backbone (estimable only when
-    several seeds share a draw)."""
-    complete = values.dropna(axis=0, how="any")
-    every = pd.concat(compared.settings.values())
-    seed_draws = pd.DataFrame({"seed": every["seed"], "draw": scope.draws.loc[every.index]})
-    nested = bool(seed_draws.groupby("seed")["draw"].nunique().le(1).all())
-    draw_of_seed = seed_draws.drop_duplicates("seed").set_index("seed")["draw"]
-    draws = draw_of_seed.reindex(complete.index)
-    base = {
-        "answers": scope.answers,
-        "weights_source": scope.source,
-        "backbones": scope.count,
-        "seeds": len(complete),
-        "settings": complete.shape[1],
-    }
-    main = stats.variance_share(
-        complete.mean(axis=1).to_numpy() if nested else [], draws.to_numpy() if nested else []
-    )
-    rows = [
-        base
-        | {"effect": "backbone draw"}
-        | _share_columns(main)
-        | {"note": "" if nested else "some seed ran on two backbones: not nested, no test"}
-    ]
-    interaction = draw_interaction(complete, draws) if scope.shared_draws and nested else None
-    note = {
-        "this backbone": "one backbone for every seed: no draw x setting interaction to estimate",
-        "another random backbone": "one seed per backbone: the draw x setting interaction is "
-        "part of the per-seed differences the tests use",
-    }.get(scope.answers, "")
-    rows.append(
-        base
-        | {"effect": "backbone draw x setting"}
-        | (_share_columns(interaction) if interaction else {})
-        | {"note": note}
-    )
-    return pd.DataFrame(rows, columns=BACKBONE_COLUMNS)
-
-
-def _share_columns(found: stats.VarianceShare) -> dict[str, float]:
-    return {
-        "f_statistic": found.f_statistic,
-        "df_effect": found.df_groups,
-        "df_residual": found.df_residual,
-        "p_value": found.p_value,
-        "between_variance": found.between,
-        "within_variance": found.within,
-        "share": found.share,
-        "share_low": found.share_low,
-        "share_high": found.share_high,
-    }
-
-
-def draw_interaction(table: pd.DataFrame, draws: pd.Series) -> stats.VarianceShare | None:
-    """The draw x setting interaction of a (seed x setting) table with seeds nested in draws:
-    after each seed's mean is removed, the settings' profile within each draw against the
-    profile over all draws (mean square on (k - 1)(D - 1) df) and the seeds' scatter around
-    their draw's profile (the residual, (k - 1)(S - D) df). F tests the interaction; its
-    component (MS_int - MS_res) / (seeds per draw) and its share of the two, with the F-based
-    interval of `stats.variance_share`. None with fewer than two draws or no seed scatter."""
-    labels = draws.to_numpy()
-    names, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    seeds, settings = table.shape
-    if len(names) < 2 or seeds <= len(names) or settings < 2:
-        return None
-    centred = table.to_numpy() - table.to_numpy().mean(axis=1, keepdims=True)
-    profile = centred.mean(axis=0)
-    by_draw = np.stack([centred[group == g].mean(axis=0) for g in range(len(names))])
-    df_int = (settings - 1) * (len(names) - 1)
-    df_res = (settings - 1) * (seeds - len(names))
-    ms_int = float((counts[:, None] * (by_draw - profile) ** 2).sum()) / df_int
-    ms_res = float(((centred - by_draw[group]) ** 2).sum()) / df_res
-    if not ms_res > 0:
-        return None
-    n0 = (seeds - (counts**2).sum() / seeds) / (len(names) - 1)
-    f_statistic = ms_int / ms_res
-    between = max((ms_int - ms_res) / n0, 0.0)
-    bounds = [
-        max((f_statistic / float(scipy_stats.f.ppf(q, df_int, df_res)) - 1) / n0, 0.0)
-        for q in (1 - stats.ALPHA / 2, stats.ALPHA / 2)
-    ]
-    return stats.VarianceShare(
-        len(names),
-        seeds,
-        f_statistic,
-        df_int,
-        df_res,
-        float(scipy_stats.f.sf(f_statistic, df_int, df_res)),
-        between,
-        ms_res,
-        between / (between + ms_res),
-        *(ratio / (1 + ratio) for ratio in bounds),
-    )
-
-
 def champion_ties(included: pd.DataFrame, ranking: pd.DataFrame, objective: str) -> pd.DataFrame:
     """The best configuration's lead on the objective over each other one, paired by seed: the
     mean per-seed lead (in the objective's better direction), its standard error, and whether
@@ -538,7 +403,7 @@ def champion_ties(included: pd.DataFrame, ranking: pd.DataFrame, objective: str)
     columns = ["configuration", "rank", "pairs", "lead", "lead_se", "tied"]
     if len(ranking) < 2:
         return pd.DataFrame(columns=columns)
-    sign = 1 if OBJECTIVES[objective] == "max" else -1
+    sign = Objective.named(objective).sign
     scores = tables.metric(included, objective)
     by_seed = pd.DataFrame(
         {"seed": included["seed"], "configuration": included["configuration"], "v": scores}

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from study.data.dataset import IMAGE_EXTENSIONS, decode
+from study.data.dataset import decode
+from study.data.discovery import IMAGE_EXTENSIONS
 from study.errors import DataError
 from study.tracking.logged_model import PREDICTED_COLUMN, Classifier, table
 

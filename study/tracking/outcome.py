@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from study.config import KNOBS, OBJECTIVES, PHASE_KNOBS, without_step_rounding
+from study.objective import Objective
+from study.schema.search import without_step_rounding
 from study.tracking.store import PARENT_TAG
+from study.vocabulary import KNOBS, PHASE_KNOBS
 
 MODEL_RUN_TYPES = ("trial", "train")
 # Params that differ between runs of one configuration: the seed, where the data lay, and the
@@ -170,7 +172,7 @@ def ranking(runs: pd.DataFrame, objective: str) -> pd.DataFrame:
             "objective_mean": by_label["score"].mean().reindex(labels).to_numpy(dtype=float),
         }
     )
-    sign = -1 if OBJECTIVES[objective] == "max" else 1
+    sign = -Objective.named(objective).sign
 
     def rank(row: tuple) -> tuple:
         label, n, _, mean = row
@@ -200,7 +202,7 @@ def median_runs(runs: pd.DataFrame, objective: str, groups: pd.Series) -> pd.Ser
     """`median_run`'s choice in each group of runs (`groups`: a label per run): the index of
     each group's median run, indexed by the group's label. (A group without any score gets
     its last run in that order, its highest seed.)"""
-    ascending = OBJECTIVES[objective] == "min"
+    ascending = Objective.named(objective).direction == "min"
     order = pd.DataFrame({"group": groups, "score": metric(runs, objective), "seed": runs["seed"]})
     order = order.sort_values(["score", "seed"], ascending=[ascending, True], na_position="last")
     by_group = order.groupby("group", sort=False)

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.config import OBJECTIVES
+from study.objective import Objective
 from study.tracking import logged_model
 from study.tracking.store import ModelVersion, Store
 
@@ -84,7 +84,7 @@ def _better(score: float, objective: str, champion: ModelVersion) -> bool:
     if champion.tags.get(OBJECTIVE_TAG) != objective or SCORE_TAG not in champion.tags:
         return True
     held = float(champion.tags[SCORE_TAG])
-    return score > held if OBJECTIVES[objective] == "max" else score < held
+    return Objective.named(objective).better(score, held)
 
 
 def has_keras_file(store: Store, run_id: str) -> bool:

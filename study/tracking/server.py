@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.errors import ServerError
-from study.tracking.store import DEFAULT_STORE, Store, is_postgres, sqlite_path
+from study.tracking.backends import DEFAULT_STORE, is_postgres, sqlite_path
+from study.tracking.store import Store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 QUIET_UVICORN = "--log-level warning"  # uvicorn's INFO lines: start-up, shutdown

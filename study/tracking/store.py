@@ -1,4 +1,4 @@
-"""The MLflow store: where it is, whether it can be reached, and run lifecycles.
+"""The MLflow store: the study's questions to MLflow as named methods, and run lifecycles.
 
 The default store is SQLite at `mlruns/mlflow.db` under the working directory, with artifacts
 beside it; `MLFLOW_TRACKING_URI` or `--tracking-uri` point elsewhere (another SQLite file, a
@@ -9,9 +9,7 @@ or KILLED.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import tempfile
 import time
 import warnings
@@ -21,21 +19,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
 
 from study.errors import TrackingError
-from study.files import remove_stale_partials
+from study.files import slug
+from study.tracking.backends import (
+    check_uri,
+    create_sqlite_store,
+    is_postgres,
+    resolve_uri,
+    sqlite_path,
+)
 from study.tracking.provenance import redact, source_tags
+from study.tracking.run_tables import (
+    histories_from_database,
+    runs_from_database,
+    runs_through_client,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
-    import sqlalchemy
-    from mlflow.tracking import MlflowClient
-    from sqlalchemy.engine import URL
 
 T = TypeVar("T")
 
-DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"
 PREDICTIONS = "predictions.csv"  # artifact: the final model's prediction for each image
@@ -45,8 +50,6 @@ CONFIGURATIONS = "configurations.json"  # a sweep's configurations, best first (
 # MLflow 3's UI shows an experiment with this tag as model training (runs, not GenAI traces).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _BATCH = {"params": 100, "tags": 100, "metrics": 1000}
-# `mlflow.search_runs`'s page and limit (SEARCH_MAX_RESULTS_PANDAS, NUM_RUNS_PER_PAGE_PANDAS)
-_SEARCH_PAGE, _SEARCH_MAX_RESULTS = 10_000, 100_000
 # How SQLite and PostgreSQL word the loss of a race to insert a dataset (also through a server)
 _DATASET_RACE = (
     "UNIQUE constraint failed: datasets",
@@ -55,284 +58,6 @@ _DATASET_RACE = (
 _DATASET_ATTEMPTS = 3
 # Trials last seconds: MLflow's default of one system-metrics sample per 10 s records none.
 SYSTEM_METRICS_INTERVAL_S = 1.0
-# (connect, read) seconds for the reachability check: an unreachable server fails in seconds.
-HEALTH_TIMEOUT_S = (5, 10)
-POSTGRES_CONNECT_TIMEOUT_S = 10
-# The SQLAlchemy driver for PostgreSQL: psycopg 3, from the optional `server` dependencies.
-POSTGRES_DRIVER = "postgresql+psycopg"
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def default_uri() -> str:
-    return f"sqlite:///{DEFAULT_STORE.resolve()}"
-
-
-def resolve_uri(explicit: str | None = None) -> str:
-    return sqlalchemy_uri(explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_uri())
-
-
-def sqlalchemy_uri(uri: str) -> str:
-    """The URI as MLflow's SQLAlchemy store should get it.
-
-    A PostgreSQL URI as users type it (`postgresql://USER:PASSWORD@HOST:PORT/DB`, or
-    `postgres://`) names no driver, and SQLAlchemy before 2.1 then picks psycopg2, which the
-    project does not install: it becomes `postgresql+psycopg://` (psycopg 3). A URI that names
-    its driver (`postgresql+psycopg2://`) is kept as it is."""
-    scheme, separator, rest = uri.partition("://")
-    if separator and scheme in _POSTGRES_SCHEMES:
-        return f"{POSTGRES_DRIVER}://{rest}"
-    return uri
-
-
-def is_postgres(uri: str) -> bool:
-    return urlsplit(uri).scheme.partition("+")[0] in _POSTGRES_SCHEMES
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
-
-
-def create_sqlite_store(database: Path) -> None:
-    """Create a new SQLite store so that it appears whole or not at all.
-
-    MLflow creates its tables and then migrates them in many steps; a process killed in
-    between leaves a file that MLflow refuses to open ever again. So the store is made in a
-    temporary file beside `database` and linked under its name only when complete (a link never
-    replaces a store that another process created meanwhile)."""
-    import sqlalchemy
-    from mlflow.store.db.utils import _initialize_tables
-
-    database.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(database)
-    partial = database.with_name(f".{database.name}.{os.getpid()}.partial")
-    partial.unlink(missing_ok=True)
-    engine = sqlalchemy.create_engine(f"sqlite:///{partial}")
-    try:
-        _initialize_tables(engine)
-    finally:
-        engine.dispose()
-    try:
-        os.link(partial, database)
-    except FileExistsError:
-        pass  # another process made it first; use theirs
-    except OSError:  # a file system without hard links
-        if not database.exists():
-            os.replace(partial, database)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def check_postgres(uri: str) -> None:
-    """Connect to the PostgreSQL database once, writing nothing; raise a TrackingError that
-    says what failed. (MLflow itself retries a failed connection for minutes.)"""
-    import sqlalchemy
-
-    url = sqlalchemy.engine.make_url(uri)
-    where = f"{url.host}:{url.port or 5432}" if url.host else "its local socket"
-    try:
-        engine = sqlalchemy.create_engine(
-            url,
-            poolclass=sqlalchemy.pool.NullPool,
-            connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
-        )
-    except ImportError as error:
-        raise TrackingError(
-            f"tracking URI {redact(uri)} needs the PostgreSQL driver ({error.name} is not "
-            "installed): pip install 'steel-defect-study[server]'"
-        ) from None
-    try:
-        with engine.connect():
-            pass
-    except sqlalchemy.exc.DBAPIError as error:
-        raise TrackingError(_postgres_failure(str(error.orig), where, url)) from None
-    finally:
-        engine.dispose()
-
-
-def _postgres_failure(message: str, where: str, url: URL) -> str:
-    """One line for libpq's message about a failed connection (English messages are
-    recognised; others are quoted)."""
-    refused = ("Connection refused", "No such file or directory")  # TCP port, local socket
-    missing_database = re.search(r'database "(.+?)" does not exist', message)
-    missing_role = re.search(r'role "(.+?)" does not exist', message)
-    if any(words in message for words in refused):
-        return (
-            f"cannot connect to PostgreSQL at {where}: connection refused; is the server running?"
-        )
-    if "failed to resolve host" in message or "could not translate host name" in message:
-        return f"cannot connect to PostgreSQL at {where}: no such host {url.host!r}"
-    if "timeout expired" in message:
-        return (
-            f"cannot connect to PostgreSQL at {where}: no answer within "
-            f"{POSTGRES_CONNECT_TIMEOUT_S} s; check the host, the port and the firewall"
-        )
-    if "password authentication failed" in message or "no password supplied" in message:
-        return (
-            f"PostgreSQL at {where} refused user {url.username!r}: password authentication "
-            "failed; check the user and the password (in the URI, PGPASSWORD or ~/.pgpass)"
-        )
-    if missing_role:
-        name = missing_role.group(1)
-        return (
-            f"PostgreSQL at {where}: user {name!r} does not exist; create it with "
-            f"createuser --pwprompt {name}"
-        )
-    if missing_database:
-        name = missing_database.group(1)
-        owner = f"--owner {url.username} " if url.username else ""
-        return (
-            f"PostgreSQL at {where}: database {name!r} does not exist; create it with "
-            f"createdb {owner}{name}"
-        )
-    lines = message.strip().splitlines() or ["no reason given"]
-    detail = re.sub(r"^connection failed: .*? failed: (FATAL: +)?", "", lines[0])
-    return f"cannot use PostgreSQL at {where}: {detail}"
-
-
-# MLflow's own tables (its SQLAlchemy store's schema; tests/test_private_apis.py checks them)
-_RUN_VALUES = {"params": "params", "tags": "tags", "metrics": "latest_metrics"}
-
-
-@contextmanager
-def database_connection(uri: str) -> Iterator[sqlalchemy.Connection]:
-    """A connection to the SQLite or PostgreSQL database at `uri` (a store's URI), closed with
-    its engine at the end: nothing is pooled between calls."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(sqlalchemy_uri(uri), poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
-
-
-def runs_from_database(uri: str, experiment_id: str) -> pd.DataFrame:
-    """The experiment's active runs as `mlflow.search_runs` gives them (the same columns,
-    values and order: latest start first), read from MLflow's tables in the SQLite or
-    PostgreSQL database at `uri` with four queries. `mlflow.search_runs` builds an ORM object
-    per param, tag and metric of every run: about a minute for 5,000 runs of 190 columns."""
-    import pandas as pd
-    import sqlalchemy
-
-    active = "SELECT run_uuid FROM runs WHERE experiment_id = :id AND lifecycle_stage = 'active'"
-    where = {"id": int(experiment_id)}
-    with database_connection(uri) as connection:
-        info = pd.read_sql(
-            sqlalchemy.text(
-                "SELECT run_uuid AS run_id, experiment_id, status, artifact_uri, start_time,"
-                " end_time FROM runs WHERE experiment_id = :id AND lifecycle_stage = 'active'"
-            ),
-            connection,
-            params=where,
-        )
-        values = {}
-        for kind, table in _RUN_VALUES.items():
-            nan = ", is_nan" if kind == "metrics" else ""
-            values[kind] = pd.read_sql(
-                sqlalchemy.text(
-                    f"SELECT run_uuid, key, value{nan} FROM {table} WHERE run_uuid IN ({active})"
-                ),
-                connection,
-                params=where,
-            )
-    return _runs_frame(info, values)
-
-
-def runs_through_client(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
-    """The experiment's active runs as `mlflow.search_runs` gives them, through MLflow's client
-    (a tracking server), page by page as `mlflow.search_runs` reads them, without its global
-    tracking URI."""
-    import pandas as pd
-
-    found, token = [], None
-    while len(found) < _SEARCH_MAX_RESULTS:
-        page = client.search_runs(
-            [experiment_id],
-            max_results=min(_SEARCH_PAGE, _SEARCH_MAX_RESULTS - len(found)),
-            page_token=token,
-        )
-        found += page
-        token = page.token
-        if not token:
-            break
-    info = pd.DataFrame(
-        [
-            (r.info.run_id, r.info.experiment_id, r.info.status, r.info.artifact_uri)
-            + (r.info.start_time, r.info.end_time)
-            for r in found
-        ],
-        columns=["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"],
-    )
-    columns = ["run_uuid", "key", "value"]
-    values = {
-        kind: pd.DataFrame(
-            [(r.info.run_id, k, v) for r in found for k, v in getattr(r.data, kind).items()],
-            columns=columns,
-        )
-        for kind in ("params", "tags")
-    }
-    values["metrics"] = pd.DataFrame(
-        [(r.info.run_id, k, v, math.isnan(v)) for r in found for k, v in r.data.metrics.items()],
-        columns=[*columns, "is_nan"],
-    )
-    return _runs_frame(info, values)
-
-
-def _runs_frame(info: pd.DataFrame, values: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """`mlflow.search_runs`'s frame from a table of runs and one of their (run_uuid, key,
-    value) per kind: params, tags, and metrics (with `is_nan`)."""
-    import pandas as pd
-
-    info = info.sort_values(["start_time", "run_id"], ascending=[False, True], kind="stable")
-    order = info["run_id"]
-    # Built as mlflow.search_runs builds its frame, from lists with None for a missing value,
-    # so that pandas gives every column the same type.
-    data = {
-        "run_id": order.tolist(),
-        "experiment_id": info["experiment_id"].astype(str).tolist(),
-        "status": info["status"].tolist(),
-        "artifact_uri": info["artifact_uri"].tolist(),
-        **{moment: _timestamps(info[moment]) for moment in ("start_time", "end_time")},
-    }
-    for kind, rows in values.items():
-        if kind == "metrics":
-            rows["value"] = rows["value"].astype(float).mask(rows["is_nan"].astype(bool))
-        wide = rows.pivot(index="run_uuid", columns="key", values="value").reindex(order)
-        if kind != "metrics":
-            wide = wide.astype(object).where(wide.notna(), None)
-        data |= {f"{kind}.{key}": items for key, items in wide.to_dict("list").items()}
-    return pd.DataFrame(data)
-
-
-def histories_from_database(uri: str, run_id: str, keys: Iterable[str]) -> dict[str, list[float]]:
-    """The values the run logged under each of `keys`, by step (a key it never logged is left
-    out), read from MLflow's `metrics` table in the SQLite or PostgreSQL database at `uri`.
-    MLflow's `get_metric_history` orders by timestamp first, so the database walks the metric's
-    points of every run: about a second per curve in a store of 5,000 runs."""
-    import sqlalchemy
-
-    query = sqlalchemy.text(
-        "SELECT key, value, is_nan FROM metrics WHERE run_uuid = :run AND key IN :keys "
-        "ORDER BY key, step, timestamp, value"
-    ).bindparams(sqlalchemy.bindparam("keys", expanding=True))
-    with database_connection(uri) as connection:
-        rows = connection.execute(query, {"run": run_id, "keys": list(keys)}).all()
-    found: dict[str, list[float]] = {}
-    for key, value, is_nan in rows:
-        found.setdefault(key, []).append(math.nan if is_nan else float(value))
-    return found
-
-
-def _timestamps(milliseconds: pd.Series) -> list:
-    """Times in ms since the epoch as the UTC timestamps `mlflow.search_runs` gives (None for
-    none)."""
-    import pandas as pd
-
-    converted = pd.to_datetime(milliseconds, unit="ms", utc=True)
-    return [None if pd.isna(value) else value for value in converted]
 
 
 @dataclass(frozen=True)
@@ -441,48 +166,7 @@ class Store:
 
     def check(self) -> None:
         """Fail fast, without writing anything, when the store cannot be used."""
-        scheme = urlsplit(self.uri).scheme
-        if scheme in ("http", "https"):
-            import requests
-
-            try:
-                answer = requests.get(self.uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT_S)
-            except requests.RequestException as error:
-                raise TrackingError(
-                    f"tracking server {self.display_uri} cannot be reached "
-                    f"({type(error).__name__}); start it with `study server`, or pass the "
-                    "http(s)://HOST:PORT of a running MLflow tracking server as --tracking-uri"
-                ) from None
-            if answer.status_code in (401, 403):
-                raise TrackingError(
-                    f"tracking server {self.display_uri} refused the request (HTTP "
-                    f"{answer.status_code}); give valid credentials (MLFLOW_TRACKING_USERNAME "
-                    "and MLFLOW_TRACKING_PASSWORD) or another --tracking-uri"
-                )
-            if answer.status_code != 200:
-                raise TrackingError(
-                    f"{self.display_uri} does not answer like an MLflow tracking server (GET "
-                    f"/health gave HTTP {answer.status_code}); pass the http(s)://HOST:PORT of "
-                    "an MLflow tracking server as --tracking-uri"
-                )
-        elif scheme == "sqlite":
-            database = sqlite_path(self.uri)
-            if database is None:
-                raise TrackingError(
-                    f"tracking URI {self.display_uri}: expected sqlite:///PATH/mlflow.db"
-                )
-            existing = next((p for p in (database, *database.parents) if p.exists()), None)
-            if database.exists() and not database.is_file():
-                raise TrackingError(f"tracking URI {self.display_uri}: {database} is not a file")
-            if existing is not None and not os.access(existing, os.W_OK):
-                raise TrackingError(f"tracking URI {self.display_uri}: {existing} is not writable")
-        elif is_postgres(self.uri):
-            check_postgres(self.uri)
-        elif scheme in ("", "file"):
-            raise TrackingError(
-                f"tracking URI {self.display_uri}: MLflow 3 does not accept a plain folder as a "
-                "store; use sqlite:///PATH/mlflow.db or an http(s):// tracking server"
-            )
+        check_uri(self.uri)
 
     def experiment(self, name: str, description: str = "") -> str:
         """The id of the named experiment, created if needed, tagged as model training and
@@ -502,8 +186,7 @@ class Store:
         location = None
         database = sqlite_path(self.uri)
         if database is not None:
-            slug = re.sub(r"[^\w.-]+", "_", name)
-            location = (database.resolve().parent / "artifacts" / slug).as_uri()
+            location = (database.resolve().parent / "artifacts" / slug(name)).as_uri()
         return self._mlflow.create_experiment(name, artifact_location=location, tags=tags)
 
     def find_experiment(self, name: str) -> str | None:

@@ -36,8 +36,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from study.config import EarlyStopping
 from study.errors import TrainingFailed
+from study.objective import Objective
+from study.schema.training import EarlyStopping
 
 # Epochs per TensorFlow call: the time budget is checked between calls, so it can overrun by
 # this many epochs of the head (a fraction of a second on cached features).
@@ -46,7 +47,7 @@ CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 class EpochOrders(Protocol):
-    """Cached views and the batch order of each epoch (`train.CachedViews`)."""
+    """Cached views and the batch order of each epoch (`feeding.CachedViews`)."""
 
     views: np.ndarray  # (images, views, features)
     labels: np.ndarray  # (images,)
@@ -189,7 +190,7 @@ class _Loop:
         self.weights = None if sample_weights is None else tf.constant(sample_weights, tf.float32)
         self.batch_size = orders.batch_size
         self.val_inputs, self.val_labels = (tf.constant(part) for part in validation)
-        self.maximize = "accuracy" in stopping.monitor
+        self.objective = Objective.named(stopping.monitor)
         self.monitor = CURVES.index(stopping.monitor)
         self.patience = stopping.patience or epochs  # no patience: never stops early
         self.restore_best = stopping.restore_best
@@ -266,7 +267,7 @@ class _Loop:
         return tf.cast(loss, tf.float32), tf.cast(right, tf.float32)
 
     def _early_stopping(self, current: tf.Tensor) -> None:
-        better = current > self.best if self.maximize else current < self.best
+        better = self.objective.better(current, self.best)
         self.wait.assign_add(1)
         if tf.logical_or(tf.equal(self.epoch, 0), better):
             self.best.assign(current)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
+from study.files import slug
 from study.report import figures, stats
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.importance import METHOD, TREES
@@ -59,7 +59,7 @@ def section(analysis: Analysis, images: dict[str, bytes]) -> list[Block]:
         ),
     ]
     for knob in table["knob"]:
-        name = f"importance_{_file_part(knob)}.png"
+        name = f"importance_{slug(knob)}.png"
         figure = figures.knob_effect(
             runs,
             knob,
@@ -148,7 +148,3 @@ def _knob_tests(analysis: Analysis) -> list[Block]:
 
 def _share(value: float) -> str:
     return DASH if math.isnan(value) else f"{100 * value:.1f} %"
-
-
-def _file_part(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text)

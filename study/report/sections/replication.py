@@ -6,17 +6,17 @@ the verdict figure of this report).
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 
-from study.config import QUESTION_METRICS
+from study.files import slug
 from study.report import balance, figures
 from study.report.analysis import TABLE_FILES, Analysis
 from study.report.render import Block, Bullets, Heading, Image, Paragraph, Table
 from study.report.replication import FEWEST_FOR_PREDICTION
 from study.report.sections import sentences
 from study.report.sections.text import DASH, interval, number, signed
+from study.vocabulary import QUESTION_METRICS
 
 REPLICATION_FILE = "replication.csv"
 PER_DATA_SET = ("runs", "question", "omnibus", "family", "paired")  # tables shipped per data set
@@ -24,7 +24,7 @@ PER_DATA_SET = ("runs", "question", "omnibus", "family", "paired")  # tables shi
 
 def file_prefix(experiment: str) -> str:
     """What each data set's files start with in the replication report's folder."""
-    return re.sub(r"[^\w.-]+", "_", experiment)
+    return slug(experiment)
 
 
 def section(

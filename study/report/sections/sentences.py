@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from study.config import QUESTION_METRICS
 from study.report import stats
 from study.report.analysis import Analysis
+from study.report.backbones import FEWEST_DRAWS
 from study.report.paper import Paper
-from study.report.question import FEWEST_DRAWS
 from study.report.sections.text import (
     PHASES,
     SPLIT_NAMES,
@@ -23,6 +22,7 @@ from study.report.sections.text import (
 )
 from study.report.stats import CONFIDENCE
 from study.tracking.outcome import param
+from study.vocabulary import QUESTION_METRICS
 
 
 def verdict(analysis: Analysis) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from study.objective import Objective
+
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 PHASES = {
     "frozen": "phase 1 (backbone frozen, head trained)",
@@ -25,8 +27,8 @@ def names(configurations: Iterable[object]) -> str:
 
 def objective_name(objective: str, unit: bool = False) -> str:
     """`val_accuracy` as "validation accuracy", or as a column header "Validation accuracy (%)"."""
-    split, _, name = objective.partition("_")
-    text = f"{SPLIT_NAMES[split]} {name.replace('_', ' ')}"
+    named = Objective.named(objective)
+    text = f"{SPLIT_NAMES[named.split]} {named.metric.replace('_', ' ')}"
     if not unit:
         return text
     return text.capitalize() + ("" if raw(objective) else " (%)")

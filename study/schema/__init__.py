@@ -1,0 +1,1 @@
+"""The sections of a study's YAML schema; `study.config` puts them together and loads them."""
