@@ -48,7 +48,9 @@ from results import Results, cpu_model  # noqa: E402
 from study import config as study_config  # noqa: E402
 from study.tracking import outcome, server  # noqa: E402
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, Store  # noqa: E402
-from study.tuning import sweep  # noqa: E402
+from study.tuning.summary import configurations_table  # noqa: E402
+from study.tuning.sweep import Sweep  # noqa: E402
+from study.tuning.trials import trial_name  # noqa: E402
 from tests import browser, postgres  # noqa: E402
 
 results = Results(__file__)
@@ -126,7 +128,7 @@ def real_trial(folder: Path) -> Template:
     """Sweep one trial of study.yaml for real and read back what it logged."""
     config = study_config.load(STUDY, TEMPLATE_SETTINGS)
     store = Store(f"sqlite:///{folder.resolve()}/mlflow.db")
-    summary = sweep.Sweep(config, store, folder / "state", say=lambda _: None, progress=False).run()
+    summary = Sweep(config, store, folder / "state", say=lambda _: None, progress=False).run()
     client = MlflowClient(store.uri)
     parent = client.get_run(summary.parent_run_id)
     runs = store.runs(summary.experiment_id)
@@ -231,7 +233,7 @@ def log_sweep(store: Store, template: Template, n_runs: int, epochs: int) -> tup
         tags[NOTE_TAG] = f"Trial {trial_id} of sweep {config.name}: " + ", ".join(
             f"{key} = {value}" for key, value in values.items()
         )
-        run_name = sweep.trial_name(config, trial_id, {**values, "seed": seed})
+        run_name = trial_name(config, trial_id, {**values, "seed": seed})
         with store.run(experiment_id, run_name, tags, parent_run_id) as run_id:
             params = {**template.params, **trial_config.flat(), **trial_config.knob_values()}
             store.log(run_id, params=params, metrics=metrics(template, quality, epochs, rng))
@@ -239,7 +241,7 @@ def log_sweep(store: Store, template: Template, n_runs: int, epochs: int) -> tup
             store.log_artifacts(run_id, template.artifacts)
     found = outcome.counted_runs(store.runs(experiment_id), parent_run_id)
     store.log_table(
-        parent_run_id, sweep.configurations_table(found, config.tuner.objective), CONFIGURATIONS
+        parent_run_id, configurations_table(found, config.tuner.objective), CONFIGURATIONS
     )
     store.end_run(parent_run_id, "FINISHED")
     return experiment_id, parent_run_id, run_name

@@ -97,7 +97,7 @@ def main() -> None:
         started = time.perf_counter()
         sweep.run(fresh=True)  # builds the feature cache once, if --state-dir has none yet
         wall = time.perf_counter() - started
-        trial_walls = sweep._durations
+        trial_walls = sweep._progress.durations
     trials = len(trial_walls)
     per_trial = sum(trial_walls) / trials
     results.print(

@@ -5,11 +5,19 @@ command line prints `error: <message>` on one line and exits with code 2. A `Wor
 the user's input: the work itself failed (training diverged, every worker died, an export does
 not match its model); the command line prints `<what> failed: <message>` on one line and exits
 with code 1.
+
+An error names the settings that would fix it as the library takes them (`fresh`, `state_dir`),
+never as command-line flags; the command line shows its own flag for each of `settings`.
 """
 
 
 class StudyError(Exception):
-    """Base class for errors the user can act on."""
+    """Base class for errors the user can act on; `settings` names the settings, by their
+    keyword names, that the message suggests changing."""
+
+    def __init__(self, message: str, *, settings: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.settings = settings
 
 
 class ConfigError(StudyError):

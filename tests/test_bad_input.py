@@ -353,10 +353,10 @@ def test_every_kind_of_failed_work_exits_1_with_one_line_naming_it(
 ):
     assert isinstance(failure, WorkFailed)
 
-    def fail(args):
+    def fail(self, args):
         raise failure
 
-    monkeypatch.setattr(cli, "report", fail)
+    monkeypatch.setattr(cli.Report, "run", fail)
     assert cli.main(["report", "smoke"]) == 1
     assert capsys.readouterr().err == line + "\n"
 

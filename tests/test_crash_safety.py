@@ -19,6 +19,7 @@ from study.config import Augmentation
 from study.data import dataset as data
 from study.model import nasnet as model
 from study.tracking.store import Store
+from study.tuning import state as sweep_state
 from study.tuning import sweep as study_sweep
 
 from .conftest import REPO, copy_slice
@@ -142,21 +143,21 @@ def test_a_parent_run_left_without_sweep_state_is_closed_as_killed(tmp_path, mon
         ],
     )
     store = Store(f"sqlite:///{tmp_path}/m.db")
-    real_write = study_sweep.atomic_write_text
+    real_write = sweep_state.atomic_write_text
 
     def dies_before_saving_the_state(path, text):
-        if str(path).endswith(study_sweep.STATE_FILE):
+        if str(path).endswith(sweep_state.STATE_FILE):
             raise SystemExit("killed")  # nothing catches it: the parent run stays RUNNING
         real_write(path, text)
 
-    monkeypatch.setattr(study_sweep, "atomic_write_text", dies_before_saving_the_state)
+    monkeypatch.setattr(sweep_state, "atomic_write_text", dies_before_saving_the_state)
     with pytest.raises(SystemExit):
         study_sweep.Sweep(config, store, tmp_path / "state", say=lambda _: None).run()
     client = MlflowClient(store.uri)
     (orphan,) = client.search_runs(["1"], "tags.run_type = 'sweep'")
     assert orphan.info.status == "RUNNING"
 
-    monkeypatch.setattr(study_sweep, "atomic_write_text", real_write)
+    monkeypatch.setattr(sweep_state, "atomic_write_text", real_write)
     summary = study_sweep.Sweep(config, store, tmp_path / "state", say=lambda _: None).run()
     assert summary.completed == 1
     sweeps = {r.info.run_id: r for r in client.search_runs(["1"], "tags.run_type = 'sweep'")}

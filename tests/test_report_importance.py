@@ -11,14 +11,14 @@ import pytest
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 
-from study import cli, config
+from study import config
 from study.report import document, importance, paper, tables
 from study.report.analysis import TABLE_FILES, analyse
-from study.report.build import build_report, sweep_importance
+from study.report.build import build_report, say_importance, sweep_importance
 from study.report.render import markdown
 from study.report.selection import select
 from study.tracking.store import Store
-from study.tuning.sweep import SweepSummary
+from study.tuning.summary import SweepSummary
 from tests.test_report_build import populate
 from tests.test_report_tables import frame, run
 
@@ -158,7 +158,7 @@ def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path
     store, parent = dropout_sweep(tmp_path)
     said = []
     summary = SweepSummary(parent, store.experiment("knobs"))
-    cli._log_importance(store, summary, "val_accuracy", said.append)
+    say_importance(store, summary, "val_accuracy", said.append)
     logged = store.get_run(parent).metrics
     table = sweep_importance(store, summary.experiment_id, parent, "val_accuracy")
     assert {k for k in logged if k.startswith("importance.")} == set(

@@ -20,6 +20,8 @@ from study.report.replication import check_same_question, meta_analysis
 from study.report.sections.replication import agreement
 from study.tracking.store import Store
 from study.tuning.replicate import data_set_configs
+from study.tuning.summary import SweepSummary
+from study.tuning.sweep import Sweep
 
 from .conftest import REPO, run_study
 from .test_report_build import populate
@@ -298,12 +300,12 @@ def test_the_report_command_takes_several_experiments_and_refuses_other_question
 def test_replicate_runs_each_data_set_s_sweep_then_reports(tmp_path, monkeypatch):
     swept = []
 
-    def sweep(config, store, args, fresh, oracle_address):
-        swept.append((config.name, config.data.root, fresh))
-        populate(store, config.name, activation_sweep(seeds=(0, 1, 2)))
-        return 0
+    def sweep(self, fresh=False, **options):
+        swept.append((self.config.name, self.config.data.root, fresh))
+        populate(self.store, self.config.name, activation_sweep(seeds=(0, 1, 2)))
+        return SweepSummary("", "")
 
-    monkeypatch.setattr(cli, "_sweep", sweep)
+    monkeypatch.setattr(Sweep, "run", sweep)
     out = tmp_path / "reports"
     code = cli.main(
         [

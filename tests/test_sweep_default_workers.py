@@ -9,7 +9,8 @@ import pytest
 from study import config as study_config
 from study.caches import features
 from study.tracking.store import Store
-from study.tuning.sweep import MIN_TRIAL_IMAGE_EPOCHS, Sweep, default_workers
+from study.tuning.sweep import Sweep
+from study.tuning.workers import MIN_TRIAL_IMAGE_EPOCHS, default_workers
 
 from .conftest import REPO
 from .kill_harness import SweepUnderTest, audit

@@ -11,7 +11,7 @@ import csv
 import gzip
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
@@ -22,6 +22,10 @@ from study.report.importance import importance_metrics, start_importance
 from study.report.sections.replication import file_prefix
 from study.report.selection import ReportError, select
 from study.tracking.store import NOTE_TAG, PREDICTIONS, REPORT_NOTE, Store, sqlite_path
+
+if TYPE_CHECKING:
+    from study.tuning.summary import SweepSummary
+    from study.tuning.sweep import Sweep
 
 CURVES = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 CONFUSION = "confusion_matrix.csv"
@@ -115,6 +119,31 @@ def sweep_importance(
         return None
     log_importance(store, sweep_run_id, found["importance"])
     return found["importance"]
+
+
+class SweepImportance:
+    """A sweep's end, as a `Sweep.run` callback: which knob mattered (`say_importance`), once
+    the sweep completed a trial."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+
+    def __call__(self, sweep: Sweep, summary: SweepSummary) -> None:
+        if summary.completed:  # the sweep is recorded as ended: its trials are safe to read
+            say_importance(sweep.store, summary, sweep.config.tuner.objective, self.say)
+
+
+def say_importance(
+    store: Store, summary: SweepSummary, objective: str, say: Callable[[str], None]
+) -> None:
+    """Which knob mattered, on the sweep's parent run as `importance.*` metrics, and said."""
+    table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
+    if table is not None:
+        shown = ", ".join(f"{row.knob} {row.importance:.3f}" for row in table.itertuples())
+        say(
+            "importance of each knob (fANOVA share of a forest's variance; the knob tests are "
+            f"the report's): {shown}"
+        )
 
 
 def log_importance(store: Store, run_id: str, table: pd.DataFrame) -> None:

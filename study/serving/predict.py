@@ -76,6 +76,20 @@ def predict(classifier: Classifier, files: list[Path], progress: bool = True) ->
     return result.reindex(columns=columns)
 
 
+def write(rows: pd.DataFrame, out: Path | None) -> list[tuple[str, str]]:
+    """Write the predictions as CSV to `out` (None: standard output); the skipped files and
+    why, each said on standard error, returned."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(out, index=False)
+    else:
+        rows.to_csv(sys.stdout, index=False)
+    skipped = rows.loc[rows[SKIPPED_COLUMN] != "", [FILE_COLUMN, SKIPPED_COLUMN]]
+    for file, why in skipped.itertuples(index=False):
+        print(f"skipped {file}: {why}", file=sys.stderr)
+    return list(skipped.itertuples(index=False, name=None))
+
+
 def _reason(error: Exception, path: Path) -> str:
     """The error without the file name and the training-time advice."""
     if isinstance(error, OSError):

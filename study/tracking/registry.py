@@ -32,6 +32,16 @@ class Registered:
     def is_champion(self) -> bool:
         return self.champion == self.version
 
+    def describe(self) -> str:
+        """One line: which run is which version, and whether it is the champion."""
+        holder = (
+            "it is the champion" if self.is_champion else f"champion stays version {self.champion}"
+        )
+        return (
+            f"model: run {self.run_id} registered as {self.name} version {self.version} "
+            f"(score {self.score:.4f}; {holder}); use it as models:/{self.name}@champion"
+        )
+
 
 def register(
     store: Store,

@@ -202,3 +202,44 @@ class TrackingServer:
 
     def stop(self) -> None:
         stop(self.process)
+
+
+def serve(
+    kind: str,
+    store: Store,
+    host: str,
+    port: int,
+    allowed_hosts: str | None = None,
+    artifacts: str | None = None,
+    quiet: bool = True,
+    open_browser: bool = False,
+) -> int:
+    """Run MLflow's UI (`kind` "ui") or tracking server ("server") over `store` on host:port
+    until Ctrl-C, keeping its artifacts in `artifacts` (None: MLflow's default) and its
+    start-up lines out when `quiet`. Says where it serves and, for the UI, each recent
+    experiment's runs, the latest opened in a browser with `open_browser`."""
+    store.check()
+    check_port(host, port)
+    store.initialize()  # a new store's tables are created here, whole, not by MLflow's server
+    if not is_loopback(host):
+        print(
+            f"warning: serving on {host}: the runs become visible to the network", file=sys.stderr
+        )
+    spec = command(kind, store.uri, host, port, allowed_hosts, artifacts, quiet)
+    what = "MLflow UI" if kind == "ui" else "MLflow tracking server"
+    print(f"{what} for {store.display_uri} at http://{host}:{port} (Ctrl-C stops it)")
+    address = None
+    if kind == "ui":
+        for n, experiment in enumerate(store.recent_experiments()):
+            url = runs_url(spec.url, experiment.experiment_id)
+            address = address or url
+            print(f"{'latest experiment' if n == 0 else '  also'} {experiment.name}: {url}")
+    sys.stdout.flush()
+    when_up = None
+    if open_browser:
+        import webbrowser
+
+        def when_up() -> None:
+            webbrowser.open(address or spec.url)
+
+    return run(spec, when_up)

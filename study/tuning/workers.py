@@ -1,5 +1,6 @@
-"""Worker processes of a distributed sweep: the pool of local workers a chief starts, the lease
-by which a worker holds its id, and the entry point of a worker process.
+"""Worker processes of a distributed sweep: how many local workers a sweep starts by default,
+the pool of local workers a chief starts, the lease by which a worker holds its id, and the
+entry point of a worker process.
 
 A worker is a Keras Tuner tuner that asks the chief's oracle for trials and runs them as the
 sweep's child runs. A local worker that dies is started again under the same id, and the chief
@@ -40,8 +41,11 @@ from study.processes import sigterm_as_interrupt
 from study.tracking import server
 from study.tracking.provenance import redact
 from study.tracking.store import Store
+from study.tuning import tuner
 from study.tuning.keras_tuner_adapter import abandon, give_back, queued_retries
 
+DEFAULT_WORKERS = 2  # local worker processes when `default_workers` runs trials two at a time
+MIN_TRIAL_IMAGE_EPOCHS = 20_000  # frozen.epochs x images of a trial worth a worker process
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
 HEARTBEAT_S = 10.0
@@ -50,6 +54,59 @@ LEASE_EXPIRES_S = 120.0  # a worker silent this long is dead: its trial is FAILE
 # What a worker process runs once it is set up: the sweep's trials, handed out by the chief at
 # `oracle_address`: (config, store, state_dir, oracle_address, worker_id, say, progress).
 WorkerRun = Callable[[StudyConfig, Store, Path, str, str, Callable[[str], None], bool], None]
+
+
+def default_workers(
+    config: StudyConfig, images: int, trials_left: int | None, cores: int
+) -> tuple[int, str]:
+    """How many local worker processes run a sweep's trials when `workers` is not given (0:
+    in the sweep's process), and why.
+
+    A trial on cached features that does not fine-tune trains the head alone, a few small
+    matrix products per step that leave a second core idle: two such trials at once, in two
+    worker processes, ran 1.6x as many trials per minute of trial time on 2 cores
+    (benchmarks/workers_throughput.py). Workers cost tens of seconds to start (each imports
+    TensorFlow and loads the cache; a SQLite store is served through a tracking server) and
+    log through that server, so trials whose frozen phase is short (frozen.epochs x images
+    below MIN_TRIAL_IMAGE_EPOCHS, as in the smoke study) or a single trial left run in the
+    sweep's process. At most DEFAULT_WORKERS: the speed-up was measured with 2, and every
+    worker holds its own TensorFlow and feature cache in memory."""
+    if not _frozen_only_on_cached_features(config):
+        return 0, "the trials fine-tune or do not run on cached features"
+    epochs = max(_space_values(config, "frozen.epochs"))
+    if epochs * images < MIN_TRIAL_IMAGE_EPOCHS:
+        return 0, (
+            f"short trials: {epochs} frozen epochs x {images} images < "
+            f"{MIN_TRIAL_IMAGE_EPOCHS} image-epochs"
+        )
+    if trials_left is not None and trials_left < 2:
+        return 0, f"{trials_left} trial left"
+    if cores < 2:
+        return 0, "1 usable core"
+    left = "" if trials_left is None else f", {trials_left} trials left"
+    return min(cores, DEFAULT_WORKERS), (
+        f"frozen-phase trials on cached features{left}, {cores} usable cores"
+    )
+
+
+def _frozen_only_on_cached_features(config: StudyConfig) -> bool:
+    """Whether every trial of the sweep trains the head on cached features, and nothing more."""
+    return (
+        all(_space_values(config, "features.cache"))
+        and min(_space_values(config, "frozen.epochs")) > 0
+        and max(_space_values(config, "fine_tune.epochs")) == 0
+    )
+
+
+def _space_values(config: StudyConfig, key: str) -> list:
+    """The values the sweep's trials can give `key`: a range's ends, a choice's values, or the
+    config's own value when the sweep does not vary it."""
+    spec = config.hyperparameters.get(key)
+    if spec is None:
+        return [config.flat()[key]]
+    if spec.type in ("choice", "fixed"):
+        return tuner.grid_values(key, spec)
+    return [spec.min, spec.max]
 
 
 class Chief(Protocol):
@@ -83,7 +140,8 @@ class Lease:
             raise WorkerIdError(
                 f"worker id {self.worker_id} is held by a live worker (pid {holder['pid']} "
                 f"on {holder['host']}, heartbeat {age:.0f} s ago); give this worker another "
-                "--worker id"
+                "`worker_id`",
+                settings=("worker_id",),
             )
         self._write(released=False)
         self._beater.start()
