@@ -27,20 +27,22 @@ def children(uri: str, experiment: str):
 
 def test_smoke_sweep_then_rerun_adds_no_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
-    args = ("sweep", SMOKE, "--set", "data.image_size=32", "--tracking-uri", uri)
+    asked = ("question.compare=activation", "question.family=reference", "question.reference=elu")
+    declared = [part for item in asked for part in ("--set", item)]
+    args = ("sweep", SMOKE, "--set", "data.image_size=32", *declared, "--tracking-uri", uri)
     first = run_study(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "[  4/4]" in first.stdout and "ETA" in first.stdout
 
     trials, parents = children(uri, "smoke")
     assert len(parents) == 1 and len(trials) == 4
-    # the study's declared question, on the parent run before any trial (smoke.yaml's default)
-    asked = parents.iloc[0]
-    assert (asked["params.question.compare"], asked["params.question.family"]) == (
-        "configurations",
-        "best",
+    # the declared question, on the parent run before any trial
+    parent = parents.iloc[0]
+    assert (parent["params.question.compare"], parent["params.question.reference"]) == (
+        "activation",
+        "elu",
     )
-    assert asked["params.question.metric"] == "error_rate"
+    assert parent["params.question.metric"] == "error_rate"
     assert (
         "params.question.compare" not in trials.columns
         or trials["params.question.compare"].isna().all()

@@ -100,6 +100,16 @@ def log(
     import tensorflow as tf
 
     _use_store(tracking_uri)
+    # The model belongs to its run's experiment: left to itself, MLflow puts it in the active
+    # experiment (Default), whose artifact root a tracking server may have set to one only it
+    # can reach (mlflow-artifacts:/).
+    run = mlflow.get_run(run_id)
+    model = mlflow.initialize_logged_model(
+        name=MODEL_NAME,
+        source_run_id=run_id,
+        params=dict(run.data.params),
+        experiment_id=run.info.experiment_id,
+    )
     with warnings.catch_warnings():  # MLflow asks for the input example left out on purpose
         warnings.filterwarnings("ignore", message=".*An input example was not provided")
         info = Model.log(
@@ -107,6 +117,7 @@ def log(
             name=MODEL_NAME,
             flavor=mlflow.pyfunc,
             run_id=run_id,
+            model_id=model.model_id,
             python_model=str(Path(__file__).with_name("served_model.py")),
             artifacts={"keras_model": str(keras_file)},
             model_config={"class_names": list(class_names), "image_size": int(image_size)},
