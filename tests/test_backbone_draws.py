@@ -129,7 +129,7 @@ def test_one_backbone_or_one_seed_per_draw_says_what_the_answer_covers():
     text, rows = backbone_rows(variance_runs(1, lambda s: 0.05 + 0.001 * s))
     assert rows.loc["backbone draw", "backbones"] == 1
     assert np.isnan(rows.loc["backbone draw", "share"])
-    assert "It holds for this backbone" in text
+    assert "It holds for this one random backbone" in text
     text, rows = backbone_rows(variance_runs(8, lambda s: 0.05 + 0.001 * s))
     assert np.isnan(rows.loc["backbone draw", "share"])
     assert "one seed per backbone" in rows.loc["backbone draw x setting", "note"]
