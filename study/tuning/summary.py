@@ -4,7 +4,6 @@ the best configuration written as a study YAML to rerun."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pandas as pd
 import yaml
 
 from study.config import StudyConfig
-from study.files import atomic_write_text
+from study.files import atomic_write_text, slug
 from study.tracking import outcome
 from study.tracking.store import CONFIGURATIONS, NOTE_TAG, REPORT_NOTE, Store
 from study.tuning import tuner
@@ -113,7 +112,7 @@ def _outcome_note(config: StudyConfig, parent_run_id: str, table: pd.DataFrame) 
         if len(scored)
         else "none scored"
     )
-    folder = re.sub(r"[^\w.-]+", "_", config.name)
+    folder = slug(config.name)
     return (
         f"{len(table)} configurations, best first by mean {objective} over their seeds "
         f"({best}): the table {CONFIGURATIONS} in this run's artifacts.\n\n"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from study import processes
 from study.config import StudyConfig
 from study.errors import WorkersLost
+from study.files import slug
 from study.runs import session
 from study.tracking import server
 from study.tracking.store import Store
@@ -51,7 +51,7 @@ class Sweep:
     ):
         self.config, self.store, self.say, self.progress = config, store, say, progress
         self.state_dir = Path(state_dir)
-        self.project_name = re.sub(r"[^\w.-]+", "_", config.name)
+        self.project_name = slug(config.name)
         self.project = self.state_dir / "tuner" / self.project_name
         self.state = state.SweepState(config, store, self.project, say)
         self.planned = tuner.planned_trials(config)
