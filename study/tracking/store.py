@@ -399,8 +399,10 @@ class Store:
             self._mlflow.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
 
     def download_artifact(self, run_id: str, name: str, folder: Path) -> Path:
-        """The run's artifact `name`, downloaded into `folder` (read in place when local)."""
-        return Path(self._mlflow.download_artifacts(run_id, name, str(folder)))
+        """The run's artifact `name`, downloaded into `folder` (read in place when local),
+        without MLflow's progress bar."""
+        with _no_progress_bar():
+            return Path(self._mlflow.download_artifacts(run_id, name, str(folder)))
 
     def artifact_names(self, run_id: str) -> list[str]:
         """The paths of the run's top-level artifacts."""
