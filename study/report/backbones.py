@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from study.report import stats
 from study.tracking.outcome import column
@@ -113,7 +112,7 @@ def draw_interaction(table: pd.DataFrame, draws: pd.Series) -> stats.VarianceSha
     profile over all draws (mean square on (k - 1)(D - 1) df) and the seeds' scatter around
     their draw's profile (the residual, (k - 1)(S - D) df). F tests the interaction; its
     component (MS_int - MS_res) / (seeds per draw) and its share of the two, with the F-based
-    interval of `stats.variance_share`. None with fewer than two draws or no seed scatter."""
+    interval (`stats.share_of_mean_squares`). None with fewer than two draws or no seed scatter."""
     labels = draws.to_numpy()
     names, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
     seeds, settings = table.shape
@@ -129,21 +128,4 @@ def draw_interaction(table: pd.DataFrame, draws: pd.Series) -> stats.VarianceSha
     if not ms_res > 0:
         return None
     n0 = (seeds - (counts**2).sum() / seeds) / (len(names) - 1)
-    f_statistic = ms_int / ms_res
-    between = max((ms_int - ms_res) / n0, 0.0)
-    bounds = [
-        max((f_statistic / float(scipy_stats.f.ppf(q, df_int, df_res)) - 1) / n0, 0.0)
-        for q in (1 - stats.ALPHA / 2, stats.ALPHA / 2)
-    ]
-    return stats.VarianceShare(
-        len(names),
-        seeds,
-        f_statistic,
-        df_int,
-        df_res,
-        float(scipy_stats.f.sf(f_statistic, df_int, df_res)),
-        between,
-        ms_res,
-        between / (between + ms_res),
-        *(ratio / (1 + ratio) for ratio in bounds),
-    )
+    return stats.share_of_mean_squares(len(names), seeds, ms_int, ms_res, df_int, df_res, n0)

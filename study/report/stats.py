@@ -390,21 +390,37 @@ def variance_share(values, groups) -> VarianceShare:
     within = float(((values - means[index]) ** 2).sum() / (n - k))
     between_square = float((counts * (means - values.mean()) ** 2).sum() / (k - 1))
     n0 = (n - (counts**2).sum() / n) / (k - 1)
-    between = max((between_square - within) / n0, 0.0)
     if not within > 0:
         return nothing
+    return share_of_mean_squares(k, n, between_square, within, k - 1, n - k, n0)
+
+
+def share_of_mean_squares(
+    groups: int,
+    units: int,
+    between_square: float,
+    within: float,
+    df_groups: int,
+    df_residual: int,
+    n0: float,
+) -> VarianceShare:
+    """A random effect from its mean square `between_square` and the residual's `within` (on
+    `df_groups` and `df_residual` df, `n0` units per level): F and its p-value, the component
+    (MS - MS_residual) / n0 read as 0 when negative, its share of the two, and the share's
+    F-based 95% interval (see `variance_share`)."""
     f_statistic = between_square / within
     bounds = [
-        max((f_statistic / float(stats.f.ppf(q, k - 1, n - k)) - 1) / n0, 0.0)
+        max((f_statistic / float(stats.f.ppf(q, df_groups, df_residual)) - 1) / n0, 0.0)
         for q in (1 - ALPHA / 2, ALPHA / 2)
     ]
+    between = max((between_square - within) / n0, 0.0)
     return VarianceShare(
-        k,
-        n,
+        groups,
+        units,
         f_statistic,
-        k - 1,
-        n - k,
-        float(stats.f.sf(f_statistic, k - 1, n - k)),
+        df_groups,
+        df_residual,
+        float(stats.f.sf(f_statistic, df_groups, df_residual)),
         between,
         within,
         between / (between + within),
