@@ -17,7 +17,7 @@ from study.report.expected_max import expected_max_table
 from study.report.importance import start_importance
 from study.report.knob_tests import knob_scales, knob_tests
 from study.report.paper import Paper
-from study.report.selection import ReportError, Selection, select
+from study.report.selection import ReportError, Selection, select, sweep_param
 from study.tracking import outcome
 from study.tracking.outcome import column
 
@@ -118,7 +118,8 @@ def analyse(
     found["knobs"] = tables.knob_table(included, knobs, objective, split, adjusted, asked.metric)
     if not knob_effects.empty:
         found["knob_tests"] = knob_effects
-    if _oracle(runs, selection.parent_run_id) == "random" and "activation" in knobs:
+    oracle = sweep_param(runs, selection.parent_run_id, "tuner.oracle")
+    if oracle == "random" and "activation" in knobs:
         found["expected_max"] = expected_max_table(included, objective)
     for stage in tables.STAGES:
         scores = phase_scores.scores_table(best_runs, stage, paper, outcomes)
@@ -144,15 +145,6 @@ def analyse(
     )
 
 
-def _oracle(runs: pd.DataFrame, parent_run_id: str | None) -> str | None:
-    """The Keras Tuner oracle of the sweep (`tuner.oracle`), None without a sweep."""
-    logged = column(runs, "params.tuner.oracle")[runs["run_id"] == parent_run_id].dropna()
-    return logged.iloc[0] if len(logged) else None
-
-
 def _sweep_objective(runs: pd.DataFrame, parent_run_id: str | None) -> str:
     """The objective the sweep optimised, when its run logged one as `tuner.objective`."""
-    if parent_run_id is None:
-        return DEFAULT_OBJECTIVE
-    logged = column(runs, "params.tuner.objective")[runs["run_id"] == parent_run_id]
-    return logged.dropna().iloc[0] if logged.notna().any() else DEFAULT_OBJECTIVE
+    return sweep_param(runs, parent_run_id, "tuner.objective") or DEFAULT_OBJECTIVE

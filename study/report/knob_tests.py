@@ -31,7 +31,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 
 from study.report import stats
-from study.report.selection import value_order
+from study.report.selection import sweep_param, value_order
 from study.tracking.outcome import param
 from study.vocabulary import KNOBS
 
@@ -47,10 +47,8 @@ def knob_scales(
     """How each knob enters the model: "factor" (text values among the `included` runs), "log"
     (numbers searched with `sampling: log`, read from the search space the sweep's parent run
     logged among `runs`) or "linear"."""
-    searched = {}
-    if parent_run_id is not None and "params.hyperparameters" in runs.columns:
-        logged = runs.loc[runs["run_id"] == parent_run_id, "params.hyperparameters"].dropna()
-        searched = json.loads(logged.iloc[0]) if len(logged) else {}
+    logged = sweep_param(runs, parent_run_id, "hyperparameters")
+    searched = json.loads(logged) if logged else {}
     short = {key: name for name, key in KNOBS.items()}
     sampling = {
         short.get(key, key.rpartition(".")[2]): spec.get("sampling")

@@ -93,6 +93,15 @@ def select(runs: pd.DataFrame, sweep_run_id: str | None = None) -> Selection:
     )
 
 
+def sweep_param(runs: pd.DataFrame, parent_run_id: str | None, name: str) -> str | None:
+    """The param `name` the sweep's parent run logged (`tuner.oracle`, `hyperparameters`);
+    None without a sweep or the param."""
+    if parent_run_id is None or f"params.{name}" not in runs.columns:
+        return None
+    logged = runs.loc[runs["run_id"] == parent_run_id, f"params.{name}"].dropna()
+    return logged.iloc[0] if len(logged) else None
+
+
 def matching(runs: pd.DataFrame, fixed: dict[str, str]) -> pd.DataFrame:
     """The runs whose params equal every value in `fixed`."""
     mask = np.ones(len(runs), dtype=bool)
