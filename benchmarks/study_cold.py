@@ -55,7 +55,7 @@ def main() -> None:
             uri = f"sqlite:///{folder / 'mlflow.db'}"
             started = 1000 * time.time()
             took = activation_sweep.run(args, uri, str(folder / "state"), space=SPACE)
-            for line in phases(uri, started, started + 1000 * took):
+            for line in phases(uri, "study", started, started + 1000 * took):
                 results.print(f"run {number}: {line}")
             results.print(f"run {number}: study.yaml cold: {took:.0f} s (target <= {TARGET_S} s)")
             times.append(took)
@@ -67,12 +67,13 @@ def main() -> None:
     )
 
 
-def phases(uri: str, started_ms: float, ended_ms: float) -> list[str]:
-    """Where the sweep's time went, from the start and end of the runs it logged."""
+def phases(uri: str, experiment: str, started_ms: float, ended_ms: float) -> list[str]:
+    """Where the sweep's time went, from the start and end of the runs it logged in
+    `experiment`."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("study")
+    experiment = client.get_experiment_by_name(experiment)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("run_type") == "sweep"]
     (model,) = [r for r in runs if r.data.tags.get("run_type") == "model"]
