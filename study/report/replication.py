@@ -140,9 +140,11 @@ def _pooled_row(found: list[dict], method: str) -> dict:
     else:
         effect = np.array([row["estimate"] for row in usable])
         variance = np.array([row["se"] for row in usable]) ** 2
-        with np.errstate(all="ignore"):  # statsmodels divides by Q, which may be 0
+        # statsmodels divides by Q, which may be 0, and its summary takes the square root of
+        # a Hartung-Knapp variance that is negative when tau^2 is (a column the report skips)
+        with np.errstate(all="ignore"):
             result = combine_effects(effect, variance, method_re=method)
-        summary = result.summary_frame()
+            summary = result.summary_frame()
         # statsmodels leaves DerSimonian-Laird's moment estimate negative when Q < k - 1;
         # truncated at 0, as they define it, the random-effects pool is the fixed-effect one
         heterogeneous = result.tau2 > 0
