@@ -33,6 +33,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
     from study.report import stats
@@ -57,7 +58,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         cache = features.load_or_build(
-            dataset, weights, **features.settings(config), directory=Path(folder)
+            dataset, weights, CacheInputs.for_features(config), directory=Path(folder)
         )
         results.print(f"feature cache build: {time.perf_counter() - started:.0f} s")
         for seed in args.seeds:

@@ -34,6 +34,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model import runtimes
     from study.model.nasnet import resolve_weights
@@ -67,13 +68,15 @@ def main() -> None:
             cache = features.load_or_build(
                 dataset,
                 weights,
-                args.image_size,
-                config.data.augmentation,
-                args.views,
-                config.features.seed,
+                CacheInputs(
+                    args.image_size,
+                    config.data.augmentation,
+                    args.views,
+                    config.features.seed,
+                    runtime=runtime,
+                ),
                 Path(folder),
                 progress=False,
-                runtime=runtime,
             )
             took = time.perf_counter() - started
             caches[runtime] = cache

@@ -36,6 +36,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import activations
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
     from study.training import train as training
@@ -62,7 +63,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         cache = activations.load_or_build(
-            dataset, weights, **activations.settings(cut), directory=Path(folder)
+            dataset, weights, CacheInputs.for_activations(cut), directory=Path(folder)
         )
         build_s = time.perf_counter() - started
         size = cache.path.stat().st_size

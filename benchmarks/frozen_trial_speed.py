@@ -31,6 +31,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
     from study.training import train as training
@@ -54,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         cache = features.load_or_build(
-            dataset, weights, **features.settings(config), directory=Path(folder)
+            dataset, weights, CacheInputs.for_features(config), directory=Path(folder)
         )
         build_s = time.perf_counter() - started
         results.print(

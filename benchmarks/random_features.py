@@ -52,6 +52,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
     from study.report import stats
@@ -68,7 +69,7 @@ def main() -> None:
         for name, changes in VARIANTS.items():
             config = base.with_values(changes)
             cache = features.load_or_build(
-                dataset, weights, **features.settings(config), directory=Path(folder)
+                dataset, weights, CacheInputs.for_features(config), directory=Path(folder)
             )
             accuracies, validation, epochs = [], [], []
             for seed in args.seeds:

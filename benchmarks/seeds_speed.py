@@ -71,6 +71,7 @@ def prepare(args: argparse.Namespace, say: Callable[[str], None]) -> Inputs:
     """Say the machine and commit; load NEU and the feature cache (built if missing)."""
     from study import config as study_config
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
     from study.tracking import provenance
@@ -91,7 +92,10 @@ def prepare(args: argparse.Namespace, say: Callable[[str], None]) -> Inputs:
     weights = resolve_weights(config.model.weights, config.model.backbone_init_seed(config.seed))
     started = time.perf_counter()
     cache = features.load_or_build(
-        dataset, weights, **features.settings(config), directory=Path(args.state_dir) / "features"
+        dataset,
+        weights,
+        CacheInputs.for_features(config),
+        directory=Path(args.state_dir) / "features",
     )
     say(f"feature cache in {args.state_dir}: ready in {time.perf_counter() - started:.1f} s")
     frozen, stopping = config.frozen, config.frozen.early_stopping

@@ -436,20 +436,19 @@ def audit(config, uri: str, state_dir: Path, killed_runs: list[str] = ()) -> Aud
 
 def check_feature_cache(config, state_dir: Path) -> str | None:
     from study.caches import features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model.nasnet import resolve_weights
 
     dataset = data.load(config.data.root, config.data.image_size)
     init_seed = config.model.backbone_init_seed(config.sweep_seeds[0])
     weights = resolve_weights(config.model.weights, init_seed)
-    key = features.cache_key(dataset, weights, **features.settings(config))
+    inputs = CacheInputs.for_features(config)
+    key = inputs.key(dataset, weights)
     folder = Path(state_dir) / "features"
     files = sorted(p.name for p in folder.iterdir())
     if files != [f"{key}.lock", f"{key}.npz"]:
         return f"the feature cache folder holds {files}, expected one lock and one .npz"
-    if (
-        features._read(folder / f"{key}.npz", key, len(dataset), features.settings(config)["views"])
-        is None
-    ):
+    if features._read(folder / f"{key}.npz", key, len(dataset), inputs.views) is None:
         return "the feature cache file is not complete and valid"
     return None

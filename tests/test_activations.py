@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from study import config
 from study.caches import activations, features
+from study.caches.inputs import CacheInputs
 from study.data import dataset as data
 from study.model import nasnet as model
 from study.training import train as training
@@ -34,9 +35,8 @@ def test_cache_is_reused_and_holds_what_the_backbone_computes(tmp_path):
     augmentation = config.Augmentation()
 
     def build(first_cell=CUT):
-        return activations.load_or_build(
-            dataset, weights, 32, augmentation, 2, 0, first_cell, tmp_path / "a", progress=False
-        )
+        inputs = CacheInputs(32, augmentation, 2, 0, cut=first_cell)
+        return activations.load_or_build(dataset, weights, inputs, tmp_path / "a", progress=False)
 
     cache = build()
     assert cache.records.shape == (3, 12) and cache.views == 2
@@ -80,8 +80,9 @@ def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(
     )
     weights = model.resolve_weights("none")
     split = data.split(dataset, study.data.split, study.seed)
+    inputs = CacheInputs.for_activations(study)
     cache = activations.load_or_build(
-        dataset, weights, **activations.settings(study), directory=tmp_path / "a", progress=False
+        dataset, weights, inputs, directory=tmp_path / "a", progress=False
     )
     result = training.train(study, dataset, split, weights, activations=cache)
 

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from statsmodels.stats.anova import anova_lm
 
 from study import config
-from study.caches import features
+from study.caches.inputs import CacheInputs
 from study.errors import ConfigError
 from study.model.nasnet import resolve_weights
 from study.report import stats
@@ -76,8 +76,7 @@ def test_a_run_trains_and_logs_its_seeds_backbone_draw_on_that_draws_cache(tmp_p
     assert run.data.tags["backbone_draw"] == "1"
     assert run.data.tags["weights"] == resolve_weights("none", 1).label
     # Draw 1's cache is the one `model.init_seed: 1` pins, and it holds other features.
-    settings = features.settings(study)
-    one = features.cache_key(prepared.dataset, resolve_weights("none", 1), **settings)
+    one = CacheInputs.for_features(study).key(prepared.dataset, resolve_weights("none", 1))
     assert run.data.tags["feature_cache"] == one
     assert prepared.features_for(study.with_values({"seed": 2})) is prepared.features
     caches = sorted((state / "features").glob("*.npz"))

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from study import config as study_config
 from study.caches import activations, features
+from study.caches.inputs import CacheInputs
 from study.config import Augmentation
 from study.data import dataset as data
 from study.model import nasnet as model
@@ -67,7 +68,8 @@ def test_a_cache_writer_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
     weights = model.resolve_weights("none")
     folder = tmp_path / "cache"
     folder.mkdir()
-    key = features.cache_key(dataset, weights, 32, Augmentation(), 2, 0)
+    inputs = CacheInputs(32, Augmentation(), 2, 0)
+    key = inputs.key(dataset, weights)
     final = folder / f"{key}.npz"
     killed = run_python(
         f"""
@@ -85,7 +87,7 @@ def test_a_cache_writer_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
     (partial,) = folder.glob(f".{final.name}.*.partial")
     assert partial.stat().st_size > 100_000
 
-    cache = features.load_or_build(dataset, weights, 32, Augmentation(), 2, 0, folder, False)
+    cache = features.load_or_build(dataset, weights, inputs, folder, False)
     assert cache.path == final and cache.clean.shape == (12, model.FEATURE_WIDTH)
     assert sorted(p.name for p in folder.iterdir()) == [f"{key}.lock", final.name]
 
@@ -93,12 +95,13 @@ def test_a_cache_writer_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
 def test_an_activation_cache_builder_killed_mid_write_leaves_nothing_that_is_read(tmp_path):
     root = copy_slice(tmp_path / "neu", per_class=2)
     folder = tmp_path / "activations"
-    arguments = f"data.load({str(root)!r}, 32), model.resolve_weights('none'), 32, "
-    arguments += f"Augmentation(), 1, 0, 'normal_12', {str(folder)!r}, False"
+    arguments = f"data.load({str(root)!r}, 32), model.resolve_weights('none'), "
+    arguments += f"CacheInputs(32, Augmentation(), 1, 0, cut='normal_12'), {str(folder)!r}, False"
     killed = run_python(
         f"""
         import os, signal
         from study.caches import activations
+        from study.caches.inputs import CacheInputs
         from study.data import dataset as data
         from study.model import nasnet as model
         from study.config import Augmentation
@@ -118,11 +121,7 @@ def test_an_activation_cache_builder_killed_mid_write_leaves_nothing_that_is_rea
     cache = activations.load_or_build(
         data.load(root, 32),
         model.resolve_weights("none"),
-        32,
-        Augmentation(),
-        1,
-        0,
-        "normal_12",
+        CacheInputs(32, Augmentation(), 1, 0, cut="normal_12"),
         folder,
         False,
     )

@@ -1,12 +1,17 @@
 import dataclasses
+import hashlib
+import importlib.metadata
+import json
 import os
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from study import config, errors
 from study.caches import features
+from study.caches.inputs import CacheInputs
 from study.data import dataset as data
 from study.model import nasnet as model
 
@@ -20,9 +25,8 @@ def test_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
     folder = tmp_path / "cache"
 
     def build():
-        return features.load_or_build(
-            dataset, weights, 32, augmentation, 2, 0, folder, progress=False
-        )
+        inputs = CacheInputs(32, augmentation, 2, 0)
+        return features.load_or_build(dataset, weights, inputs, folder, progress=False)
 
     first = build()
     assert first.clean.shape == (18, model.FEATURE_WIDTH)
@@ -33,17 +37,9 @@ def test_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
     assert again.path == first.path and os.stat(first.path).st_mtime_ns == stamp
     np.testing.assert_array_equal(again.views, first.views)
 
-    def key(**changed):
-        inputs = {
-            "dataset": dataset,
-            "weights": weights,
-            "image_size": 32,
-            "augmentation": augmentation,
-            "views": 2,
-            "seed": 0,
-            **changed,
-        }
-        return features.cache_key(**inputs)
+    def key(dataset=dataset, weights=weights, **changed):
+        inputs = CacheInputs(image_size=32, augmentation=augmentation, views=2, seed=0)
+        return dataclasses.replace(inputs, **changed).key(dataset, weights)
 
     assert key() == first.key
     for changed in (
@@ -53,6 +49,8 @@ def test_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
         {"image_size": 48},
         {"seed": 1},
         {"dataset": dataclasses.replace(dataset, content_hashes=dataset.content_hashes[::-1])},
+        {"pooling": "max"},
+        {"cut": "normal_9"},
     ):
         assert key(**changed) != first.key, changed
 
@@ -62,12 +60,62 @@ def test_cache_is_reused_keyed_and_rebuilt_when_damaged(tmp_path):
     assert not list(folder.glob("*.partial"))
 
 
+def old_key(dataset, weights, image_size, augmentation, views, seed, runtime, cut, pooling):
+    """The cache key as the code before `CacheInputs` computed it from its arguments."""
+    inputs = {
+        "format": 1,
+        "data": dataset.fingerprint,
+        "files": len(dataset),
+        "weights": weights.identity,
+        "image_size": image_size,
+        "augmentation": augmentation.model_dump(),
+        "views": views,
+        "seed": seed,
+        "keras": keras.__version__,
+        "runtime": runtime,
+        "runtime_version": importlib.metadata.version(runtime),  # tensorflow or openvino
+    }
+    if cut is not None:
+        inputs["cut"] = cut
+    if pooling != "avg":
+        inputs["pooling"] = pooling
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def test_the_cache_key_digests_the_inputs_as_before_so_caches_on_disk_are_found():
+    dataset = data.load(data.sample_root(), 32)
+    weights = model.resolve_weights("none", 3)
+    study = config.validate(
+        {
+            "name": "k",
+            "data": {"image_size": 32, "augmentation": {"zoom": 0.1}},
+            "model": {"weights": "none"},
+            "features": {"views": 3, "seed": 2, "runtime": "openvino"},
+            "fine_tune": {"epochs": 1, "trainable": {"from": "normal_9"}, "augment": True},
+        }
+    )
+    zoom = config.Augmentation(zoom=0.1)
+    cases = [
+        (CacheInputs.for_features(study), (32, zoom, 3, 2, "openvino", None, "avg")),
+        (
+            CacheInputs.for_features(study.with_values({"model.pooling": "max"})),
+            (32, zoom, 3, 2, "openvino", None, "max"),
+        ),
+        (CacheInputs.for_activations(study), (32, zoom, 3, 2, "tensorflow", "normal_9", "avg")),
+        (
+            CacheInputs(48, config.Augmentation(), 0, 0),
+            (48, config.Augmentation(), 0, 0, "tensorflow", None, "avg"),
+        ),
+    ]
+    for inputs, arguments in cases:
+        assert inputs.key(dataset, weights) == old_key(dataset, weights, *arguments), inputs
+
+
 def sample_cache(folder, runtime):
     dataset = data.load(data.sample_root(), 32)
     weights = model.resolve_weights("none")
-    return features.load_or_build(
-        dataset, weights, 32, config.Augmentation(), 1, 0, folder, progress=False, runtime=runtime
-    )
+    inputs = CacheInputs(32, config.Augmentation(), 1, 0, runtime=runtime)
+    return features.load_or_build(dataset, weights, inputs, folder, progress=False)
 
 
 def test_a_runtime_builds_its_own_cache_with_tensorflows_features(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from study import config
 from study.caches import features
+from study.caches.inputs import CacheInputs
 from study.data import dataset as data
 from study.model import nasnet as model
 from study.runs import session
@@ -32,7 +33,10 @@ def weights():
 def cache(dataset, weights, tmp_path_factory):
     cfg = study_config()
     return features.load_or_build(
-        dataset, weights, **features.settings(cfg), directory=tmp_path_factory.mktemp("cache")
+        dataset,
+        weights,
+        CacheInputs.for_features(cfg),
+        directory=tmp_path_factory.mktemp("cache"),
     )
 
 
@@ -99,13 +103,13 @@ def test_the_frozen_phase_trains_and_validates_on_the_smoothed_loss(dataset, wei
 
 
 def test_max_pooling_gives_a_feature_cache_of_its_own(dataset, weights, cache, tmp_path):
-    average = features.settings(study_config())
-    pooled = features.settings(study_config(**{"model.pooling": "max"}))
-    unpooled_key = {key: value for key, value in average.items() if key != "pooling"}
-    # Caches from before the knob hold average-pooled features under the same key.
-    assert features.cache_key(dataset, weights, **unpooled_key) == cache.key
-    assert features.cache_key(dataset, weights, **pooled) != cache.key
-    maxed = features.load_or_build(dataset, weights, **pooled, directory=tmp_path)
+    average = CacheInputs.for_features(study_config())
+    pooled = CacheInputs.for_features(study_config(**{"model.pooling": "max"}))
+    # Caches from before the knob hold average-pooled features under the same key: the key's
+    # digest leaves average pooling out (test_features pins it to the dictionary it hashes).
+    assert average.key(dataset, weights) == cache.key
+    assert pooled.key(dataset, weights) != cache.key
+    maxed = features.load_or_build(dataset, weights, pooled, directory=tmp_path)
     images = data.to_model_input(dataset.images[:8])
     by_max = model.build_backbone(SIZE, weights, "max").predict(images, verbose=0)
     np.testing.assert_allclose(maxed.clean[:8], by_max, rtol=1e-5, atol=1e-6)
@@ -144,8 +148,8 @@ def test_a_sweep_over_pooling_gives_each_trial_the_feature_cache_of_its_pooling(
     prepared = session.Prepared(dataset, weights, cache, state_dir=tmp_path, progress=False)
     assert prepared.features_for(study_config()) is cache
     maxed = prepared.features_for(study_config(**{"model.pooling": "max"}))
-    assert maxed.key == features.cache_key(
-        dataset, weights, **features.settings(study_config(**{"model.pooling": "max"}))
+    assert maxed.key == CacheInputs.for_features(study_config(**{"model.pooling": "max"})).key(
+        dataset, weights
     )
     assert (tmp_path / "features").is_dir() and not np.allclose(maxed.clean, cache.clean)
     assert prepared.features_for(study_config(**{"model.pooling": "max"})) is maxed

@@ -5,6 +5,7 @@ import pytest
 
 from study import config
 from study.caches import features
+from study.caches.inputs import CacheInputs
 from study.data import dataset as data
 from study.errors import TrainingFailed
 from study.model import nasnet as model
@@ -32,10 +33,7 @@ def cache(dataset, weights, tmp_path_factory):
     return features.load_or_build(
         dataset,
         weights,
-        SIZE,
-        config.Augmentation(),
-        2,
-        0,
+        CacheInputs(SIZE, config.Augmentation(), 2, 0),
         tmp_path_factory.mktemp("cache"),
         progress=False,
     )
@@ -196,9 +194,9 @@ def test_without_augmentation_the_frozen_phase_trains_on_clean_cached_features(
     dataset, weights, tmp_path
 ):
     cfg = study_config(augment=False)
-    settings = features.settings(cfg)
-    assert settings["views"] == 0
-    cache = features.load_or_build(dataset, weights, **settings, directory=tmp_path)
+    inputs = CacheInputs.for_features(cfg)
+    assert inputs.views == 0
+    cache = features.load_or_build(dataset, weights, inputs, directory=tmp_path)
     assert cache.views.shape == (len(dataset), 0, model.FEATURE_WIDTH)
     parts = data.split(dataset, cfg.data.split, 0)
     result = training.train(cfg, dataset, parts, weights, cache)

@@ -3,11 +3,12 @@
 With `fine_tune.trainable: {from: CELL}` the cells below CELL stay frozen, so what they pass up
 to it (the outputs of the two cells before it) never changes for a given input: fine-tuning can
 train the cells above the cut on stored activations instead of running the images through the
-whole backbone. Like the feature cache (study.caches.features, whose key, lock and write-then-rename
-this cache shares), it holds one clean view of every image and `views` augmented views drawn as
-the feature cache draws them. One float16 .npy file of shape (1 + views, images), one record
-field per crossing tensor (named after its layer), read memory-mapped: at 224 px a NEU cache of
-a few GB never has to fit in memory.
+whole backbone. Like the feature cache (study.caches.features, whose lock and write-then-rename
+this cache shares, as it shares the inputs the key digests: study.caches.inputs), it holds one
+clean view of every image and `views` augmented views drawn as the feature cache draws them. One
+float16 .npy file of shape (1 + views, images), one record field per crossing tensor (named
+after its layer), read memory-mapped: at 224 px a NEU cache of a few GB never has to fit in
+memory.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy
 
-from study.caches.features import cache_key, locked_build, model_inputs, progress_bar
-from study.config import Augmentation, StudyConfig
+from study.caches.features import locked_build, model_inputs, progress_bar
+from study.caches.inputs import CacheInputs
 from study.data.dataset import Dataset
 from study.files import atomic_file
 from study.model.nasnet import Weights, build_backbone, cut_layers, split_backbone
@@ -62,30 +63,18 @@ class TrainingViews:
         return self.cache.inputs(self.images[images], views + self.first)
 
 
-def settings(config: StudyConfig) -> dict:
-    """The arguments of `load_or_build` that a study config fixes."""
-    return {
-        "image_size": config.data.image_size,
-        "augmentation": config.data.augmentation,
-        "views": config.features.views if config.fine_tune.augment else 0,
-        "seed": config.features.seed,
-        "first_cell": config.fine_tune.first_trainable,
-    }
-
-
 def load_or_build(
     dataset: Dataset,
     weights: Weights,
-    image_size: int,
-    augmentation: Augmentation,
-    views: int,
-    seed: int,
-    first_cell: str,
+    inputs: CacheInputs,
     directory: Path,
     progress: bool = True,
 ) -> ActivationCache:
-    """The cached activations at the cut before `first_cell`, building them first if needed."""
-    key = cache_key(dataset, weights, image_size, augmentation, views, seed, cut=first_cell)
+    """The cached activations at the cut before `inputs.cut`, building them first if needed."""
+    if inputs.cut is None:
+        raise ValueError("an activation cache needs a cut: the first trainable cell")
+    first_cell, views = inputs.cut, inputs.views
+    key = inputs.key(dataset, weights)
     shape = (views + 1, len(dataset))
 
     def read(path: Path) -> ActivationCache | None:
@@ -98,7 +87,7 @@ def load_or_build(
         return ActivationCache(key, path, records)
 
     def build(path: Path) -> None:
-        below, _ = split_backbone(build_backbone(image_size, weights), first_cell)
+        below, _ = split_backbone(build_backbone(inputs.image_size, weights), first_cell)
         record = np.dtype(
             [
                 (name, "<f2", tensor.shape[1:])
@@ -111,7 +100,7 @@ def load_or_build(
             progress_bar("activation cache", len(dataset) * (views + 1), progress) as bar,
         ):
             npy.write_array_header_1_0(handle, header)
-            for batch in model_inputs(dataset, augmentation, views, seed):
+            for batch in model_inputs(dataset, inputs.augmentation, views, inputs.seed):
                 rows = np.empty(len(batch), record)
                 for name, tensor in zip(record.names, below.predict_on_batch(batch), strict=True):
                     rows[name] = tensor

@@ -3,37 +3,33 @@
 While the backbone is frozen its output for a given input never changes, so phase 1 can train
 the head on stored features instead of images. The cache holds one clean view of every image
 and `views` augmented views of it (every image, since each seed splits the data differently).
-It is keyed by everything that changes its content, written with write-then-rename so a crash
-never leaves a half file under the final name, and built under a file lock so two workers
-never build the same file at once.
+It is keyed by everything that changes its content (study.caches.inputs), written with
+write-then-rename so a crash never leaves a half file under the final name, and built under a
+file lock so two workers never build the same file at once.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import importlib.metadata
-import json
 import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-import keras
 import numpy as np
 from tqdm import tqdm
 
-from study.config import Augmentation, StudyConfig
+from study.caches.inputs import CacheInputs
+from study.config import Augmentation
 from study.data.dataset import Dataset, augment, to_model_input
 from study.files import atomic_file, remove_stale_partials
 from study.model import runtimes
 from study.model.nasnet import Weights, build_backbone
 
-FORMAT_VERSION = 1
 _CHUNK = 32
 T = TypeVar("T")
 
@@ -48,84 +44,32 @@ class FeatureCache:
     runtime: str = "tensorflow"  # the runtime that computed the features
 
 
-def settings(config: StudyConfig) -> dict:
-    """The arguments of `cache_key` and `load_or_build` that a study config fixes."""
-    return {
-        "image_size": config.data.image_size,
-        "augmentation": config.data.augmentation,
-        "views": config.features.views if config.frozen.augment else 0,
-        "seed": config.features.seed,
-        "runtime": config.features.runtime,
-        "pooling": config.model.pooling,
-    }
-
-
-def cache_key(
-    dataset: Dataset,
-    weights: Weights,
-    image_size: int,
-    augmentation: Augmentation,
-    views: int,
-    seed: int,
-    runtime: str = "tensorflow",
-    cut: str | None = None,
-    pooling: str = "avg",
-) -> str:
-    """A digest of everything the cached content depends on; `cut` (the first cell above a
-    fine-tuning cut) for the activation cache, which holds no pooled features."""
-    inputs = {
-        "format": FORMAT_VERSION,
-        "data": dataset.fingerprint,
-        "files": len(dataset),
-        "weights": weights.identity,
-        "image_size": image_size,
-        "augmentation": augmentation.model_dump(),
-        "views": views,
-        "seed": seed,
-        "keras": keras.__version__,
-        "runtime": runtime,
-        "runtime_version": _version(runtime),
-    }
-    if cut is not None:
-        inputs["cut"] = cut
-    if pooling != "avg":  # caches from before max pooling are average-pooled: their keys stay
-        inputs["pooling"] = pooling
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
-
-
 def load_or_build(
     dataset: Dataset,
     weights: Weights,
-    image_size: int,
-    augmentation: Augmentation,
-    views: int,
-    seed: int,
+    inputs: CacheInputs,
     directory: Path,
     progress: bool = True,
-    runtime: str = "tensorflow",
-    pooling: str = "avg",
 ) -> FeatureCache:
-    """The cached features for these inputs (pooled by `pooling`), building them first if
-    needed: on `runtime`, or on TensorFlow when `runtime` cannot run the backbone."""
-    runtimes.check(runtime)
-    for candidate in dict.fromkeys([runtime, "tensorflow"]):
-        key = cache_key(
-            dataset, weights, image_size, augmentation, views, seed, candidate, pooling=pooling
-        )
+    """The cached features for these inputs (pooled by `inputs.pooling`), building them first
+    if needed: on `inputs.runtime`, or on TensorFlow when that runtime cannot run the
+    backbone."""
+    runtimes.check(inputs.runtime)
+    for candidate in dict.fromkeys([inputs.runtime, "tensorflow"]):
+        computed = replace(inputs, runtime=candidate)
+        key = computed.key(dataset, weights)
 
         def read(path: Path, key: str = key) -> FeatureCache | None:
-            return _read(path, key, len(dataset), views)
+            return _read(path, key, len(dataset), inputs.views)
 
         def build(path: Path, key: str = key, candidate: str = candidate) -> None:
-            backbone = build_backbone(image_size, weights, pooling)
+            backbone = build_backbone(inputs.image_size, weights, inputs.pooling)
             with tempfile.TemporaryDirectory() as folder:
                 try:
                     predict = runtimes.predictor(backbone, candidate, Path(folder))
                 except Exception as error:  # not installed, or the conversion failed
                     raise _RuntimeFailed(f"{type(error).__name__}: {error}") from error
-                clean, augmented = _compute(
-                    dataset, predict, augmentation, views, seed, progress, weights.label
-                )
+                clean, augmented = _compute(dataset, predict, inputs, progress, weights.label)
             parameters = int(backbone.count_params())
             _write(FeatureCache(key, path, clean, augmented, parameters, candidate))
 
@@ -176,29 +120,20 @@ def progress_bar(desc: str, images: int, progress: bool) -> tqdm:
     return tqdm(total=images, desc=desc, unit="img", disable=not progress, leave=False)
 
 
-def _version(runtime: str) -> str:
-    """The version of the package that runs `runtime` (Keras's is in the key already)."""
-    try:
-        return importlib.metadata.version(runtimes.package(runtime))
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _compute(
     dataset: Dataset,
     predict: runtimes.Predict,
-    augmentation: Augmentation,
-    views: int,
-    seed: int,
+    inputs: CacheInputs,
     progress: bool,
     backbone: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The clean features of every image, and those of its `views` augmented views, by the
-    backbone that `backbone` names (in the progress bar)."""
+    """The clean features of every image, and those of its `inputs.views` augmented views, by
+    the backbone that `backbone` names (in the progress bar)."""
     pooled = []
+    views = inputs.views
     images = len(dataset) * (views + 1)
     with progress_bar(f"feature cache, {backbone}", images, progress) as bar:
-        for batch in model_inputs(dataset, augmentation, views, seed):
+        for batch in model_inputs(dataset, inputs.augmentation, views, inputs.seed):
             pooled.append(np.asarray(predict(batch), dtype=np.float32))
             bar.update(len(batch))
     every = np.concatenate(pooled).reshape(views + 1, len(dataset), -1)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from study.caches import activations, features
+from study.caches.inputs import CacheInputs
 from study.config import StudyConfig
 from study.data import dataset as data
 from study.model.nasnet import Weights, resolve_weights
@@ -44,18 +45,17 @@ class Prepared:
         if self.features is None:
             return None
         weights = self.weights_for(config)
-        settings = features.settings(config)
+        inputs = CacheInputs.for_features(config)
         # The runtime is the one the prepared cache was computed on (it may have fallen back
         # to TensorFlow); it is not sweepable.
-        computed = {**settings, "runtime": self.features.runtime}
-        key = features.cache_key(self.dataset, weights, **computed)
+        key = replace(inputs, runtime=self.features.runtime).key(self.dataset, weights)
         if key == self.features.key:
             return self.features
         if key not in self.other_features:
             self.other_features[key] = features.load_or_build(
                 self.dataset,
                 weights,
-                **settings,
+                inputs,
                 directory=Path(self.state_dir) / "features",
                 progress=self.progress,
             )
@@ -72,7 +72,7 @@ class Prepared:
             self.other_activations[weights.identity] = activations.load_or_build(
                 self.dataset,
                 weights,
-                **activations.settings(config),
+                CacheInputs.for_activations(config),
                 directory=Path(self.state_dir) / "activations",
                 progress=self.progress,
             )
@@ -104,7 +104,7 @@ def prepare(
         features_cache = features.load_or_build(
             dataset,
             weights,
-            **features.settings(config),
+            CacheInputs.for_features(config),
             directory=Path(state_dir) / "features",
             progress=progress,
         )
@@ -114,7 +114,7 @@ def prepare(
         activation_cache = activations.load_or_build(
             dataset,
             weights,
-            **activations.settings(config),
+            CacheInputs.for_activations(config),
             directory=Path(state_dir) / "activations",
             progress=progress,
         )
