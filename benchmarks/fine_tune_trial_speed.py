@@ -54,6 +54,7 @@ def main() -> None:
 
     from study import config as study_config
     from study.caches import activations, features
+    from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model import nasnet
     from study.training import train as training
@@ -86,16 +87,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         feature_cache = features.load_or_build(
-            dataset, weights, **features.settings(config), directory=Path(folder), progress=False
+            dataset, weights, CacheInputs.for_features(config), Path(folder), progress=False
         )
         features_s = time.perf_counter() - started
         started = time.perf_counter()
         cache = activations.load_or_build(
-            dataset,
-            weights,
-            **activations.settings(config),
-            directory=Path(folder),
-            progress=False,
+            dataset, weights, CacheInputs.for_activations(config), Path(folder), progress=False
         )
         activations_s = time.perf_counter() - started
         results.print(

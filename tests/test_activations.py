@@ -56,6 +56,37 @@ def test_cache_is_reused_and_holds_what_the_backbone_computes(tmp_path):
             np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
 
 
+def test_one_pass_fills_the_feature_cache_as_its_own_build_would(tmp_path):
+    dataset = data.load(copy_slice(tmp_path / "neu", per_class=2), 32)
+    weights = model.resolve_weights("none", init_seed=3)
+    feature_inputs = CacheInputs(32, config.Augmentation(), 0, 0)
+    alongside = activations.FeaturesAlongside(feature_inputs, tmp_path / "joint" / "features")
+    assert alongside.wanted(dataset, weights, CacheInputs(32, config.Augmentation(), 0, 0, cut=CUT))
+    assert not alongside.wanted(  # other views: another pass
+        dataset, weights, CacheInputs(32, config.Augmentation(), 2, 0, cut=CUT)
+    )
+    activations.load_or_build(
+        dataset,
+        weights,
+        CacheInputs(32, config.Augmentation(), 0, 0, cut=CUT),
+        tmp_path / "joint" / "activations",
+        progress=False,
+        alongside=alongside,
+    )
+    filled = list((tmp_path / "joint" / "features").glob("*.npz"))
+    assert len(filled) == 1
+    stamp = os.stat(filled[0]).st_mtime_ns
+    found = features.load_or_build(
+        dataset, weights, feature_inputs, tmp_path / "joint" / "features", progress=False
+    )
+    assert found.path == filled[0] and os.stat(filled[0]).st_mtime_ns == stamp  # not rebuilt
+    assert not alongside.wanted(dataset, weights, CacheInputs(32, config.Augmentation(), 0, 0))
+    own = features.load_or_build(dataset, weights, feature_inputs, tmp_path / "own", progress=False)
+    assert found.key == own.key and found.runtime == own.runtime == "tensorflow"
+    assert found.backbone_parameters == own.backbone_parameters
+    np.testing.assert_allclose(found.clean, own.clean, rtol=1e-5, atol=1e-6)
+
+
 def test_fine_tuning_above_the_cut_trains_the_full_model_and_no_batch_norm(
     tmp_path, no_generator_feeding
 ):

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 from numpy.lib import format as npy
 
-from study.caches.features import locked_build, model_inputs, progress_bar
+from study.caches.features import keep_computed, locked_build, model_inputs, progress_bar
 from study.caches.inputs import CacheInputs
 from study.data.dataset import Dataset
 from study.files import atomic_file
@@ -63,14 +64,43 @@ class TrainingViews:
         return self.cache.inputs(self.images[images], views + self.first)
 
 
+@dataclass(frozen=True)
+class FeaturesAlongside:
+    """A feature cache that the activation cache's pass over the images fills as well: the
+    pooled output costs the cells above the cut once more, where a pass of its own would run
+    the whole backbone again (with one backbone per seed, a pass per seed)."""
+
+    inputs: CacheInputs
+    directory: Path
+
+    def wanted(self, dataset: Dataset, weights: Weights, activation_inputs: CacheInputs) -> bool:
+        """Whether this pass can and should fill it: the same images in the same views, the
+        features to be TensorFlow's, and no such cache on disk yet."""
+        ours, theirs = self.inputs, activation_inputs
+        same_images = (ours.image_size, ours.augmentation, ours.views, ours.seed) == (
+            theirs.image_size,
+            theirs.augmentation,
+            theirs.views,
+            theirs.seed,
+        )
+        key = self.inputs.key(dataset, weights)
+        return (
+            same_images
+            and ours.runtime == "tensorflow"
+            and not (self.directory / f"{key}.npz").is_file()
+        )
+
+
 def load_or_build(
     dataset: Dataset,
     weights: Weights,
     inputs: CacheInputs,
     directory: Path,
     progress: bool = True,
+    alongside: FeaturesAlongside | None = None,
 ) -> ActivationCache:
-    """The cached activations at the cut before `inputs.cut`, building them first if needed."""
+    """The cached activations at the cut before `inputs.cut`, building them first if needed
+    (and, in the same pass, the feature cache `alongside` names, if it is wanted)."""
     if inputs.cut is None:
         raise ValueError("an activation cache needs a cut: the first trainable cell")
     first_cell, views = inputs.cut, inputs.views
@@ -87,7 +117,13 @@ def load_or_build(
         return ActivationCache(key, path, records)
 
     def build(path: Path) -> None:
-        below, _ = split_backbone(build_backbone(inputs.image_size, weights), first_cell)
+        pooling = alongside.inputs.pooling if alongside else "avg"
+        backbone = build_backbone(inputs.image_size, weights, pooling)
+        below, _ = split_backbone(backbone, first_cell)
+        pooled = [] if alongside and alongside.wanted(dataset, weights, inputs) else None
+        model = below
+        if pooled is not None:
+            model = keras.Model(backbone.input, [*below.outputs, backbone.output])
         record = np.dtype(
             [
                 (name, "<f2", tensor.shape[1:])
@@ -101,10 +137,23 @@ def load_or_build(
         ):
             npy.write_array_header_1_0(handle, header)
             for batch in model_inputs(dataset, inputs.augmentation, views, inputs.seed):
+                outputs = model.predict_on_batch(batch)
+                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+                if pooled is not None:
+                    pooled.append(np.asarray(outputs.pop(), dtype=np.float32))
                 rows = np.empty(len(batch), record)
-                for name, tensor in zip(record.names, below.predict_on_batch(batch), strict=True):
+                for name, tensor in zip(record.names, outputs, strict=True):
                     rows[name] = tensor
                 handle.write(rows.tobytes())
                 bar.update(len(batch))
+        if pooled is not None:
+            keep_computed(
+                dataset,
+                weights,
+                alongside.inputs,
+                alongside.directory,
+                pooled,
+                int(backbone.count_params()),
+            )
 
     return locked_build(Path(directory) / f"{key}.npy", read, build)

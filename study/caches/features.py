@@ -136,8 +136,37 @@ def _compute(
         for batch in model_inputs(dataset, inputs.augmentation, views, inputs.seed):
             pooled.append(np.asarray(predict(batch), dtype=np.float32))
             bar.update(len(batch))
-    every = np.concatenate(pooled).reshape(views + 1, len(dataset), -1)
+    return _arrange(pooled, views, len(dataset))
+
+
+def _arrange(pooled: list[np.ndarray], views: int, images: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features in `model_inputs` order as (clean, augmented views per image)."""
+    every = np.concatenate(pooled).reshape(views + 1, images, -1)
     return every[0], np.ascontiguousarray(every[1:].transpose(1, 0, 2))
+
+
+def keep_computed(
+    dataset: Dataset,
+    weights: Weights,
+    inputs: CacheInputs,
+    directory: Path,
+    pooled: list[np.ndarray],
+    backbone_parameters: int,
+) -> FeatureCache:
+    """File features that another TensorFlow pass over `model_inputs` computed (the activation
+    cache's, which can return the pooled output beside the cut's tensors) as the feature cache
+    of `inputs`, unless that cache is on disk already."""
+    computed = replace(inputs, runtime="tensorflow")
+    key = computed.key(dataset, weights)
+
+    def read(path: Path) -> FeatureCache | None:
+        return _read(path, key, len(dataset), inputs.views)
+
+    def build(path: Path) -> None:
+        clean, augmented = _arrange(pooled, inputs.views, len(dataset))
+        _write(FeatureCache(key, path, clean, augmented, backbone_parameters, "tensorflow"))
+
+    return locked_build(Path(directory) / f"{key}.npz", read, build)
 
 
 def _read(path: Path, key: str, n_images: int, views: int) -> FeatureCache | None:

@@ -44,6 +44,7 @@ class Prepared:
         on its first run and read from disk by the others (once per process)."""
         if self.features is None:
             return None
+        self.activations_for(config)  # first: its pass over the images may fill this cache too
         weights = self.weights_for(config)
         inputs = CacheInputs.for_features(config)
         # The runtime is the one the prepared cache was computed on (it may have fallen back
@@ -75,8 +76,17 @@ class Prepared:
                 CacheInputs.for_activations(config),
                 directory=Path(self.state_dir) / "activations",
                 progress=self.progress,
+                alongside=None
+                if self.features is None
+                else _features_alongside(config, self.state_dir),
             )
         return self.other_activations[weights.identity]
+
+
+def _features_alongside(config: StudyConfig, state_dir: Path) -> activations.FeaturesAlongside:
+    """The feature cache of `config` for the activation cache's pass to fill as well."""
+    folder = Path(state_dir) / "features"
+    return activations.FeaturesAlongside(CacheInputs.for_features(config), folder)
 
 
 def prepare(
@@ -99,23 +109,26 @@ def prepare(
     )
     if loaded:
         loaded(dataset)
-    features_cache = None
-    if cache and config.features.cache and config.frozen.epochs:
-        features_cache = features.load_or_build(
-            dataset,
-            weights,
-            CacheInputs.for_features(config),
-            directory=Path(state_dir) / "features",
-            progress=progress,
-        )
-    activation_cache = None
+    wants_features = cache and config.features.cache and config.frozen.epochs
     cut = config.fine_tune.first_trainable
+    activation_cache = None
     if cache and config.features.cache and config.fine_tune.epochs and cut is not None:
+        # first: one pass over the images can fill the feature cache as well
         activation_cache = activations.load_or_build(
             dataset,
             weights,
             CacheInputs.for_activations(config),
             directory=Path(state_dir) / "activations",
+            progress=progress,
+            alongside=_features_alongside(config, state_dir) if wants_features else None,
+        )
+    features_cache = None
+    if wants_features:
+        features_cache = features.load_or_build(
+            dataset,
+            weights,
+            CacheInputs.for_features(config),
+            directory=Path(state_dir) / "features",
             progress=progress,
         )
     return Prepared(dataset, weights, features_cache, activation_cache, state_dir, progress)
