@@ -86,8 +86,8 @@ SWEEPING = (
         type=int,
         metavar="N",
         help="run the trials in N local worker processes (Keras Tuner chief/worker); 0: in "
-        "this process (default: 2 for long frozen-phase trials on cached features on 2 or more "
-        "cores, else 0)",
+        "this process (default: 2 on 2 or more cores for long frozen-phase trials on cached "
+        "features, or fine-tuning trials on cached activations with the memory for two; else 0)",
     ),
 )
 MODEL = (

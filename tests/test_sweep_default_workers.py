@@ -10,7 +10,12 @@ from study import config as study_config
 from study.caches import features
 from study.tracking.store import Store
 from study.tuning.sweep import Sweep
-from study.tuning.workers import MIN_TRIAL_IMAGE_EPOCHS, default_workers
+from study.tuning.workers import (
+    DEFAULT_WORKERS,
+    MIN_TRIAL_IMAGE_EPOCHS,
+    WORKER_MEMORY_GB,
+    default_workers,
+)
 
 from .conftest import REPO
 from .kill_harness import SweepUnderTest, audit
@@ -48,6 +53,21 @@ def test_two_workers_only_for_long_frozen_trials_on_cached_features_with_two_lef
     for overrides in ([may_fine_tune], ["features.cache=false"]):
         count, reason = default_workers(smoke(long_enough, *overrides), SAMPLE_IMAGES, 4, 2)
         assert (count, reason) == (0, "the trials fine-tune or do not run on cached features")
+
+
+def test_two_workers_for_fine_tuning_on_cached_activations_where_memory_allows():
+    epochs = "hyperparameters.fine_tune.epochs={type: fixed, value: 2}"
+    cut = [epochs, "fine_tune.trainable={from: normal_12}"]
+    config = smoke(*cut)
+    count, reason = default_workers(config, SAMPLE_IMAGES, 4, cores=2, memory_gb=20)
+    assert count == 2 and reason.startswith("fine-tuning trials on cached activations")
+    needed = DEFAULT_WORKERS * WORKER_MEMORY_GB
+    count, reason = default_workers(config, SAMPLE_IMAGES, 4, cores=2, memory_gb=needed - 0.5)
+    assert count == 0 and reason.startswith(f"{needed - 0.5:.1f} GB of memory available")
+    assert default_workers(config, SAMPLE_IMAGES, 1, cores=2, memory_gb=20) == (0, "1 trial left")
+    # the whole backbone fine-tuned on images: one trial at a time
+    whole = smoke(epochs, "fine_tune.trainable=all")
+    assert default_workers(whole, SAMPLE_IMAGES, 4, cores=2, memory_gb=20)[0] == 0
 
 
 def test_kill_9_of_a_default_workers_sweep_then_resume_logs_each_trial_once(tmp_path):

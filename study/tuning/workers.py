@@ -45,6 +45,7 @@ from study.tuning import tuner
 from study.tuning.keras_tuner_adapter import abandon, give_back, queued_retries
 
 DEFAULT_WORKERS = 2  # local worker processes when `default_workers` runs trials two at a time
+WORKER_MEMORY_GB = 4  # a fine-tuning worker's peak resident memory, rounded up
 MIN_TRIAL_IMAGE_EPOCHS = 20_000  # frozen.epochs x images of a trial worth a worker process
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
@@ -57,7 +58,11 @@ WorkerRun = Callable[[StudyConfig, Store, Path, str, str, Callable[[str], None],
 
 
 def default_workers(
-    config: StudyConfig, images: int, trials_left: int | None, cores: int
+    config: StudyConfig,
+    images: int,
+    trials_left: int | None,
+    cores: int,
+    memory_gb: float | None = None,
 ) -> tuple[int, str]:
     """How many local worker processes run a sweep's trials when `workers` is not given (0:
     in the sweep's process), and why.
@@ -70,23 +75,58 @@ def default_workers(
     log through that server, so trials whose frozen phase is short (frozen.epochs x images
     below MIN_TRIAL_IMAGE_EPOCHS, as in the smoke study) or a single trial left run in the
     sweep's process. At most DEFAULT_WORKERS: the speed-up was measured with 2, and every
-    worker holds its own TensorFlow and feature cache in memory."""
-    if not _frozen_only_on_cached_features(config):
+    worker holds its own TensorFlow and feature cache in memory.
+
+    Fine-tuning trials on cached activations run two at a time too, when the memory available
+    (`memory_gb`, else the kernel's MemAvailable) holds DEFAULT_WORKERS x WORKER_MEMORY_GB:
+    their convolutions keep both cores busy only part of a trial (the frozen phase, validation,
+    scoring and logging leave one idle; benchmarks/results/optimizer_cold.txt)."""
+    if _fine_tunes_on_cached_activations(config):
+        kind = "fine-tuning trials on cached activations"
+        available = available_memory_gb() if memory_gb is None else memory_gb
+        if available < DEFAULT_WORKERS * WORKER_MEMORY_GB:
+            return 0, (
+                f"{available:.1f} GB of memory available, under {DEFAULT_WORKERS} x "
+                f"{WORKER_MEMORY_GB} GB for fine-tuning workers"
+            )
+    elif not _frozen_only_on_cached_features(config):
         return 0, "the trials fine-tune or do not run on cached features"
-    epochs = max(_space_values(config, "frozen.epochs"))
-    if epochs * images < MIN_TRIAL_IMAGE_EPOCHS:
-        return 0, (
-            f"short trials: {epochs} frozen epochs x {images} images < "
-            f"{MIN_TRIAL_IMAGE_EPOCHS} image-epochs"
-        )
+    else:
+        kind = "frozen-phase trials on cached features"
+        epochs = max(_space_values(config, "frozen.epochs"))
+        if epochs * images < MIN_TRIAL_IMAGE_EPOCHS:
+            return 0, (
+                f"short trials: {epochs} frozen epochs x {images} images < "
+                f"{MIN_TRIAL_IMAGE_EPOCHS} image-epochs"
+            )
     if trials_left is not None and trials_left < 2:
         return 0, f"{trials_left} trial left"
     if cores < 2:
         return 0, "1 usable core"
     left = "" if trials_left is None else f", {trials_left} trials left"
-    return min(cores, DEFAULT_WORKERS), (
-        f"frozen-phase trials on cached features{left}, {cores} usable cores"
+    return min(cores, DEFAULT_WORKERS), f"{kind}{left}, {cores} usable cores"
+
+
+def _fine_tunes_on_cached_activations(config: StudyConfig) -> bool:
+    """Whether every trial of the sweep trains both phases on caches: the head on cached
+    features, then the cells above a fine-tuning cut on cached activations."""
+    return (
+        all(_space_values(config, "features.cache"))
+        and min(_space_values(config, "frozen.epochs")) > 0
+        and min(_space_values(config, "fine_tune.epochs")) > 0
+        and config.fine_tune.first_trainable is not None  # the cut is not sweepable
     )
+
+
+def available_memory_gb() -> float:
+    """The memory the kernel says new processes can have (MemAvailable), in GB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
 
 
 def _frozen_only_on_cached_features(config: StudyConfig) -> bool:
