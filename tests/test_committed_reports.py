@@ -123,3 +123,34 @@ def test_the_activation_report_ships_its_per_run_data():
     rates = 100 * (1 - outcomes.groupby("run_id")["correct"].mean())
     merged = included.set_index("run_id")["test_error_pct"]
     assert rates.reindex(merged.index).to_numpy() == pytest.approx(merged.to_numpy(), abs=1e-9)
+
+
+def test_the_replication_is_recomputed_from_each_data_sets_runs():
+    """reports/replication: each data set's difference and standard error from its runs.csv,
+    and the pooled DerSimonian-Laird estimate, tau^2 and I^2 with statsmodels from those."""
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    folder = REPORTS / "replication"
+    rows = pd.read_csv(folder / "replication.csv")
+    for comparison, found in rows.groupby("comparison", sort=False):
+        own = found[found["role"] == "data set"]
+        for row in own.itertuples():
+            runs = pd.read_csv(folder / f"{row.data_set}_runs.csv")
+            table = runs[runs["included"]].pivot_table(
+                index="seed", columns="activation", values="test_balanced_error_pct"
+            )
+            differences = (table[row.setting] - table[row.against]).dropna()
+            assert len(differences) == row.pairs == 20
+            assert differences.mean() == pytest.approx(row.estimate, abs=1e-9)
+            se = differences.std(ddof=1) / np.sqrt(len(differences))
+            assert se == pytest.approx(row.se, abs=1e-9)
+        with np.errstate(all="ignore"):
+            result = combine_effects(own["estimate"].to_numpy(), own["se"].to_numpy() ** 2)
+        (pooled,) = found[found["role"] == "pooled"].itertuples()
+        assert max(result.tau2, 0.0) == pytest.approx(pooled.tau2, abs=1e-12), comparison
+        q = result.q
+        assert max((q - 1) / q, 0.0) == pytest.approx(pooled.i2, abs=1e-12)
+        if result.tau2 <= 0:  # truncated at 0: the random-effects pool is the fixed-effect one
+            fixed = result.summary_frame().loc["fixed effect"]
+            assert fixed["eff"] == pytest.approx(pooled.estimate, abs=1e-12)
+            assert fixed["ci_low"] == pytest.approx(pooled.ci_low, abs=1e-12)
