@@ -39,6 +39,8 @@ def swept(tmp_path_factory) -> tuple[Path, str]:
     assert done.returncode == 0, done.stderr
     assert "registered as smoke version 1" in done.stdout  # the first version: the champion
     assert "it is the champion" in done.stdout
+    for mlflow_line in ("Successfully registered model", "Created version", "Downloading"):
+        assert mlflow_line not in done.stderr + done.stdout  # the one line above says it
     return folder, uri
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -197,3 +199,19 @@ def check_uri(uri: str) -> None:
             f"tracking URI {display}: MLflow 3 does not accept a plain folder as a "
             "store; use sqlite:///PATH/mlflow.db or an http(s):// tracking server"
         )
+
+
+@contextmanager
+def no_progress_bar() -> Iterator[None]:
+    """MLflow draws a progress bar for every download unless told otherwise. Set once around
+    all the reads: the environment is shared by their threads."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous

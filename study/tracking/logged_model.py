@@ -12,6 +12,8 @@ and resized exactly as the training data was (`study.data.dataset.decode`).
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from study.data.dataset import decode, to_model_input
+from study.tracking.backends import no_progress_bar
 
 KERAS_FILE = "model.keras"  # the run artifact `tracking.log_model` writes
 IMAGE_COLUMN = "image"
@@ -110,7 +113,14 @@ def log(
         params=dict(run.data.params),
         experiment_id=run.info.experiment_id,
     )
-    with warnings.catch_warnings():  # MLflow asks for the input example left out on purpose
+    # MLflow asks for the input example left out on purpose, draws a progress bar as it copies
+    # the model's files, and prints "Successfully registered model" and "Created version" to
+    # standard error, where the caller says what it registered in one line of its own.
+    with (
+        warnings.catch_warnings(),
+        no_progress_bar(),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.filterwarnings("ignore", message=".*An input example was not provided")
         info = Model.log(
             artifact_path=None,

@@ -9,7 +9,6 @@ or KILLED.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -26,6 +25,7 @@ from study.tracking.backends import (
     check_uri,
     create_sqlite_store,
     is_postgres,
+    no_progress_bar,
     resolve_uri,
     sqlite_path,
 )
@@ -401,7 +401,7 @@ class Store:
     def download_artifact(self, run_id: str, name: str, folder: Path) -> Path:
         """The run's artifact `name`, downloaded into `folder` (read in place when local),
         without MLflow's progress bar."""
-        with _no_progress_bar():
+        with no_progress_bar():
             return Path(self._mlflow.download_artifacts(run_id, name, str(folder)))
 
     def artifact_names(self, run_id: str) -> list[str]:
@@ -418,7 +418,7 @@ class Store:
         """Each run's artifact `name` as `read` reads it (None for a run that has none), in
         `threads` threads: a read waits on the disk or the artifact server more than it runs
         Python."""
-        with _no_progress_bar(), ThreadPoolExecutor(threads) as pool:
+        with no_progress_bar(), ThreadPoolExecutor(threads) as pool:
             return list(pool.map(lambda uri: self._read_artifact(uri, name, read), artifact_uris))
 
     def _read_artifact(self, artifact_uri: str, name: str, read: Callable[[Path], T]) -> T | None:
@@ -465,19 +465,3 @@ class Store:
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self._mlflow.set_registered_model_alias(name, alias, version)
-
-
-@contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow draws a progress bar for every download unless told otherwise. Set once around
-    all the reads: the environment is shared by their threads."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    previous = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = previous
