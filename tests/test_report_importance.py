@@ -147,7 +147,7 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
     store, parent = dropout_sweep(tmp_path)
     build_report("knobs", store, tmp_path / "reports")
     logged = store.get_run(parent).metrics
-    table = sweep_importance(store, store.experiment("knobs"), parent, "val_accuracy")
+    table = sweep_importance(store, store.runs(store.experiment("knobs")), parent, "val_accuracy")
     expected = importance.importance_metrics(table)
     assert set(expected) == {k for k in logged if k.startswith("importance.")}
     assert logged == pytest.approx(logged | expected)
@@ -157,10 +157,11 @@ def test_report_and_sweep_log_importance_on_the_parent_run(tmp_path):
 def test_the_sweep_command_logs_and_says_the_importance_after_the_sweep(tmp_path):
     store, parent = dropout_sweep(tmp_path)
     said = []
-    summary = SweepSummary(parent, store.experiment("knobs"))
+    experiment = store.experiment("knobs")
+    summary = SweepSummary(parent, experiment, store.runs(experiment))
     say_importance(store, summary, "val_accuracy", said.append)
     logged = store.get_run(parent).metrics
-    table = sweep_importance(store, summary.experiment_id, parent, "val_accuracy")
+    table = sweep_importance(store, summary.runs, parent, "val_accuracy")
     assert {k for k in logged if k.startswith("importance.")} == set(
         importance.importance_metrics(table)
     )

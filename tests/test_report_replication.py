@@ -303,7 +303,7 @@ def test_replicate_runs_each_data_set_s_sweep_then_reports(tmp_path, monkeypatch
     def sweep(self, fresh=False, **options):
         swept.append((self.config.name, self.config.data.root, fresh))
         populate(self.store, self.config.name, activation_sweep(seeds=(0, 1, 2)))
-        return SweepSummary("", "")
+        return SweepSummary("", "", pd.DataFrame())
 
     monkeypatch.setattr(Sweep, "run", sweep)
     out = tmp_path / "reports"

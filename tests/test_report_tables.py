@@ -20,6 +20,7 @@ from study.report import (
     knob_tests,
     paper,
     phase_scores,
+    question,
     stats,
     tables,
 )
@@ -368,6 +369,44 @@ def test_hyperparameter_table_shows_settings_it_has_no_rule_for_by_their_dotted_
     augment = table.loc["frozen.augment"]
     assert augment["paper_source"] == "not in the paper"
     assert [augment["ours_before"], augment["ours_after"]] == ["varies: False, True", ""]
+
+
+def test_two_settings_pair_by_seed_once_each_where_both_have_a_value():
+    nan = math.nan
+    runs = pd.DataFrame(
+        {
+            "seed": pd.array([3, 1, 2, 1, 4], dtype="Int64"),
+            "metrics.test_error_rate": [0.10, 0.20, nan, 0.25, 0.30],
+        },
+        index=[10, 11, 12, 13, 14],
+    )
+    reference = pd.DataFrame(
+        {
+            "seed": pd.array([1, 2, 3, 3], dtype="Int64"),
+            "metrics.test_error_rate": [0.05, 0.07, nan, 0.04],
+        },
+        index=[20, 21, 22, 23],
+    )
+    pairs = tables.pair_by_seed(runs, reference, "test")
+    # seed 2 has no value of its own, seed 1's second run is a repeat, seed 4 has no reference;
+    # the reference's seed 3 is its first run with a value
+    assert list(pairs.index) == [10, 11] and pairs["seed"].tolist() == [3, 1]
+    assert pairs["value_pct"].tolist() == pytest.approx([10, 20])
+    assert pairs["reference_pct"].tolist() == pytest.approx([4, 5])
+    assert pairs["difference_pct"].tolist() == pytest.approx([6, 15])
+    assert tables.pair_by_seed(runs, reference.iloc[:0], "test").empty
+
+    # The comparison table and the question's per-seed differences pair the same way.
+    row = tables.pair_row(runs, reference, "test", None)
+    test = stats.paired_comparison([20, 10], [5, 4])  # in seed order
+    assert row["pairs"] == 2 and row["difference_pct"] == pytest.approx(test.mean_difference)
+    assert row["p_permutation"] == test.p_value
+    each_against_b = question.Compared(
+        config.Question(), False, {"b": reference, "a": runs}, "b", "test"
+    )
+    paired = question.paired_differences(each_against_b)
+    assert paired["seed"].tolist() == [3, 1]
+    assert paired["difference_pct"].tolist() == pytest.approx([6, 15])
 
 
 def test_activation_table_pairs_each_activation_with_elu_by_seed():

@@ -107,12 +107,12 @@ def link_report(store: Store, run_id: str, folder: Path, experiment_name: str) -
 
 
 def sweep_importance(
-    store: Store, experiment_id: str, sweep_run_id: str, objective: str
+    store: Store, runs: pd.DataFrame, sweep_run_id: str, objective: str
 ) -> pd.DataFrame | None:
-    """Each knob's importance over the sweep's included runs (as the report computes it),
-    logged on the sweep's run as `importance.*` metrics; None when fewer than two knobs
-    varied."""
-    selection = select(store.runs(experiment_id), sweep_run_id)
+    """Each knob's importance over the sweep's included runs (as the report computes it from
+    `runs`, the experiment's), logged on the sweep's run as `importance.*` metrics; None when
+    fewer than two knobs varied."""
+    selection = select(runs, sweep_run_id)
     knobs = tables.report_knobs(selection.runs, selection.swept)
     found = start_importance(selection.runs, knobs, objective)()
     if not found:
@@ -137,7 +137,7 @@ def say_importance(
     store: Store, summary: SweepSummary, objective: str, say: Callable[[str], None]
 ) -> None:
     """Which knob mattered, on the sweep's parent run as `importance.*` metrics, and said."""
-    table = sweep_importance(store, summary.experiment_id, summary.parent_run_id, objective)
+    table = sweep_importance(store, summary.runs, summary.parent_run_id, objective)
     if table is not None:
         shown = ", ".join(f"{row.knob} {row.importance:.3f}" for row in table.itertuples())
         say(

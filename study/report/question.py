@@ -290,7 +290,7 @@ def _draw_level(
     nothing["draw_p_value"] = math.nan
     if not scope.shared_draws:
         return nothing
-    differences = _paired_differences(runs, reference, compared)
+    differences = _differences(runs, reference, compared)
     if differences.empty:
         return nothing
     means = differences.groupby(scope.draws.loc[differences.index]).mean()
@@ -302,21 +302,11 @@ def _draw_level(
     }
 
 
-def _paired_differences(
-    runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared
-) -> pd.Series:
-    """Per-seed differences runs - reference on the question's metric, indexed by the index
-    of each seed's run in `runs` (so its backbone can be looked up)."""
-    metric = compared.question.metric
-    if runs.empty or reference.empty:
-        return pd.Series(dtype=float)
-    ours = pd.Series(tables.metric_pct(runs, compared.split, metric).to_numpy(), index=runs.index)
-    theirs = dict(
-        zip(reference["seed"], tables.metric_pct(reference, compared.split, metric), strict=True)
-    )
-    against = runs["seed"].map(theirs)
-    found = (ours - against.to_numpy()).dropna()
-    return found[~runs.loc[found.index, "seed"].duplicated()]
+def _differences(runs: pd.DataFrame, reference: pd.DataFrame, compared: Compared) -> pd.Series:
+    """Per-seed differences runs - reference on the question's metric (`tables.pair_by_seed`,
+    as the family's tests pair them), indexed by the index of each seed's run in `runs`."""
+    pairs = tables.pair_by_seed(runs, reference, compared.split, compared.question.metric)
+    return pairs["difference_pct"]
 
 
 def paired_differences(compared: Compared) -> pd.DataFrame:
@@ -327,7 +317,7 @@ def paired_differences(compared: Compared) -> pd.DataFrame:
     frames = []
     for setting, against in family_pairs(compared):
         runs = compared.settings.get(setting, empty)
-        differences = _paired_differences(runs, compared.settings.get(against, empty), compared)
+        differences = _differences(runs, compared.settings.get(against, empty), compared)
         frames.append(
             pd.DataFrame(
                 {

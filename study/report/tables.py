@@ -203,13 +203,11 @@ def pair_row(
     metric_name: str = "error_rate",
 ) -> dict[str, float]:
     """One comparison of `runs` with `reference` (COMPARISON_COLUMNS but Holm's): the
-    difference runs - reference in points, paired by seed."""
-    errors = _values_by_seed(runs, split, metric_name)
-    reference_errors = _values_by_seed(reference, split, metric_name)
-    common = sorted(errors.keys() & reference_errors.keys())
+    difference runs - reference in points, paired by seed (`pair_by_seed`), in seed order."""
+    pairs = pair_by_seed(runs, reference, split, metric_name).sort_values("seed")
+    common = pairs["seed"].tolist()
     test = stats.paired_comparison(
-        np.array([errors[seed] for seed in common]),
-        np.array([reference_errors[seed] for seed in common]),
+        pairs["value_pct"].to_numpy(dtype=float), pairs["reference_pct"].to_numpy(dtype=float)
     )
     row = {
         "pairs": test.n,
@@ -240,10 +238,29 @@ def pair_row(
     }
 
 
-def _values_by_seed(runs: pd.DataFrame, split: str, metric_name: str) -> dict:
-    """Each seed's error in percent on `split` by `metric_name`, seeds without one left out."""
-    found = zip(runs["seed"], metric_pct(runs, split, metric_name), strict=True)
-    return {seed: value for seed, value in found if not math.isnan(value)}
+def pair_by_seed(
+    runs: pd.DataFrame, reference: pd.DataFrame, split: str, metric_name: str = "error_rate"
+) -> pd.DataFrame:
+    """The runs of two settings paired by seed on `split`'s error in percent by `metric_name`
+    (`metric_pct`): one row per seed that both have a value for (a seed's first run with one,
+    on either side), in the order of `runs` and indexed by the run's index there (so that its
+    backbone can be looked up): `seed`, `value_pct`, `reference_pct` and `difference_pct`
+    (value - reference)."""
+    columns = ["seed", "value_pct", "reference_pct", "difference_pct"]
+    if runs.empty or reference.empty:
+        return pd.DataFrame(columns=columns, dtype=float)
+    theirs = pd.Series(
+        metric_pct(reference, split, metric_name).to_numpy(), index=pd.Index(reference["seed"])
+    ).dropna()
+    theirs = theirs[~theirs.index.duplicated()]
+    pairs = pd.DataFrame(
+        {"seed": runs["seed"], "value_pct": metric_pct(runs, split, metric_name).to_numpy()},
+        index=runs.index,
+    ).dropna()
+    pairs = pairs[~pairs["seed"].duplicated() & pairs["seed"].isin(theirs.index)]
+    pairs["reference_pct"] = pairs["seed"].map(theirs).to_numpy(dtype=float)
+    pairs["difference_pct"] = pairs["value_pct"] - pairs["reference_pct"]
+    return pairs[columns]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ kept, as a run of type `model` (outside the report's scope).
 
 from __future__ import annotations
 
+import pandas as pd
+
 from study.config import StudyConfig
 from study.runs import tracked
 from study.runs.session import Prepared
@@ -20,19 +22,22 @@ def keep_sweep_best(
     config: StudyConfig,
     prepared: Prepared,
     store: Store,
+    runs: pd.DataFrame,
     experiment_id: str,
     parent_run_id: str,
     best_values: dict,
     best_score: float,
 ) -> registry.Registered:
     """Log and register the model of the sweep's best configuration (its median-seed run), both
-    chosen by `outcome` over the sweep's runs, as the sweep's summary chose `best_values`; a
-    sweep that registered its model already (resumed after it ended) gives that version."""
+    chosen by `outcome` over the sweep's runs (`runs`: the experiment's, as the sweep's end
+    fetched them), as the sweep's summary chose `best_values`; a sweep that registered its
+    model already (resumed after it ended) gives that version. A retrained model's run goes to
+    `experiment_id`."""
     done = registry.registered_for(store, config.name, registry.SWEEP_TAG, parent_run_id)
     if done is not None:
         return done
     best = config.with_values(best_values)
-    counted = outcome.counted_runs(store.runs(experiment_id), parent_run_id)
+    counted = outcome.counted_runs(runs, parent_run_id)
     objective = config.tuner.objective
     label = outcome.best_configuration(counted.runs, objective)
     run = outcome.median_run(counted.runs[counted.runs["configuration"] == label], objective)

@@ -22,6 +22,9 @@ from study.tuning.state import sweep_note
 class SweepSummary:
     parent_run_id: str
     experiment_id: str
+    # Every run of the experiment as the store held them once the sweep's trials ended (each
+    # FAILED trial with its FAILED run), fetched once for the summary and the sweep's ends.
+    runs: pd.DataFrame
     statuses: dict[str, str] = field(default_factory=dict)  # trial id -> Keras Tuner status
     best_values: dict | None = None  # the best configuration, chosen on the mean objective
     best_score: float | None = None
@@ -51,12 +54,12 @@ def summarise(
     project: Path,
 ) -> None:
     """Fill `summary` from the Keras Tuner `trials` (by id) and log it on its parent run: the
-    best configuration as `outcome` ranks the runs that count in the store (for Hyperband those
-    of the final budget only), written to `project`/best_config.yaml."""
+    best configuration as `outcome` ranks the runs that count in `summary.runs` (for Hyperband
+    those of the final budget only), written to `project`/best_config.yaml."""
     parent_run_id = summary.parent_run_id
     summary.statuses.update({trial.trial_id: str(trial.status) for trial in trials.values()})
     objective = config.tuner.objective
-    found = outcome.counted_runs(store.runs(summary.experiment_id), parent_run_id)
+    found = outcome.counted_runs(summary.runs, parent_run_id)
     counted = found.runs
     table = configurations_table(found, objective)
     store.log_table(parent_run_id, table, CONFIGURATIONS)

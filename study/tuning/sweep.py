@@ -220,12 +220,14 @@ class Sweep:
 
     def _summarise(self, oracle) -> SweepSummary:
         """The sweep's statuses and best configuration, logged on the parent run; each FAILED
-        trial keeps its one FAILED run."""
+        trial keeps its one FAILED run. The experiment's runs are fetched here, once, for the
+        summary and the callbacks at the sweep's end."""
         trials = oracle.trials if hasattr(oracle, "trials") else {}
         for trial in trials.values():
             if trial.status == "FAILED":
                 self.close_failed(trial)
-        summary = SweepSummary(self.parent_run_id, self.experiment_id)
+        runs = self.store.runs(self.experiment_id)
+        summary = SweepSummary(self.parent_run_id, self.experiment_id, runs)
         summarise(self.config, self.store, summary, trials, self.planned, self.project)
         return summary
 

@@ -1,5 +1,6 @@
 """The usual ends of a sweep, as `Sweep.run` callbacks: say its outcome, and keep its best
-model. Each is called with the sweep and its summary once the parent run has ended."""
+model. Each is called with the sweep and its summary once the parent run has ended; the
+summary holds the sweep's runs, fetched once at its end."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class KeepBest:
             sweep.config,
             sweep.prepared,
             sweep.store,
+            summary.runs,
             summary.experiment_id,
             summary.parent_run_id,
             summary.best_values,

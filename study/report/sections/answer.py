@@ -39,9 +39,9 @@ def section(analysis: Analysis) -> list[Block]:
         Paragraph(
             f"Differences are {sentences.metric_name(asked)} of the first minus the second, in "
             "percentage points, paired by seed. The interval over seeds covers new seeds on "
-            f"{_covers(asked)} and this test split; the 'new test images too' interval also "
-            "lets the test images vary (seeds x images, Satterthwaite; never narrower than the "
-            "first). Each seed's difference: "
+            f"{sentences.backbones_covered(asked, each=True)} and this test split; the 'new "
+            "test images too' interval also lets the test images vary (seeds x images, "
+            "Satterthwaite; never narrower than the first). Each seed's difference: "
             f"`{TABLE_FILES['paired']}`; every run's metrics: `{TABLE_FILES['runs']}`."
             + (
                 f" {len(family) - SHOWN_CONFIGURATIONS} more comparisons are in the CSV."
@@ -152,15 +152,6 @@ def _family_table(family: pd.DataFrame) -> pd.DataFrame:
             "Answer": [GRADE_WORDS[grade] for grade in shown["grade"]],
         }
     )
-
-
-def _covers(asked: pd.Series) -> str:
-    answers = str(asked["answers"])
-    if answers == "this backbone":
-        return "this backbone"
-    if answers == "another random backbone":
-        return "another random backbone each"
-    return f"these {int(asked['backbones'])} backbones"
 
 
 def _backbones(analysis: Analysis) -> str:

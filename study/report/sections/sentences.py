@@ -123,15 +123,29 @@ def metric_name(asked: pd.Series) -> str:
     return f"{SPLIT_NAMES[str(asked['split'])]} {QUESTION_METRICS[str(asked['metric'])]}"
 
 
-def scope(asked: pd.Series) -> str:
-    """What the comparisons cover: which backbones, new seeds, and the one test split."""
+def backbones_covered(asked: pd.Series, each: bool = False) -> str:
+    """The backbones the comparisons hold for (the question table's `answers`): "this
+    backbone", "another random backbone" (one per seed; with `each`, "another random backbone
+    each") or "these D backbones"."""
     answers = str(asked["answers"])
+    if answers == "this backbone":
+        return answers
+    if answers == "another random backbone":
+        return f"{answers} each" if each else answers
+    return f"these {int(asked['backbones'])} backbones"
+
+
+def scope(asked: pd.Series) -> str:
+    """What the comparisons cover: which backbones (`backbones_covered`), new seeds, and the
+    one test split."""
+    answers = str(asked["answers"])
+    covered = backbones_covered(asked)
     split = SPLIT_NAMES[str(asked["split"])]
     if answers == "this backbone":
         backbone = (
             "this one random backbone"
             if asked["weights_source"] == "none"
-            else f"this backbone ({asked['weights_source']})"
+            else f"{covered} ({asked['weights_source']})"
         )
         return (
             f"It holds for {backbone}, for new seeds trained again on this data, scored on "
@@ -139,20 +153,20 @@ def scope(asked: pd.Series) -> str:
         )
     if answers == "another random backbone":
         return (
-            "Each seed ran on its own random backbone, so it holds for another random backbone "
-            f"and new seeds, scored on this {split} split."
+            f"Each seed ran on its own random backbone, so it holds for {covered} and new "
+            f"seeds, scored on this {split} split."
         )
     count = int(asked["backbones"])
     if count < FEWEST_DRAWS:
         return (
-            f"The seeds shared {count} random backbones, so it holds for these {count} "
-            f"backbones only (fewer than {FEWEST_DRAWS} draws: no claim about another "
-            f"backbone), for new seeds, scored on this {split} split."
+            f"The seeds shared {count} random backbones, so it holds for {covered} only (fewer "
+            f"than {FEWEST_DRAWS} draws: no claim about another backbone), for new seeds, "
+            f"scored on this {split} split."
         )
     return (
-        f"The seeds shared {count} random backbones, so it holds for these {count} backbones; "
-        "for another backbone the draw-level test (secondary, error term the draw x setting "
-        f"interaction) answers; scored on this {split} split."
+        f"The seeds shared {count} random backbones, so it holds for {covered}; for another "
+        "backbone the draw-level test (secondary, error term the draw x setting interaction) "
+        f"answers; scored on this {split} split."
     )
 
 
