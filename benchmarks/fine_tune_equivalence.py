@@ -21,7 +21,7 @@ from pathlib import Path
 
 import activation_sweep
 import fine_tune_trial_speed as trial_speed
-import numpy as np
+import seeds_equivalence
 from results import Results
 
 
@@ -40,7 +40,6 @@ def main() -> None:
     from study.caches.inputs import CacheInputs
     from study.data import dataset as data
     from study.model import nasnet
-    from study.report import stats
     from study.training import train as training
 
     base = study_config.load(
@@ -120,17 +119,7 @@ def main() -> None:
                 f"seed {seed}: model.fit {plain[-1]:.4f} ({len(fitted.history['loss'])} epochs), "
                 f"study {ours[-1]:.4f} ({trial.phases[0].epochs_run} epochs)"
             )
-    plain, ours = np.array(plain), np.array(ours)
-    for name, scores in (("model.fit", plain), ("study", ours)):
-        results.print(
-            f"{name + ':':10} test accuracy {scores.mean():.4f} ± {scores.std(ddof=1):.4f} (sd)"
-        )
-    test = stats.paired_comparison(ours, plain)
-    results.print(
-        f"paired difference (study - model.fit): {test.mean_difference:+.4f}, "
-        f"95% t interval [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
-        f"sign-flip p = {test.p_value:.3f} ({test.n} seeds)"
-    )
+    seeds_equivalence.print_paired(results, plain, ours)
 
 
 if __name__ == "__main__":

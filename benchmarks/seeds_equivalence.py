@@ -25,7 +25,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
     results = Results(__file__)
-    from study.report import stats
 
     inputs = seeds_speed.prepare(args, results.print)
     plain, ours = [], []
@@ -38,6 +37,14 @@ def main() -> None:
             f"seed {seed}: model.fit {fitted.test_accuracy:.4f} ({fitted.epochs} epochs), "
             f"study {looped.test_accuracy:.4f} ({looped.epochs} epochs)"
         )
+    print_paired(results, plain, ours)
+
+
+def print_paired(results: Results, plain: list[float], ours: list[float]) -> None:
+    """Each way's test accuracy over seeds, and the paired difference (study - model.fit) with
+    its t interval and sign-flip p: the report's paired comparison over seeds."""
+    from study.report import stats
+
     plain, ours = np.array(plain), np.array(ours)
     for name, scores in (("model.fit", plain), ("study", ours)):
         results.print(
