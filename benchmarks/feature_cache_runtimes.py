@@ -5,7 +5,7 @@ then, with --seeds, the frozen phase of `activation.yaml` trained on each runtim
 every seed, and its test accuracy against TensorFlow's cache by the report's own test.
 
     python benchmarks/feature_cache_runtimes.py [--data ../shared/data/neu] [--image-size 224]
-        [--images 0] [--views 0 8] [--seeds 0 1 2 3 4]
+        [--images 0] [--views 0 8] [--seeds 0 1 2 3 4] [--runtimes openvino ...]
 
 For each runtime (tensorflow, onnxruntime, openvino, and openvino-bf16 when OpenVINO lists BF16
 among the CPU's capabilities), in turn:
@@ -72,6 +72,12 @@ def main() -> None:
         "--views", type=int, nargs="+", default=[0, 8], help="augmented views per image"
     )
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        help="the runtimes to measure (default: every one; tensorflow "
+        "is always measured, as the reference)",
+    )
     args = parser.parse_args()
     if args.seeds and args.images:
         parser.error("--seeds needs --images 0 (the runs split the whole data set)")
@@ -109,7 +115,8 @@ def main() -> None:
     rows: dict[str, Row] = {}
     reference: dict[int, features.FeatureCache] = {}
     trained_on: dict[str, features.FeatureCache] = {}
-    for runtime in runtimes.RUNTIMES:
+    chosen = runtimes.RUNTIMES if args.runtimes is None else {"tensorflow", *args.runtimes}
+    for runtime in [runtime for runtime in runtimes.RUNTIMES if runtime in chosen]:
         if runtime == "openvino-bf16" and "BF16" not in capabilities.split():
             results.print(f"{runtime:<14} skipped: OpenVINO lists no BF16 on this CPU")
             continue
