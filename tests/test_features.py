@@ -149,3 +149,18 @@ def test_tensorflow_builds_the_cache_when_the_runtime_is_missing(tmp_path, monke
     ]
     assert sample_cache(tmp_path, "tensorflow").path == cache.path  # TensorFlow's own file
     assert [path.name for path in tmp_path.glob("*.npz")] == [cache.path.name]
+
+
+def test_backbone_predictor_is_what_a_build_runs_before_its_first_image(tmp_path, monkeypatch):
+    """benchmarks/feature_cache_runtimes.py times it apart: it gives the cache's own features,
+    and a runtime that is missing fails as the build's fallback expects."""
+    dataset = data.load(data.sample_root(), 32)
+    weights = model.resolve_weights("none")
+    cache = sample_cache(tmp_path, "tensorflow")
+    backbone, predict = features.backbone_predictor(32, weights, "avg", "tensorflow", tmp_path)
+    assert int(backbone.count_params()) == cache.backbone_parameters
+    clean = next(features.model_inputs(dataset, config.Augmentation(), 0, 0))
+    np.testing.assert_allclose(predict(clean), cache.clean[: len(clean)], rtol=1e-5, atol=1e-6)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(features.RuntimeFailed, match="ModuleNotFoundError: import of openvino"):
+        features.backbone_predictor(32, weights, "avg", "openvino", tmp_path)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+import keras
 import numpy as np
 from tqdm import tqdm
 
@@ -63,19 +64,17 @@ def load_or_build(
             return _read(path, key, len(dataset), inputs.views)
 
         def build(path: Path, key: str = key, candidate: str = candidate) -> None:
-            backbone = build_backbone(inputs.image_size, weights, inputs.pooling)
             with tempfile.TemporaryDirectory() as folder:
-                try:
-                    predict = runtimes.predictor(backbone, candidate, Path(folder))
-                except Exception as error:  # not installed, or the conversion failed
-                    raise _RuntimeFailed(f"{type(error).__name__}: {error}") from error
+                backbone, predict = backbone_predictor(
+                    inputs.image_size, weights, inputs.pooling, candidate, Path(folder)
+                )
                 clean, augmented = _compute(dataset, predict, inputs, progress, weights.label)
             parameters = int(backbone.count_params())
             _write(FeatureCache(key, path, clean, augmented, parameters, candidate))
 
         try:
             return locked_build(Path(directory) / f"{key}.npz", read, build)
-        except _RuntimeFailed as error:
+        except RuntimeFailed as error:
             print(
                 f"feature cache: runtime {candidate} failed ({error}); using tensorflow",
                 file=sys.stderr,
@@ -83,7 +82,21 @@ def load_or_build(
     raise AssertionError("unreachable: tensorflow needs no conversion, so it never fails over")
 
 
-class _RuntimeFailed(Exception):
+def backbone_predictor(
+    image_size: int, weights: Weights, pooling: str, runtime: str, folder: Path
+) -> tuple[keras.Model, runtimes.Predict]:
+    """What a build of the cache does before its first image: the backbone, and a function
+    running it on `runtime` (exporting and converting it into `folder`). Raises
+    `RuntimeFailed` when `runtime` cannot run it (not installed, or the conversion failed)."""
+    backbone = build_backbone(image_size, weights, pooling)
+    try:
+        predict = runtimes.predictor(backbone, runtime, folder)
+    except Exception as error:  # not installed, or the conversion failed
+        raise RuntimeFailed(f"{type(error).__name__}: {error}") from error
+    return backbone, predict
+
+
+class RuntimeFailed(Exception):
     """The cache's runtime could not run the backbone (not installed, or no conversion)."""
 
 
