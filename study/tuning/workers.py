@@ -79,8 +79,9 @@ def default_workers(
 
     Fine-tuning trials on cached activations run two at a time too, when the memory available
     (`memory_gb`, else the kernel's MemAvailable) holds DEFAULT_WORKERS x WORKER_MEMORY_GB:
-    their convolutions keep both cores busy only part of a trial (the frozen phase, validation,
-    scoring and logging leave one idle; benchmarks/results/optimizer_cold.txt)."""
+    the frozen phase, validation, scoring and logging of a trial leave a core idle beside its
+    convolutions. `benchmarks/workers_throughput.py --space search_spaces/optimizer.yaml`
+    measures what that buys."""
     if _fine_tunes_on_cached_activations(config):
         kind = "fine-tuning trials on cached activations"
         available = available_memory_gb() if memory_gb is None else memory_gb
