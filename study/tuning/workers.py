@@ -45,7 +45,7 @@ from study.tuning import tuner
 from study.tuning.keras_tuner_adapter import abandon, give_back, queued_retries
 
 DEFAULT_WORKERS = 2  # local worker processes when `default_workers` runs trials two at a time
-WORKER_MEMORY_GB = 4  # a fine-tuning worker's peak resident memory, rounded up
+WORKER_MEMORY_GB = 4  # set aside per fine-tuning worker: TensorFlow, the model, its gradients
 MIN_TRIAL_IMAGE_EPOCHS = 20_000  # frozen.epochs x images of a trial worth a worker process
 MAX_RESTARTS = 3  # deaths of a local worker on one trial before that trial is FAILED
 LEASE_TAG = "worker_lease."  # + worker id, on the parent run: JSON host, pid, beat, released
