@@ -240,15 +240,9 @@ def above_cut_model(backbone, cut, config, dataset, train_features):
     import keras
 
     from study.model import nasnet
+    from study.training.train import configured_head
 
-    head = nasnet.build_head(
-        len(dataset.class_names),
-        config.model.activation,
-        config.model.dropout,
-        config.model.head_width,
-        config.seed,
-        normalize=config.model.normalize_features,
-    )
+    head = configured_head(config, len(dataset.class_names))
     nasnet.adapt_head(head, train_features)
     _, top = nasnet.split_backbone(backbone, cut)
     inputs = [keras.Input(tensor.shape[1:]) for tensor in top.inputs]

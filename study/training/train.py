@@ -80,14 +80,7 @@ def train(
     (for a fine-tuning cut) lets phase 2 skip the frozen cells below the cut."""
     deadline = None if time_budget_s is None else time.monotonic() + time_budget_s
     labels = dataset.labels
-    head = build_head(
-        len(dataset.class_names),
-        config.model.activation,
-        config.model.dropout,
-        config.model.head_width,
-        config.seed,
-        normalize=config.model.normalize_features,
-    )
+    head = configured_head(config, len(dataset.class_names))
     result = TrainingResult(class_names=dataset.class_names, head=head)
     needs_backbone = features is None or config.fine_tune.epochs > 0
     backbone = (
@@ -176,6 +169,18 @@ def train(
         }
         result.model = model
     return result
+
+
+def configured_head(config: StudyConfig, n_classes: int) -> keras.Model:
+    """The head `config.model` describes, initialised from the run's seed."""
+    return build_head(
+        n_classes,
+        config.model.activation,
+        config.model.dropout,
+        config.model.head_width,
+        config.seed,
+        normalize=config.model.normalize_features,
+    )
 
 
 def _clean_images(dataset: Dataset) -> Callable[[np.ndarray], np.ndarray]:
